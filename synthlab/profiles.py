@@ -1,0 +1,85 @@
+"""The ``ci`` / ``cpu`` / ``gpu`` profiles: the only place where sizes and step counts live.
+
+Notebooks and the command line read their budgets from here, so a CI run, a laptop run and a GPU run execute the
+same code at three scales. The active profile comes from an argument, else the ``SYNTHLAB_PROFILE`` environment
+variable, else ``ci``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+__all__ = ["PROFILES", "Profile", "get_profile"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Budgets for one scale of run. Fields ending in ``_2d``/``_3d`` are picked with :meth:`for_dim`."""
+
+    name: str
+    description: str
+    # Synthesis (notebook 01): side of the example images.
+    synth_size_2d: int
+    synth_size_3d: int
+    # Pretraining (notebook 02, 05 and `synthlab pretrain`).
+    preset_2d: str
+    preset_3d: str
+    pretrain_size_2d: int
+    pretrain_size_3d: int
+    pretrain_steps: int
+    pretrain_batch: int
+    # Registration (notebook 03): longest side after resampling, optimiser steps, seeded deformations.
+    reg_size: int
+    reg_iterations: int
+    reg_seeds: int
+    # Few-shot segmentation (notebook 04): fine-tuning steps, shot counts, seeds, held-out volumes evaluated.
+    seg_steps: int
+    seg_shots: tuple[int, ...]
+    seg_seeds: int
+    seg_max_test: int | None
+
+    def for_dim(self, field: str, dim: int) -> int | str:
+        """Value of ``<field>_<dim>d``, e.g. ``for_dim("pretrain_size", 3)``."""
+        if dim not in (2, 3):
+            raise ValueError(f"dim must be 2 or 3, got {dim!r}")
+        return getattr(self, f"{field}_{dim}d")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        name="ci", description="CPU minutes: every notebook end to end in CI on 2 cores",
+        synth_size_2d=96, synth_size_3d=48,
+        preset_2d="tiny", preset_3d="tiny", pretrain_size_2d=64, pretrain_size_3d=32,
+        pretrain_steps=30, pretrain_batch=2,
+        reg_size=64, reg_iterations=40, reg_seeds=1,
+        seg_steps=30, seg_shots=(1, 3), seg_seeds=2, seg_max_test=8,
+    ),
+    "cpu": Profile(
+        name="cpu", description="a laptop run: tens of minutes on a few cores",
+        synth_size_2d=192, synth_size_3d=96,
+        preset_2d="small", preset_3d="small", pretrain_size_2d=128, pretrain_size_3d=64,
+        pretrain_steps=500, pretrain_batch=2,
+        reg_size=128, reg_iterations=80, reg_seeds=3,
+        seg_steps=300, seg_shots=(1, 3, 5), seg_seeds=6, seg_max_test=40,
+    ),
+    "gpu": Profile(
+        name="gpu", description="Colab or cluster GPU: the anatomix preset at 128^3",
+        synth_size_2d=256, synth_size_3d=128,
+        preset_2d="anatomix", preset_3d="anatomix", pretrain_size_2d=256, pretrain_size_3d=128,
+        pretrain_steps=20000, pretrain_batch=4,
+        reg_size=192, reg_iterations=150, reg_seeds=5,
+        seg_steps=2000, seg_shots=(1, 3, 5), seg_seeds=10, seg_max_test=None,
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The named profile, else ``$SYNTHLAB_PROFILE``, else ``ci``; an unknown name raises a ValueError."""
+    name = name or os.environ.get("SYNTHLAB_PROFILE") or "ci"
+    if name not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {name!r} (check SYNTHLAB_PROFILE)")
+    return PROFILES[name]

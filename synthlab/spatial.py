@@ -1,0 +1,295 @@
+"""Spatial toolbox shared by synthesis and registration.
+
+One implementation of the geometric primitives every other module needs: smooth random fields, affine matrices,
+dense warps, separable Gaussian blur, resampling and Jacobian determinants. Everything works for ``dim`` 2 or 3,
+on batched tensors shaped ``(B, C, *size)``, on whatever device the inputs live on.
+
+Conventions
+-----------
+* A displacement field ``u`` has shape ``(B, dim, *size)`` in **voxel** units; channel ``k`` moves along spatial
+  axis ``k`` (the axis order of the tensor, not grid_sample's reversed x-y-z order). Warping samples the moving
+  image at ``x + u(x)``.
+* An affine matrix has shape ``(B, dim, dim + 1)`` and maps output voxel coordinates, *centred on the volume
+  centre*, to input coordinates: ``p_in = A @ (x - c) + t + c``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "affine_displacement",
+    "affine_matrix",
+    "check_dim",
+    "conv_fn",
+    "gaussian_blur",
+    "identity_grid",
+    "interp_mode",
+    "jacobian_determinant",
+    "multiscale_noise",
+    "resize",
+    "rotation_matrix",
+    "smooth_noise",
+    "warp",
+]
+
+
+def check_dim(dim: int) -> int:
+    """Return ``dim`` if it is 2 or 3, else raise a ValueError naming the field."""
+    if dim not in (2, 3):
+        raise ValueError(f"dim must be 2 or 3, got {dim!r}")
+    return dim
+
+
+def conv_fn(dim: int) -> Callable[..., torch.Tensor]:
+    """The functional convolution for ``dim`` spatial dimensions (the one place that picks it)."""
+    return F.conv2d if check_dim(dim) == 2 else F.conv3d
+
+
+def interp_mode(dim: int) -> str:
+    """The linear interpolation mode ``F.interpolate`` needs for ``dim`` spatial dimensions."""
+    return "bilinear" if check_dim(dim) == 2 else "trilinear"
+
+
+def _size_tuple(size: int | Sequence[int], dim: int) -> tuple[int, ...]:
+    if isinstance(size, int):
+        return (size,) * dim
+    size = tuple(int(s) for s in size)
+    if len(size) != dim:
+        raise ValueError(f"size {size} has {len(size)} entries but dim is {dim}")
+    return size
+
+
+def resize(x: torch.Tensor, size: Sequence[int], mode: str = "linear") -> torch.Tensor:
+    """Resample ``x`` (B, C, *spatial) to ``size``; ``mode`` is ``"linear"`` or ``"nearest"``."""
+    dim = x.ndim - 2
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    if mode == "nearest":
+        return F.interpolate(x, size=tuple(size), mode="nearest-exact")
+    return F.interpolate(x, size=tuple(size), mode=interp_mode(dim), align_corners=True)
+
+
+def smooth_noise(
+    batch: int,
+    channels: int,
+    size: Sequence[int],
+    coarse: int | Sequence[int],
+    generator: torch.Generator,
+    std: torch.Tensor | float = 1.0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Gaussian noise drawn on a coarse grid and upsampled linearly: a cheap smooth random field.
+
+    Smoothness comes from the coarse grid (its side sets the correlation length, ``size / coarse``), so the cost
+    is one small ``randn`` plus one interpolation, instead of a large convolution.
+
+    Args:
+        batch, channels: leading shape of the output.
+        size: output spatial size.
+        coarse: side(s) of the coarse grid (at least 2).
+        generator: the source of randomness.
+        std: scalar or per-sample ``(B,)`` / ``(B, C)`` standard deviation.
+    Returns:
+        ``(B, C, *size)`` field.
+    """
+    dim = len(size)
+    coarse = _size_tuple(coarse, dim)
+    device = generator.device if device is None else torch.device(device)
+    noise = torch.randn((batch, channels, *[max(2, c) for c in coarse]), generator=generator,
+                        device=device, dtype=dtype)
+    if torch.is_tensor(std):
+        noise = noise * std.to(noise).reshape(batch, -1, *([1] * dim))
+    else:
+        noise = noise * std
+    return resize(noise, size)
+
+
+def multiscale_noise(
+    batch: int,
+    channels: int,
+    size: Sequence[int],
+    coarse_sides: Sequence[int],
+    generator: torch.Generator,
+    std: torch.Tensor | float = 1.0,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Sum of :func:`smooth_noise` fields at several coarse resolutions (Perlin-like, multi-octave).
+
+    ``std`` may be a scalar, ``(B,)``, or ``(B, n_scales)`` to weight each octave separately.
+    """
+    field = None
+    for k, side in enumerate(coarse_sides):
+        s = std[:, k] if torch.is_tensor(std) and std.ndim == 2 else std
+        octave = smooth_noise(batch, channels, size, side, generator, s, device)
+        field = octave if field is None else field + octave
+    if field is None:
+        raise ValueError("coarse_sides must name at least one scale")
+    return field
+
+
+def identity_grid(size: Sequence[int], device: torch.device | str | None = None,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Voxel coordinates ``(dim, *size)``, channel k holding the index along axis k."""
+    axes = [torch.arange(s, device=device, dtype=dtype) for s in size]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"))
+
+
+def _to_sampling_grid(coords: torch.Tensor, size_in: Sequence[int]) -> torch.Tensor:
+    """Voxel coordinates (B, dim, *size) of an input of ``size_in`` -> grid_sample's grid (B, *size, dim).
+
+    grid_sample wants coordinates normalised to [-1, 1] (align_corners=True) with the axes in x-y-z order,
+    the reverse of the tensor's axis order.
+    """
+    dim = coords.shape[1]
+    scale = torch.tensor([2.0 / max(s - 1, 1) for s in size_in], device=coords.device, dtype=coords.dtype)
+    normalised = coords * scale.view(1, dim, *([1] * dim)) - 1.0
+    return normalised.flip(1).movedim(1, -1)
+
+
+def warp(image: torch.Tensor, displacement: torch.Tensor, mode: str = "bilinear",
+         padding_mode: str = "border") -> torch.Tensor:
+    """Sample ``image`` at ``x + displacement(x)``.
+
+    Args:
+        image: ``(B, C, *in_size)``; may differ in size from the displacement only if you mean to resample.
+        displacement: ``(B, dim, *out_size)`` in voxel units of ``image``.
+        mode: ``"bilinear"`` (linear in 3D too) or ``"nearest"`` (for label maps).
+    """
+    if displacement.shape[1] != image.ndim - 2:
+        raise ValueError(f"displacement has {displacement.shape[1]} channels for a {image.ndim - 2}D image")
+    coords = identity_grid(displacement.shape[2:], displacement.device, displacement.dtype) + displacement
+    if tuple(image.shape[2:]) != tuple(displacement.shape[2:]):
+        # Rescale so that corner voxels of the output grid map onto corner voxels of the input.
+        pairs = zip(image.shape[2:], displacement.shape[2:], strict=True)
+        ratio = torch.tensor([(si - 1) / max(so - 1, 1) for si, so in pairs], device=coords.device, dtype=coords.dtype)
+        coords = coords * ratio.view(1, -1, *([1] * (coords.ndim - 2)))
+    grid = _to_sampling_grid(coords, image.shape[2:])
+    grid = grid.expand(image.shape[0], *grid.shape[1:]) if grid.shape[0] == 1 else grid
+    out = F.grid_sample(image.to(grid.dtype) if mode != "nearest" else image.float(), grid, mode=mode,
+                        padding_mode=padding_mode, align_corners=True)
+    return out.to(image.dtype) if mode == "nearest" else out
+
+
+def rotation_matrix(angles: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices from angles in radians: ``(B, 1)`` -> ``(B, 2, 2)``; ``(B, 3)`` Euler -> ``(B, 3, 3)``."""
+    c, s = torch.cos(angles), torch.sin(angles)
+    one, zero = torch.ones_like(c[:, 0]), torch.zeros_like(c[:, 0])
+    if angles.shape[1] == 1:
+        return torch.stack([torch.stack([c[:, 0], -s[:, 0]], -1), torch.stack([s[:, 0], c[:, 0]], -1)], 1)
+    if angles.shape[1] != 3:
+        raise ValueError(f"angles must have 1 (2D) or 3 (3D) columns, got {angles.shape[1]}")
+    rx = torch.stack([torch.stack([one, zero, zero], -1), torch.stack([zero, c[:, 0], -s[:, 0]], -1),
+                      torch.stack([zero, s[:, 0], c[:, 0]], -1)], 1)
+    ry = torch.stack([torch.stack([c[:, 1], zero, s[:, 1]], -1), torch.stack([zero, one, zero], -1),
+                      torch.stack([-s[:, 1], zero, c[:, 1]], -1)], 1)
+    rz = torch.stack([torch.stack([c[:, 2], -s[:, 2], zero], -1), torch.stack([s[:, 2], c[:, 2], zero], -1),
+                      torch.stack([zero, zero, one], -1)], 1)
+    return rz @ ry @ rx
+
+
+def affine_matrix(angles: torch.Tensor, scales: torch.Tensor, shears: torch.Tensor | None = None,
+                  translation: torch.Tensor | None = None, flips: torch.Tensor | None = None) -> torch.Tensor:
+    """Compose ``(B, dim, dim+1)`` matrices from sampled parameters: rotate @ shear @ scale @ flip, then shift.
+
+    Args:
+        angles: ``(B, 1)`` in 2D or ``(B, 3)`` in 3D, radians.
+        scales: ``(B, dim)`` per-axis zoom of the *content* (2 makes objects twice as large).
+        shears: ``(B, dim, dim)`` off-diagonal shear terms (diagonal ignored), or None.
+        translation: ``(B, dim)`` voxels, or None.
+        flips: ``(B, dim)`` booleans, or None.
+    """
+    batch, dim = scales.shape
+    # Output->input mapping: content zoom s means sampling the input at x / s.
+    linear = torch.diag_embed(1.0 / scales)
+    if flips is not None:
+        linear = torch.diag_embed(1.0 - 2.0 * flips.to(scales.dtype)) @ linear
+    if shears is not None:
+        eye = torch.eye(dim, device=scales.device, dtype=scales.dtype)
+        linear = (eye + shears * (1 - eye)) @ linear
+    linear = rotation_matrix(angles) @ linear
+    shift = torch.zeros(batch, dim, 1, device=scales.device, dtype=scales.dtype)
+    if translation is not None:
+        shift = translation.unsqueeze(-1).to(scales.dtype)
+    return torch.cat([linear, shift], dim=2)
+
+
+def affine_displacement(matrix: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Turn centred affine matrices ``(B, dim, dim+1)`` into a voxel displacement field ``(B, dim, *size)``.
+
+    Expressing affines as displacements lets one :func:`warp` call apply an affine and a deformation together.
+    """
+    dim = len(size)
+    grid = identity_grid(size, matrix.device, matrix.dtype)
+    centre = torch.tensor([(s - 1) / 2 for s in size], device=matrix.device, dtype=matrix.dtype)
+    centred = (grid - centre.view(dim, *([1] * dim))).reshape(dim, -1)
+    mapped = matrix[:, :, :dim] @ centred + matrix[:, :, dim:]
+    return (mapped - centred).reshape(matrix.shape[0], dim, *size)
+
+
+def _gaussian_kernels(sigma: torch.Tensor, truncate: float = 3.0) -> torch.Tensor:
+    """1D Gaussian kernels, one per row of ``sigma`` (N,), sharing the radius of the largest sigma."""
+    radius = max(1, int(math.ceil(truncate * float(sigma.max()))))
+    offsets = torch.arange(-radius, radius + 1, device=sigma.device, dtype=sigma.dtype)
+    safe = sigma.clamp_min(1e-6).unsqueeze(1)
+    kernels = torch.exp(-0.5 * (offsets / safe) ** 2)
+    return kernels / kernels.sum(1, keepdim=True)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor | float, truncate: float = 3.0) -> torch.Tensor:
+    """Separable Gaussian blur with a per-sample, per-axis sigma (voxels), replicate padding.
+
+    Each axis is a weighted sum of shifted views of the padded tensor: on CPUs this beats a grouped
+    convolution with a thin kernel several times over, and the weights can differ per sample for free.
+
+    Args:
+        x: ``(B, C, *size)``.
+        sigma: scalar, ``(B,)`` (isotropic), or ``(B, dim)`` (anisotropic, e.g. thick slices along one axis).
+    Returns:
+        Blurred tensor of the same shape; an axis whose sigmas are all ~0 is skipped (no cost).
+    """
+    batch, channels, *size = x.shape
+    dim = len(size)
+    sigma_t = torch.as_tensor(sigma, device=x.device, dtype=x.dtype)
+    if sigma_t.ndim == 0:
+        sigma_t = sigma_t.expand(batch)
+    if sigma_t.ndim == 1:
+        sigma_t = sigma_t.unsqueeze(1).expand(batch, dim)
+    out = x
+    for axis in range(dim):
+        s = sigma_t[:, axis]
+        if float(s.max()) <= 0.05:
+            continue
+        kernels = _gaussian_kernels(s, truncate)  # (B, L)
+        length = kernels.shape[1]
+        # Samples with sigma ~ 0 get a delta kernel, so their values stay exact.
+        delta = torch.zeros_like(kernels)
+        delta[:, length // 2] = 1.0
+        kernels = torch.where((s <= 0.05).unsqueeze(1), delta, kernels)
+        pad = [0, 0] * dim
+        pad[2 * (dim - 1 - axis)] = pad[2 * (dim - 1 - axis) + 1] = length // 2
+        padded = F.pad(out, pad, mode="replicate")
+        weights = kernels.view(batch, 1, length, *([1] * dim))
+        acc = padded.narrow(2 + axis, 0, size[axis]) * weights[:, :, 0]
+        for k in range(1, length):
+            acc = acc.add_(padded.narrow(2 + axis, k, size[axis]) * weights[:, :, k])
+        out = acc
+    return out
+
+
+def jacobian_determinant(displacement: torch.Tensor) -> torch.Tensor:
+    """Determinant of the Jacobian of ``x + u(x)`` by central differences: ``(B, dim, *size)`` -> ``(B, *size)``.
+
+    Values <= 0 mark folding (the map is locally not invertible).
+    """
+    dim = displacement.shape[1]
+    grads = [torch.gradient(displacement[:, k], dim=list(range(1, dim + 1))) for k in range(dim)]
+    jac = torch.stack([torch.stack(g, 1) for g in grads], 1)  # (B, dim_out, dim_in, *size)
+    jac = jac + torch.eye(dim, device=displacement.device, dtype=displacement.dtype).view(
+        1, dim, dim, *([1] * dim))
+    return torch.linalg.det(jac.movedim(1, -1).movedim(1, -1))

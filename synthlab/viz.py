@@ -1,0 +1,183 @@
+"""Pictures for the notebooks: mid-slices in three planes, label overlays, checkerboards, grids, widgets.
+
+Static matplotlib figures come first (they render under papermill, nbval and on GitHub); widgets are added on
+top for interactive sessions. Every function takes tensors or arrays shaped ``(*size)`` or ``(1, *size)`` in 2D
+or 3D and never changes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.colors import ListedColormap
+
+__all__ = [
+    "checkerboard",
+    "label_cmap",
+    "mid_slices",
+    "pca_rgb",
+    "plot_deformation_grid",
+    "show_planes",
+    "show_row",
+    "slider",
+]
+
+PLANES = ("axial", "coronal", "sagittal")
+
+
+def _as_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    if torch.is_tensor(x):
+        x = x.detach().float().cpu().numpy()
+    x = np.asarray(x)
+    while x.ndim > 3 and x.shape[0] == 1:  # drop leading batch/channel axes of size 1
+        x = x[0]
+    return x
+
+
+def label_cmap(n: int = 64, seed: int = 0) -> ListedColormap:
+    """A categorical colour map with black for label 0 and well-separated random hues for the rest."""
+    rng = np.random.default_rng(seed)
+    colours = np.concatenate([[[0, 0, 0]], 0.25 + 0.75 * rng.random((n - 1, 3))])
+    return ListedColormap(colours)
+
+
+def mid_slices(volume: torch.Tensor | np.ndarray, index: Sequence[int] | None = None) -> list[np.ndarray]:
+    """The three orthogonal slices through ``index`` (default: the centre) of a 3D volume; a 2D image as is."""
+    v = _as_numpy(volume)
+    if v.ndim == 2:
+        return [v]
+    index = [s // 2 for s in v.shape] if index is None else index
+    # Axis 2 is axial in RAS-ordered volumes; show each plane with the first in-plane axis vertical.
+    return [np.rot90(v[:, :, index[2]]), np.rot90(v[:, index[1], :]), np.rot90(v[index[0], :, :])]
+
+
+def _draw(ax: plt.Axes, image: np.ndarray, kind: str, vmax: float | None) -> None:
+    if kind == "labels":
+        n = max(int(image.max()) + 1, 2)
+        ax.imshow(image, cmap=label_cmap(max(n, 64)), vmin=0, vmax=max(n, 64) - 1, interpolation="nearest")
+    elif kind == "rgb":
+        ax.imshow(np.clip(image, 0, 1))
+    else:
+        ax.imshow(image, cmap="gray", vmin=0 if kind == "image" else None, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def show_planes(volumes: Sequence[torch.Tensor | np.ndarray], titles: Sequence[str] | None = None,
+                kinds: Sequence[str] | str = "image", overlay: torch.Tensor | np.ndarray | None = None,
+                size: float = 2.2) -> plt.Figure:
+    """One row per volume, one column per plane (three for 3D, one for 2D).
+
+    Args:
+        volumes: images, label maps (``kind="labels"``) or RGB volumes ``(*size, 3)`` (``kind="rgb"``).
+        titles: row titles.
+        kinds: ``"image"`` (grey, [0, 1]), ``"labels"``, ``"rgb"`` or ``"auto"`` (grey, own range); one or per row.
+        overlay: optional label map drawn semi-transparently over every row.
+    """
+    kinds = [kinds] * len(volumes) if isinstance(kinds, str) else list(kinds)
+    rows = [mid_slices(v) if k != "rgb" else _rgb_slices(v) for v, k in zip(volumes, kinds, strict=True)]
+    over = mid_slices(overlay) if overlay is not None else None
+    ncols = len(rows[0])
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(size * ncols, size * len(rows)), squeeze=False)
+    for r, (slices, kind) in enumerate(zip(rows, kinds, strict=True)):
+        vmax = 1.0 if kind == "image" else None
+        for c, image in enumerate(slices):
+            _draw(axes[r, c], image, kind, vmax)
+            if over is not None:
+                masked = np.ma.masked_where(over[c] == 0, over[c])
+                axes[r, c].imshow(masked, cmap=label_cmap(), alpha=0.45, vmin=0, vmax=63, interpolation="nearest")
+            if r == 0 and ncols == 3:
+                axes[r, c].set_title(PLANES[c], fontsize=9)
+        if titles is not None:
+            axes[r, 0].set_ylabel(titles[r], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def show_row(images: Sequence[torch.Tensor | np.ndarray], titles: Sequence[str] | None = None,
+             kinds: Sequence[str] | str = "image", size: float = 2.4) -> plt.Figure:
+    """A row of 2D images (or the axial mid-slice of 3D volumes), e.g. one effect at several strengths."""
+    kinds = [kinds] * len(images) if isinstance(kinds, str) else list(kinds)
+    fig, axes = plt.subplots(1, len(images), figsize=(size * len(images), size), squeeze=False)
+    for c, (image, kind) in enumerate(zip(images, kinds, strict=True)):
+        slices = mid_slices(image) if kind != "rgb" else _rgb_slices(image)
+        _draw(axes[0, c], slices[0], kind, 1.0 if kind == "image" else None)
+        if titles is not None:
+            axes[0, c].set_title(titles[c], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _rgb_slices(volume: torch.Tensor | np.ndarray) -> list[np.ndarray]:
+    v = _as_numpy(volume)
+    if v.ndim == 3:
+        return [v]
+    channels = [mid_slices(v[..., k]) for k in range(3)]
+    return [np.stack([channels[k][p] for k in range(3)], -1) for p in range(len(channels[0]))]
+
+
+def checkerboard(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray, tiles: int = 8) -> np.ndarray:
+    """Interleave two images of the same shape in a checkerboard, to judge alignment at the tile edges."""
+    a, b = _as_numpy(a), _as_numpy(b)
+    if a.shape != b.shape:
+        raise ValueError(f"checkerboard needs equal shapes, got {a.shape} and {b.shape}")
+    idx = np.indices(a.shape)
+    cells = sum((i * tiles // s) for i, s in zip(idx, a.shape, strict=True)) % 2
+    return np.where(cells == 0, a, b)
+
+
+def plot_deformation_grid(ax: plt.Axes, displacement: torch.Tensor | np.ndarray, step: int = 4,
+                          colour: str = "tab:orange") -> None:
+    """Draw a 2D displacement ``(2, H, W)`` (voxels) as a deformed grid: lines of the fixed grid, moved."""
+    d = _as_numpy(displacement)
+    h, w = d.shape[1:]
+    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    py, px = yy + d[0], xx + d[1]
+    for i in range(0, h, step):
+        ax.plot(px[i, :], py[i, :], color=colour, lw=0.7)
+    for j in range(0, w, step):
+        ax.plot(px[:, j], py[:, j], color=colour, lw=0.7)
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def pca_rgb(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Project per-voxel features ``(C, *size)`` onto their first three principal components, as RGB in [0, 1].
+
+    Voxels that a network considers alike get alike colours, which makes a learned representation visible.
+    """
+    c = features.shape[0]
+    flat = features.reshape(c, -1).T.float()
+    fit = flat if mask is None else flat[mask.reshape(-1).bool()]
+    mean = fit.mean(0, keepdim=True)
+    _, _, v = torch.linalg.svd(fit - mean, full_matrices=False)
+    proj = (flat - mean) @ v[:3].T
+    lo, hi = proj.quantile(0.01, dim=0), proj.quantile(0.99, dim=0)
+    rgb = ((proj - lo) / (hi - lo).clamp_min(1e-8)).clamp(0, 1)
+    return rgb.T.reshape(3, *features.shape[1:]).movedim(0, -1)
+
+
+def slider(render: Callable[..., plt.Figure], **ranges: tuple) -> object:
+    """An ipywidgets ``interact`` panel around ``render(**values)``; each range is (min, max, step, default).
+
+    The figure is redrawn only when a slider is released, so heavy renders (3D synthesis) stay responsive.
+    """
+    import ipywidgets as widgets
+
+    controls = {}
+    for name, (lo, hi, step, value) in ranges.items():
+        cls = widgets.IntSlider if all(isinstance(x, int) for x in (lo, hi, step, value)) else widgets.FloatSlider
+        controls[name] = cls(min=lo, max=hi, step=step, value=value, description=name, continuous_update=False)
+
+    def _show(**values: float) -> None:
+        fig = render(**values)
+        plt.show()
+        plt.close(fig)
+
+    return widgets.interactive(_show, **controls)
