@@ -22,19 +22,24 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "affine_coordinates",
     "affine_displacement",
     "affine_matrix",
     "check_dim",
+    "coarse_shape",
     "conv_fn",
     "gaussian_blur",
     "identity_grid",
     "interp_mode",
     "jacobian_determinant",
     "multiscale_noise",
+    "pyramid_noise",
     "resize",
     "rotation_matrix",
+    "sample_nearest",
     "smooth_noise",
     "warp",
+    "warp_labels",
 ]
 
 
@@ -293,3 +298,102 @@ def jacobian_determinant(displacement: torch.Tensor) -> torch.Tensor:
     jac = jac + torch.eye(dim, device=displacement.device, dtype=displacement.dtype).view(
         1, dim, dim, *([1] * dim))
     return torch.linalg.det(jac.movedim(1, -1).movedim(1, -1))
+
+
+def coarse_shape(size: Sequence[int], side: int) -> tuple[int, ...]:
+    """A coarse grid with ``side`` points along the longest axis, proportionally fewer (>= 2) elsewhere.
+
+    A field drawn on it and upsampled to ``size`` then has the same correlation length along every axis, even
+    for non-cubic volumes.
+    """
+    longest = max(size)
+    return tuple(max(2, round(side * s / longest)) for s in size)
+
+
+def pyramid_noise(
+    batch: int,
+    channels: int,
+    size: Sequence[int],
+    coarse_sides: Sequence[int],
+    generator: torch.Generator,
+    std: torch.Tensor | float = 1.0,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Multi-octave smooth noise summed coarse to fine, with a single interpolation to the full ``size``.
+
+    Like :func:`multiscale_noise` (same octaves, same ``std`` conventions), but each octave is added on the
+    next finer grid rather than at full size, so the cost is one full-size interpolation whatever the number
+    of octaves. Coarse octaves pass through several linear interpolations and come out slightly smoother.
+    ``std`` may also be ``(B, C, n_scales)``: one SD per sample, channel and octave.
+    """
+    device = generator.device if device is None else torch.device(device)
+    if not coarse_sides:
+        raise ValueError("coarse_sides must name at least one scale")
+    # Octaves are visited coarse to fine; remember which column of a (B, n_scales) std belongs to each.
+    order = sorted(range(len(coarse_sides)), key=lambda k: coarse_sides[k])
+    field = None
+    for k in order:
+        grid = coarse_shape(size, coarse_sides[k]) if max(size) >= coarse_sides[k] else tuple(size)
+        s = std[..., k] if torch.is_tensor(std) and std.ndim >= 2 else std
+        octave = smooth_noise(batch, channels, grid, grid, generator, s, device)
+        field = octave if field is None else resize(field, grid) + octave
+    return resize(field, size)
+
+
+def affine_coordinates(matrix: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Input voxel coordinates ``(B, dim, *size)`` that centred affines ``(B, dim, dim+1)`` assign to voxels.
+
+    Same convention as :func:`affine_displacement` (``p_in = A @ (x - c) + t + c``), built from broadcast 1D
+    ramps instead of a matrix product over a full identity grid.
+    """
+    dim = len(size)
+    batch = matrix.shape[0]
+    channels = []
+    for i in range(dim):
+        coord = None
+        for j, n in enumerate(size):
+            ramp = torch.arange(n, device=matrix.device, dtype=matrix.dtype) - (n - 1) / 2
+            term = matrix[:, i, j].view(batch, 1) * ramp.view(1, n)
+            term = term.view(batch, *[n if k == j else 1 for k in range(dim)])
+            coord = term if coord is None else coord + term
+        offset = matrix[:, i, dim] + (size[i] - 1) / 2
+        channels.append(coord + offset.view(batch, *([1] * dim)))
+    return torch.stack(channels, 1)
+
+
+def sample_nearest(labels: torch.Tensor, coords: torch.Tensor, fill: int | None = 0) -> torch.Tensor:
+    """Read ``labels (B, C, *in_size)`` at the voxels nearest to ``coords (B, dim, *out_size)``.
+
+    Rounds the coordinates and gathers with one ``torch.take``: exact for integer maps (labels never pass
+    through floating point) and several times faster than ``grid_sample`` on CPUs.
+
+    Args:
+        fill: value for coordinates outside the input, or None to repeat the border.
+    """
+    batch, channels, *size = labels.shape
+    dim = len(size)
+    if coords.shape[1] != dim:
+        raise ValueError(f"coords have {coords.shape[1]} channels for a {dim}D label map")
+    if fill is not None:
+        # A one-voxel border of `fill` turns "outside" into "clamp to the border".
+        labels = F.pad(labels, [1, 1] * dim, value=fill)
+        size = [s + 2 for s in size]
+    shift = 1.5 if fill is not None else 0.5  # +0.5 turns floor into rounding; +1 skips the border
+    numel = math.prod(size)
+    dtype = coords.dtype if numel < 2**24 else torch.float64  # the flat index is exact below 2^24 in float32
+    flat, stride = None, 1
+    for axis in reversed(range(dim)):
+        index = (coords[:, axis].to(dtype) + shift).floor_().clamp_(0, size[axis] - 1)
+        flat = index.mul_(stride) if flat is None else flat.add_(index, alpha=stride)
+        stride *= size[axis]
+    planes = torch.arange(batch * channels, device=labels.device).view(batch, channels, *([1] * dim)) * stride
+    return torch.take(labels, flat.long().unsqueeze(1) + planes)
+
+
+def warp_labels(labels: torch.Tensor, displacement: torch.Tensor, fill: int | None = 0) -> torch.Tensor:
+    """Nearest-neighbour warp of an integer map, ``labels`` read at ``x + u(x)`` (see :func:`sample_nearest`).
+
+    Matches ``warp(labels, displacement, mode="nearest")`` up to ties at exact half-voxels.
+    """
+    coords = identity_grid(displacement.shape[2:], displacement.device, displacement.dtype) + displacement
+    return sample_nearest(labels, coords, fill)

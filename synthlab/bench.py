@@ -1,0 +1,187 @@
+"""Benchmarks against the peers, one sub-command each.
+
+Examples::
+
+    python -m synthlab.bench synth --dim 3 --size 128 --n 8 --device cpu --threads 2
+    python -m synthlab.bench synth --labels ../shared/data/totalseg_ct/labels.nii.gz --json results/synth.json
+
+``synth`` times two-view samples of :class:`~synthlab.synth.SynthEngine` (label map included) for the
+procedural source and, with ``--labels``, the shape bank; then, on the very same label maps, the TorchIO
+pipeline a user would otherwise write (``RandomLabelsToImage`` followed by bias, gamma, blur, noise and
+anisotropy, run twice per map). TorchIO is imported here only, and reported as skipped when absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["bench_synth", "build_parser", "main"]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _summary(seconds: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(seconds), "std": statistics.pstdev(seconds), "min": min(seconds),
+            "n": len(seconds)}
+
+
+def _time_engine(engine: Any, n: int, device: torch.device) -> tuple[dict[str, Any], list[torch.Tensor]]:
+    """Seconds per sample for the label map (with augmentation), the rendering and both; also the maps."""
+    engine.sample(1)  # warm-up: first-call allocations and kernel selection are not what a training loop sees
+    stages: dict[str, list[float]] = {"labels": [], "render": [], "total": []}
+    maps = []
+    for _ in range(n):
+        _synchronize(device)
+        start = time.perf_counter()
+        labels = engine.augment(engine.sample_labels(1))
+        _synchronize(device)
+        middle = time.perf_counter()
+        engine.render(labels)
+        _synchronize(device)
+        end = time.perf_counter()
+        stages["labels"].append(middle - start)
+        stages["render"].append(end - middle)
+        stages["total"].append(end - start)
+        maps.append(labels.cpu())
+    return {name: _summary(values) for name, values in stages.items()}, maps
+
+
+def _torchio_two_views(dim: int) -> Callable[[torch.Tensor], None] | None:
+    """The TorchIO pipeline as a user would write it, or None when TorchIO is not installed."""
+    try:
+        import torchio as tio
+    except ImportError:
+        return None
+    axes = (0, 1) if dim == 2 else (0, 1, 2)
+    transform = tio.Compose([
+        tio.RandomLabelsToImage(label_key="label", image_key="image"),
+        tio.RandomBiasField(),
+        tio.RandomGamma(),
+        tio.RandomBlur(),
+        tio.RandomNoise(),
+        tio.RandomAnisotropy(axes=axes),
+    ])
+
+    def two_views(labels: torch.Tensor) -> None:
+        volume = labels[0] if dim == 3 else labels[0].unsqueeze(-1)  # TorchIO wants (C, W, H, D)
+        subject = tio.Subject(label=tio.LabelMap(tensor=volume))
+        for _ in range(2):
+            transform(subject)
+
+    return two_views
+
+
+def _time_torchio(two_views: Callable[[torch.Tensor], None], maps: list[torch.Tensor]) -> dict[str, float]:
+    two_views(maps[0])  # warm-up
+    seconds = []
+    for labels in maps:
+        start = time.perf_counter()
+        two_views(labels)
+        seconds.append(time.perf_counter() - start)
+    return _summary(seconds)
+
+
+def bench_synth(dim: int = 3, size: int = 128, n: int = 8, device: str = "cpu", labels: str | None = None,
+                seed: int = 0, threads: int | None = None, peers: bool = True) -> dict[str, Any]:
+    """Seconds per two-view sample for each label source, and for TorchIO on the same maps."""
+    from .synth import SynthConfig, SynthEngine
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch_device = torch.device(device)
+    results: dict[str, Any] = {
+        "benchmark": "synth", "dim": dim, "size": size, "n": n, "device": str(torch_device),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "sources": {},
+    }
+    sources = {"procedural": "procedural"}
+    if labels is not None:
+        sources[f"shape bank ({Path(labels).name})"] = labels
+    two_views = _torchio_two_views(dim) if peers else None
+    for name, source in sources.items():
+        start = time.perf_counter()
+        engine = SynthEngine(SynthConfig(dim=dim, size=size, n_views=2, labels=source), torch_device, seed)
+        load = time.perf_counter() - start
+        stages, maps = _time_engine(engine, n, torch_device)
+        entry: dict[str, Any] = {"synthlab": stages, "setup_s": load}
+        if engine.bank is not None:
+            entry["shapes"] = len(engine.bank)
+        if two_views is not None:
+            entry["torchio"] = _time_torchio(two_views, maps)
+            entry["speedup_total"] = entry["torchio"]["mean"] / stages["total"]["mean"]
+            entry["speedup_render"] = entry["torchio"]["mean"] / stages["render"]["mean"]
+        else:
+            entry["torchio"] = "skipped (pip install torchio)" if peers else "skipped (--no-peers)"
+        results["sources"][name] = entry
+    return results
+
+
+def _print_synth(results: dict[str, Any]) -> None:
+    side = "x".join([str(results["size"])] * results["dim"])
+    print(f"synth: {side}, {results['n']} two-view samples, device {results['device']}, "
+          f"{results['threads']} threads, torch {results['torch']}")
+    print(f"{'source':34s} {'s/sample: mean ± std (min)':>28s} {'label map':>10s} {'2 views':>9s}")
+    for name, entry in results["sources"].items():
+        s = entry["synthlab"]
+        total = f"{s['total']['mean']:.3f} ± {s['total']['std']:.3f} ({s['total']['min']:.3f})"
+        print(f"{'synthlab ' + name:34s} {total:>28s} {s['labels']['mean']:10.3f} {s['render']['mean']:9.3f}"
+              f"   (setup {entry['setup_s']:.1f} s)")
+        peer = entry["torchio"]
+        if isinstance(peer, str):
+            print(f"{'torchio, same maps':34s} {peer}")
+        else:
+            total = f"{peer['mean']:.3f} ± {peer['std']:.3f} ({peer['min']:.3f})"
+            print(f"{'torchio, same maps (2 views)':34s} {total:>28s} {'-':>10s} {peer['mean']:9.3f}"
+                  f"   -> synthlab {entry['speedup_total']:.1f}x faster incl. label map, "
+                  f"{entry['speedup_render']:.1f}x on rendering alone")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synthlab.bench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="benchmark", required=True)
+    synth = sub.add_parser("synth", help="synthesis speed: synthlab vs the TorchIO pipeline")
+    synth.add_argument("--dim", type=int, default=3, choices=(2, 3))
+    synth.add_argument("--size", type=int, default=128, help="side of the cubic/square samples")
+    synth.add_argument("--n", type=int, default=8, help="timed samples per source (after one warm-up)")
+    synth.add_argument("--device", default="cpu")
+    synth.add_argument("--labels", default=None, help="label-map folder or file for the shape-bank source")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    synth.add_argument("--no-peers", dest="peers", action="store_false", help="skip the TorchIO comparison")
+    synth.add_argument("--json", default=None, help="also write the results to this JSON file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one benchmark; returns the exit code (2 with one line on stderr for bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.benchmark == "synth":
+            results = bench_synth(dim=args.dim, size=args.size, n=args.n, device=args.device,
+                                  labels=args.labels, seed=args.seed, threads=args.threads, peers=args.peers)
+            _print_synth(results)
+        else:  # pragma: no cover - argparse rejects unknown sub-commands
+            raise AssertionError(args.benchmark)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"synthlab.bench {args.benchmark}: error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        from .__main__ import write_json_atomic
+
+        write_json_atomic(args.json, results)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Self-describing checkpoints: atomic saves, clear load errors, a network rebuilt from the file alone.
+
+A synthlab checkpoint is one ``torch.save``'d dict::
+
+    {"format": 1,
+     "config": TrainConfig as a dict,    # the full run config, so --resume can refuse a different run
+     "model_config": net.config,          # UNet(**model_config) rebuilds the network, no code needed
+     "model": state_dict,                 # the bare network (no DDP ``module.`` / compile ``_orig_mod.``)
+     "objective": state_dict,             # heads, EMA teacher
+     "optimizer": state_dict,
+     "step": int,                         # optimiser steps taken; the lr schedule is a function of it
+     "rng": [dict per rank],              # generator states (see capture_rng), one entry per DDP rank
+     "synth": dict | None,                # SynthConfig as plain types (None when trained on real volumes)
+     "seconds": float, "loss": float}     # training time so far, last loss
+
+Only containers, numbers, strings and tensors go in, so loading uses ``weights_only=True`` and a downloaded
+file cannot run code. This module imports :mod:`synthlab.nets` only (never ``train``), so evaluation code
+loads weights without the training stack.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from collections.abc import Container, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .nets import UNet
+
+__all__ = [
+    "FORMAT_VERSION",
+    "WEIGHTS_DIR",
+    "capture_rng",
+    "check_same_run",
+    "load_checkpoint",
+    "load_pretrained",
+    "resolve_checkpoint",
+    "restore_rng",
+    "save_checkpoint",
+    "strip_prefixes",
+]
+
+FORMAT_VERSION = 1
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+_REQUIRED_KEYS = ("format", "model_config", "model")
+_WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+_LOAD_ERRORS = (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError)
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` to a temporary file, then ``os.replace`` it: a kill leaves no half checkpoint."""
+    if payload.get("format") != FORMAT_VERSION:
+        raise ValueError(f"payload must carry format={FORMAT_VERSION}, got {payload.get('format')!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def resolve_checkpoint(path_or_name: str | Path) -> Path:
+    """An existing file, else the shipped weights ``synthlab/weights/<name>.pt``; else a FileNotFoundError.
+
+    Shipped names (like ``"synthlab-3d"``) let notebooks and the command line say ``--checkpoint synthlab-3d``
+    without knowing where the package is installed.
+    """
+    path = Path(path_or_name).expanduser()
+    if path.is_file():
+        return path
+    name = str(path_or_name)
+    shipped = WEIGHTS_DIR / f"{name}.pt"
+    if shipped.is_file():
+        return shipped
+    if path.exists():
+        raise FileNotFoundError(f"checkpoint {name!r} is a folder, not a checkpoint file")
+    available = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt")) if WEIGHTS_DIR.is_dir() else []
+    note = (f"shipped weights: {', '.join(available)}" if available
+            else "synthlab ships no pretrained weights yet; train some with `python -m synthlab pretrain`")
+    raise FileNotFoundError(f"checkpoint {name!r} not found: no such file and no shipped weights of that "
+                            f"name in {WEIGHTS_DIR} ({note})")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and check a synthlab checkpoint (a path or a shipped name); tensors land on ``map_location``.
+
+    Raises:
+        FileNotFoundError: neither a file nor a shipped name.
+        ValueError: not a torch file, not a synthlab checkpoint, or an unknown format; names the file.
+    """
+    path = resolve_checkpoint(path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except _LOAD_ERRORS as err:
+        reason = f"{type(err).__name__}: {err}"
+        raise ValueError(f"{path} is not a readable synthlab checkpoint ({reason})") from err
+    if not isinstance(payload, dict) or any(key not in payload for key in _REQUIRED_KEYS):
+        raise ValueError(f"{path} is not a synthlab checkpoint (a dict with keys {list(_REQUIRED_KEYS)})")
+    if payload["format"] != FORMAT_VERSION:
+        raise ValueError(f"{path} has checkpoint format {payload['format']!r}; this synthlab reads format "
+                         f"{FORMAT_VERSION}")
+    return payload
+
+
+def strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the ``module.`` (DDP) and ``_orig_mod.`` (torch.compile) key prefixes, in any nesting order."""
+    cleaned = {}
+    for key, value in state_dict.items():
+        while key.startswith(_WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
+        cleaned[key] = value
+    return cleaned
+
+
+def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> UNet:
+    """The pretrained network of a checkpoint (path or shipped name), rebuilt from its config, in eval mode.
+
+    Example:
+        >>> net = load_pretrained("runs/supcon3d/checkpoint.pt")  # doctest: +SKIP
+        >>> features = net(image)                                  # (B, out_channels, *size)
+    """
+    payload = load_checkpoint(path, map_location="cpu")
+    net = UNet(**payload["model_config"])
+    try:
+        net.load_state_dict(strip_prefixes(payload["model"]))
+    except RuntimeError as err:
+        raise ValueError(f"{path}: the weights do not match the stored model_config ({err})") from err
+    return net.to(device).eval()
+
+
+def capture_rng(generators: Mapping[str, torch.Generator],
+                device: torch.device) -> dict[str, torch.Tensor | None]:
+    """States of the named generators, plus torch's global CPU (and, on CUDA, device) generator."""
+    state: dict[str, torch.Tensor | None] = {name: g.get_state() for name, g in generators.items()}
+    state["torch"] = torch.get_rng_state()
+    state["cuda"] = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return state
+
+
+def restore_rng(state: Mapping[str, torch.Tensor | None], generators: Mapping[str, torch.Generator],
+                device: torch.device) -> None:
+    """Inverse of :func:`capture_rng`; a generator missing from ``state`` is a ValueError naming it."""
+    missing = sorted(name for name in generators if name not in state)
+    if missing:
+        raise ValueError(f"the checkpoint holds no random state for {missing}")
+    for name, generator in generators.items():
+        generator.set_state(state[name])
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def check_same_run(saved: Mapping[str, Any], current: Mapping[str, Any], free: Container[str],
+                   path: str | Path) -> None:
+    """Refuse to resume a different run: a ValueError names the first differing field outside ``free``."""
+    for key, value in current.items():
+        if key not in free and saved.get(key) != value:
+            raise ValueError(f"resume: {key} is {value!r} but {path} was trained with "
+                             f"{key}={saved.get(key)!r}")

@@ -1,0 +1,33 @@
+"""Pretraining objectives behind one interface: anatomix's ``supcon``, ``voco`` and RaSD's ``rasd``.
+
+``build_objective(name, net, dim, **settings)`` returns an :class:`Objective` whose
+``forward(net, views, labels, generator)`` gives a :class:`LossOutput`; ``settings`` are fields of the
+objective's config dataclass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..nets import UNet
+from .base import LossOutput, Objective, make_config
+from .rasd import RaSDConfig, RaSDObjective
+from .supcon import SupConConfig, SupConObjective
+from .voco import VoCoConfig, VoCoObjective
+
+__all__ = ["OBJECTIVES", "LossOutput", "Objective", "build_objective"]
+
+# name -> (objective class, its config dataclass)
+OBJECTIVES: dict[str, tuple[type[Objective], type]] = {
+    "supcon": (SupConObjective, SupConConfig),
+    "voco": (VoCoObjective, VoCoConfig),
+    "rasd": (RaSDObjective, RaSDConfig),
+}
+
+
+def build_objective(name: str, net: UNet, dim: int, **settings: Any) -> Objective:
+    """The objective ``name`` for ``net`` (which sizes its heads); unknown names or settings: ValueError."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
+    objective_cls, config_cls = OBJECTIVES[name]
+    return objective_cls(net, dim, make_config(config_cls, settings))

@@ -1,0 +1,82 @@
+"""The interface every pretraining objective implements, and the input checks they share.
+
+An objective is an ``nn.Module`` that owns its heads (projection MLPs, an EMA teacher) and is optimised
+together with the backbone. The backbone is passed to every call rather than stored, so a checkpoint holds it
+once and the training loop may pass a DistributedDataParallel wrapper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+__all__ = ["LossOutput", "Objective", "make_config"]
+
+ConfigT = TypeVar("ConfigT")
+
+
+@dataclass
+class LossOutput:
+    """A scalar loss to backpropagate and its named parts as floats, for the CSV log."""
+
+    loss: torch.Tensor
+    logs: dict[str, float]
+
+
+class Objective(nn.Module):
+    """Base class of the pretraining objectives.
+
+    Subclasses set ``name`` and ``requires_labels`` and implement :meth:`forward`.
+    """
+
+    name: str = "objective"
+    requires_labels: bool = False
+
+    def __init__(self, dim: int, net_dim: int | None = None):
+        super().__init__()
+        if net_dim is not None and int(net_dim) != dim:
+            raise ValueError(f"dim={dim} but the network is {net_dim}D")
+        self.dim = dim
+
+    def forward(self, net: nn.Module, views: torch.Tensor, labels: torch.Tensor | None,
+                generator: torch.Generator) -> LossOutput:
+        """Loss for one batch.
+
+        Args:
+            net: the backbone (a :class:`~synthlab.nets.UNet`, possibly wrapped by DDP).
+            views: ``(B, V, 1, *size)`` images in [0, 1]; the V views of a sample share one label map.
+            labels: ``(B, 1, *size)`` int64 label maps, or None for real unlabeled volumes.
+            generator: source of every random draw the objective makes (voxel samples, crop positions).
+        """
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Called after each optimiser step (e.g. to move an EMA teacher); nothing by default."""
+
+    def check_batch(self, views: torch.Tensor, labels: torch.Tensor | None) -> None:
+        """Raise a ValueError naming the argument if the batch does not fit this objective."""
+        if views.ndim != self.dim + 3 or views.shape[2] != 1:
+            raise ValueError(f"views must be (B, V, 1, *size) with {self.dim} spatial axes, "
+                             f"got shape {tuple(views.shape)}")
+        if labels is None:
+            if self.requires_labels:
+                raise ValueError(f"objective {self.name!r} needs label maps, but labels is None")
+            return
+        expected = (views.shape[0], 1, *views.shape[3:])
+        if tuple(labels.shape) != expected:
+            raise ValueError(f"labels must have shape {expected} to match views, got {tuple(labels.shape)}")
+        if labels.dtype.is_floating_point:
+            raise ValueError(f"labels must be an integer tensor, got dtype {labels.dtype}")
+
+
+def make_config(cls: type[ConfigT], overrides: dict[str, Any]) -> ConfigT:
+    """Build dataclass ``cls`` from keyword overrides, naming unknown fields in a ValueError."""
+    names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(names)}")
+    return cls(**overrides)

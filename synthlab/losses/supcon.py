@@ -1,0 +1,135 @@
+"""anatomix's objective: a supervised multi-positive voxel contrastive loss over several network depths.
+
+Both views of a synthetic label map go through the shared UNet. At each tapped layer the same voxel locations
+are sampled in both views, their features pass a per-layer projection MLP and are L2-normalised, and voxels
+that carry the same label (in the same volume) are pulled together while all other voxels are pushed apart
+(SupCon "all" mode, REFERENCE §1.3). Background is an ordinary class. Under DDP, every rank's samples act as
+negatives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..dist import all_gather_grad, get_rank
+from ..nets import ProjectionHead, UNet
+from ..spatial import resize
+from .base import LossOutput, Objective
+
+__all__ = ["SupConConfig", "SupConObjective", "sample_voxels", "supcon_loss"]
+
+# Label ids mean nothing across volumes: the key of a voxel is (volume index << 32) + label.
+_VOLUME_SHIFT = 2**32
+
+
+def supcon_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float = 0.33,
+                anchors: slice | None = None) -> torch.Tensor:
+    """Multi-positive supervised contrastive loss.
+
+    For anchor ``i`` with positives ``P(i) = {p != i : y_p = y_i}`` and contrast set ``A(i) = {a != i}``::
+
+        L_i = -1/|P(i)| * sum_{p in P(i)} log( exp(z_i.z_p / t) / sum_{a in A(i)} exp(z_i.z_a / t) )
+
+    computed as a log-softmax over masked logits (never ``exp`` then ``log``). The result is the mean of
+    ``L_i`` over anchors that have at least one positive; it is 0 (still attached to the graph) if none has.
+
+    Args:
+        features: ``(M, D)`` L2-normalised vectors (all ranks' samples when negatives are gathered).
+        labels: ``(M,)`` integer class keys; equal keys are positives.
+        temperature: the softmax temperature ``t``.
+        anchors: the rows that act as anchors (this rank's own samples); all rows by default.
+    Returns:
+        Scalar loss.
+    """
+    if features.ndim != 2 or labels.shape != features.shape[:1]:
+        raise ValueError(f"features must be (M, D) and labels (M,), got {tuple(features.shape)} "
+                         f"and {tuple(labels.shape)}")
+    everyone = torch.arange(features.shape[0], device=features.device)
+    rows = everyone[anchors] if anchors is not None else everyone
+    is_self = rows[:, None] == everyone[None, :]
+    logits = (features[rows] @ features.T / temperature).masked_fill(is_self, float("-inf"))
+    log_prob = torch.log_softmax(logits, dim=1)
+    positives = (labels[rows, None] == labels[None, :]) & ~is_self
+    n_positive = positives.sum(1)
+    per_anchor = -log_prob.masked_fill(~positives, 0.0).sum(1) / n_positive.clamp_min(1)
+    has_positive = n_positive > 0
+    return (per_anchor * has_positive).sum() / has_positive.sum().clamp_min(1)
+
+
+def sample_voxels(maps: torch.Tensor, labels: torch.Tensor, count: int,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample the same voxel locations in every view of each volume.
+
+    Locations are drawn without replacement (so no voxel is its own positive twice); at most ``count`` per
+    volume, fewer when the map is smaller.
+
+    Args:
+        maps: ``(B, V, C, *size)`` feature maps of the V views.
+        labels: ``(B, 1, *full_size)`` integer label maps, nearest-downsampled here to ``size``.
+        count: locations per volume.
+        generator: source of the locations.
+    Returns:
+        ``features (B, V, n, C)`` and ``labels (B, n)``.
+    """
+    batch, views, channels, *size = maps.shape
+    grid_labels = resize(labels.float(), size, mode="nearest").round().long().flatten(1)  # (B, S)
+    n_voxels = grid_labels.shape[1]
+    n = min(count, n_voxels)
+    index = torch.stack([torch.randperm(n_voxels, generator=generator, device=generator.device)[:n]
+                         for _ in range(batch)]).to(maps.device)  # (B, n)
+    flat = maps.flatten(3)  # (B, V, C, S)
+    features = flat.gather(3, index[:, None, None, :].expand(batch, views, channels, n))
+    return features.transpose(2, 3), grid_labels.gather(1, index)
+
+
+@dataclass
+class SupConConfig:
+    """Settings of the anatomix objective (defaults: the anatomix pretraining script)."""
+
+    temperature: float = 0.33  # softmax temperature (the script overrides the model's 0.07)
+    samples: int = 512  # voxel locations per tapped layer and volume, shared by the views
+    head_hidden: int = 256  # projection MLP width
+    head_out: int = 128  # projected dimension
+    head_layers: int = 3  # Linear layers in each projection MLP
+
+
+class SupConObjective(Objective):
+    """anatomix: multi-positive voxel contrast at every tap of the UNet, averaged over taps."""
+
+    name = "supcon"
+    requires_labels = True
+
+    def __init__(self, net: UNet, dim: int, config: SupConConfig | None = None):
+        super().__init__(dim, net.dim)
+        self.config = config or SupConConfig()
+        if self.config.temperature <= 0 or self.config.samples < 1:
+            raise ValueError(f"temperature and samples must be positive, got {self.config}")
+        cfg = self.config
+        self.heads = nn.ModuleList(ProjectionHead(c, cfg.head_hidden, cfg.head_out, cfg.head_layers)
+                                   for c in net.tap_channels)
+
+    def forward(self, net: nn.Module, views: torch.Tensor, labels: torch.Tensor | None,
+                generator: torch.Generator) -> LossOutput:
+        self.check_batch(views, labels)
+        assert labels is not None  # check_batch enforces it; narrows the type
+        batch, n_views = views.shape[:2]
+        _, taps = net(views.flatten(0, 1), return_taps=True)
+        rank = get_rank()
+        volume_keys = (rank * batch + torch.arange(batch, device=views.device)) * _VOLUME_SHIFT
+        per_tap = []
+        for tap, head in zip(taps, self.heads, strict=True):
+            features, tap_labels = sample_voxels(tap.unflatten(0, (batch, n_views)), labels,
+                                                 self.config.samples, generator)
+            keys = (tap_labels + volume_keys[:, None])[:, None].expand(-1, n_views, -1)
+            z = F.normalize(head(features.flatten(0, 2)), dim=1)
+            rows = z.shape[0]
+            per_tap.append(supcon_loss(all_gather_grad(z), all_gather_grad(keys.flatten()),
+                                       self.config.temperature, slice(rank * rows, (rank + 1) * rows)))
+        loss = torch.stack(per_tap).mean()
+        logs = {"supcon": float(loss.detach())}
+        logs.update({f"supcon_tap{k}": float(part.detach()) for k, part in enumerate(per_tap)})
+        return LossOutput(loss, logs)

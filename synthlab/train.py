@@ -1,0 +1,494 @@
+"""The pretraining loop: one code path for CPU, one GPU and N GPUs (torchrun), with exact resume.
+
+Launch (the command line only turns flags into a :class:`TrainConfig`)::
+
+    python -m synthlab pretrain --objective supcon --dim 3 --size 32 --steps 30 --out runs/supcon3d
+    torchrun --standalone --nproc_per_node=2 -m synthlab pretrain --objective rasd --dim 2 --size 64 \\
+        --steps 100 --out runs/rasd2d            # gloo on CPU, nccl on GPUs
+    python -m synthlab pretrain ... --resume     # continue OUT/checkpoint.pt exactly
+
+Under torchrun (found through ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) each rank draws its own batches
+with seed ``seed + rank``; DDP averages the gradients of the network *and* of the objective's heads, so all
+ranks hold the same weights, and rank 0 alone logs and saves. A resume restores model, objective, optimiser,
+step and every random stream of every rank, so a killed and resumed run reproduces the uninterrupted loss
+curve and weights bit for bit on CPU. The learning rate is a pure function of the step (:func:`lr_factor`),
+so the step is the whole schedule state. Dropout in some heads draws from torch's global generator, so the
+loop seeds it (``seed + rank``) and checkpoints it; every other draw goes through an explicit generator.
+
+Files in ``OUT``: ``config.json`` (the resolved config), ``log.csv`` (step, loss, the objective's logs,
+seconds) and ``checkpoint.pt`` (see :mod:`synthlab.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from .checkpoint import (
+    FORMAT_VERSION,
+    capture_rng,
+    check_same_run,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from .data import crop_or_pad, load_nifti, normalize_intensity
+from .losses import OBJECTIVES, build_objective
+from .nets import build_unet
+from .profiles import get_profile
+from .synth import SynthConfig, SynthEngine
+
+__all__ = ["StepReport", "TrainConfig", "list_nifti", "load_unlabeled", "lr_factor", "pretrain"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "log.csv"
+CONFIG_NAME = "config.json"
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ADAMW_BETAS = (0.9, 0.999)  # anatomix's AdamW (REFERENCE 1.4)
+# Fields a --resume may change: where and how the run executes, not what it computes.
+FREE_ON_RESUME = frozenset({"out", "resume", "device", "compile", "checkpoint_every", "log_every"})
+
+
+@dataclass
+class TrainConfig:
+    """One pretraining run; the fields are the ``synthlab pretrain`` flags plus optimiser settings.
+
+    Attributes:
+        objective: ``"supcon"`` (anatomix), ``"voco"`` or ``"rasd"``.
+        out: run folder for ``checkpoint.pt``, ``log.csv`` and ``config.json``.
+        dim: 2 or 3 spatial dimensions.
+        size: side of the square/cubic training crops; must be divisible by the network's downsample factor.
+        steps: total optimiser steps (the cosine schedule spans exactly these).
+        data: folder of real unlabeled NIfTI volumes (VoCo's setting) instead of synthetic data.
+        labels: folder (or file) of integer label maps for the synthetic shape bank; None = procedural shapes.
+        resume: continue from ``OUT/checkpoint.pt``; every field outside :data:`FREE_ON_RESUME` must match.
+        preset: network preset; None = the active profile's preset for ``dim``.
+        batch_size: samples per step and per rank.
+        lr: peak learning rate (anatomix uses 2e-4).
+        seed: seeds initialisation and rank ``r``'s synthetic/crop/loss generators (``seed + r``).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
+        compile: wrap the network in ``torch.compile``.
+        checkpoint_every: steps between checkpoints (one is always written at the end).
+        log_every: steps between rows of ``log.csv`` and progress-bar updates.
+        weight_decay: AdamW weight decay (anatomix: 1e-5).
+        warmup_fraction: share of ``steps`` with a linear learning-rate warm-up (at least one step).
+        min_lr_fraction: the cosine decays from ``lr`` to ``lr * min_lr_fraction``.
+        grad_clip: clip the global gradient norm to this value; None disables clipping.
+    """
+
+    objective: str
+    out: str | Path
+    dim: int = 3
+    size: int = 64
+    steps: int = 100
+    data: str | Path | None = None
+    labels: str | Path | None = None
+    resume: bool = False
+    preset: str | None = None
+    batch_size: int = 2
+    lr: float = 2e-4
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False
+    checkpoint_every: int = 50
+    log_every: int = 1
+    weight_decay: float = 1e-5
+    warmup_fraction: float = 0.05
+    min_lr_fraction: float = 0.1
+    grad_clip: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
+        if self.dim not in (2, 3):
+            raise ValueError(f"dim must be 2 or 3, got {self.dim!r}")
+        for name in ("size", "steps", "batch_size", "checkpoint_every", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if not 0 <= self.warmup_fraction < 1 or not 0 <= self.min_lr_fraction <= 1:
+            raise ValueError("warmup_fraction must lie in [0, 1) and min_lr_fraction in [0, 1]")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
+        if self.data is not None and self.labels is not None:
+            raise ValueError("data and labels exclude each other: real volumes carry no label maps")
+
+    def resolved(self) -> TrainConfig:
+        """A copy with ``preset`` filled in from the active profile, as stored in checkpoints."""
+        preset = self.preset or str(get_profile().for_dim("preset", self.dim))
+        return dataclasses.replace(self, preset=preset)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (paths as strings)."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What a ``callback`` sees after each step on every rank (live plots in notebooks, checks in tests)."""
+
+    step: int
+    loss: float
+    logs: dict[str, float]
+    seconds: float
+    net: nn.Module
+    objective: nn.Module
+    views: torch.Tensor
+
+
+def lr_factor(step: int, total: int, warmup_fraction: float = 0.05, min_fraction: float = 0.1) -> float:
+    """Factor on the peak lr at 0-based ``step`` of ``total``: linear warm-up, then cosine to the floor."""
+    warmup = max(1, round(warmup_fraction * total))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_fraction + (1 - min_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# ----------------------------------------------------------------------------------------------- batches
+
+
+class BatchSource(Protocol):
+    """A batch stream: ``sample`` gives views ``(B, V, 1, *size)`` and labels ``(B, 1, *size)`` or None."""
+
+    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+    def generators(self) -> dict[str, torch.Generator]: ...
+    def describe(self) -> dict[str, Any] | None: ...
+
+
+class _SynthSource:
+    """The synthetic engine: label maps and two rendered views per sample, drawn on ``device``."""
+
+    def __init__(self, config: TrainConfig, device: torch.device, seed: int) -> None:
+        self.config = SynthConfig(dim=config.dim, size=config.size, n_views=2,
+                                  labels=str(config.labels or "procedural"))
+        self.engine = SynthEngine(self.config, device=device, seed=seed)
+
+    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch = self.engine.sample(batch_size)
+        return batch.views, batch.labels
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"synth": self.engine.generator}
+
+    def describe(self) -> dict[str, Any]:
+        """The engine's config as plain JSON types (``SynthConfig.from_dict`` rebuilds it)."""
+        return json.loads(json.dumps(dataclasses.asdict(self.config), default=str))
+
+
+def list_nifti(folder: str | Path) -> list[Path]:
+    """The NIfTI files of a ``--data`` folder; anything else in it (hidden files aside) is a ValueError."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data: folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    strays = [p for p in files if not (p.is_file() and p.name.endswith(NIFTI_SUFFIXES))]
+    if strays:
+        raise ValueError(f"data: {strays[0]} is not a NIfTI file (.nii or .nii.gz); the folder may hold "
+                         "volumes only")
+    if not files:
+        raise ValueError(f"data: {folder} holds no NIfTI volumes")
+    return files
+
+
+def load_unlabeled(files: list[Path], dim: int, size: int) -> list[torch.Tensor]:
+    """Load, normalise to [0, 1] and zero-pad (never crop) each volume so that a ``size`` crop always fits.
+
+    In 2D only the first two axes are padded: slices are taken along the last (axial) one.
+    """
+    volumes = []
+    for path in files:
+        array = normalize_intensity(load_nifti(path).array)
+        padded = tuple(max(side, size) for side in array.shape[:dim]) + tuple(array.shape[dim:])
+        volumes.append(crop_or_pad(array, padded))
+    return volumes
+
+
+class _RealCropSource:
+    """Random ``size`` crops of real volumes (of random axial slices in 2D): one view, no labels."""
+
+    def __init__(self, volumes: list[torch.Tensor], dim: int, size: int, device: torch.device, seed: int):
+        self.volumes, self.dim, self.size, self.device = volumes, dim, size, device
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _draw(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.generator))
+
+    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        crops = []
+        for _ in range(batch_size):
+            array = self.volumes[self._draw(len(self.volumes))]
+            if self.dim == 2:  # an axial slice: the last axis of a RAS-like volume runs inferior-superior
+                array = array[..., self._draw(array.shape[-1])]
+            starts = [self._draw(side - self.size + 1) for side in array.shape]
+            crops.append(array[tuple(slice(s, s + self.size) for s in starts)])
+        return torch.stack(crops)[:, None, None].to(self.device), None
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"crops": self.generator}
+
+    def describe(self) -> None:
+        return None  # no synthetic engine; the config's ``data`` names the volumes
+
+
+# ----------------------------------------------------------------------------------------------- set-up
+
+
+@dataclass(frozen=True)
+class _Runtime:
+    """Where this process sits: rank, world size, device, and whether it started the process group."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    owns_group: bool
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _start_runtime(device_flag: str) -> _Runtime:
+    """Join the torchrun process group (gloo on CPU, nccl on CUDA) when launched by torchrun."""
+    launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    local_rank = int(os.environ.get("LOCAL_RANK", "0")) if launched else 0
+    if device_flag == "auto":
+        device_flag = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_flag == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
+    device = torch.device("cuda", local_rank) if device_flag == "cuda" else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    owns = launched and not dist.is_initialized()
+    if owns:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if dist.is_initialized():
+        return _Runtime(dist.get_rank(), dist.get_world_size(), device, owns)
+    return _Runtime(0, 1, device, False)
+
+
+def _build(config: TrainConfig, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """Network and objective, seeded; raises if ``size`` misfits the network or ``data`` the objective."""
+    torch.manual_seed(config.seed)
+    net = build_unet(config.preset, config.dim)
+    try:  # a shape-only check on the meta device: no memory, no compute
+        net.check_input(torch.empty((1, net.in_channels) + (config.size,) * config.dim, device="meta"))
+    except ValueError as err:
+        raise ValueError(f"size {config.size} does not fit preset {config.preset!r}: {err}") from err
+    objective = build_objective(config.objective, net, config.dim)
+    if config.data is not None and objective.requires_labels:
+        raise ValueError(f"data: objective {config.objective!r} needs label maps, so it trains on synthetic "
+                         "data only; real unlabeled volumes (--data) suit 'voco'")
+    return net.to(device), objective.to(device)
+
+
+def _checked_resume(config: TrainConfig) -> dict[str, Any] | None:
+    """Validate the run folder without writing anything; returns the checkpoint to resume from, if any."""
+    path = Path(config.out) / CHECKPOINT_NAME
+    if not config.resume:
+        if path.exists():
+            raise ValueError(f"out: {config.out} already holds {CHECKPOINT_NAME}; pass --resume to continue "
+                             "it or choose another folder")
+        return None
+    if not path.is_file():
+        raise FileNotFoundError(f"resume: no checkpoint at {path}")
+    checkpoint = load_checkpoint(path)
+    check_same_run(checkpoint["config"], config.as_dict(), FREE_ON_RESUME, path)
+    return checkpoint
+
+
+class _Trainee(nn.Module):
+    """Network and objective as one module, so that DDP all-reduces the gradients of the heads too."""
+
+    def __init__(self, net: nn.Module, objective: nn.Module) -> None:
+        super().__init__()
+        self.net, self.objective = net, objective
+
+    def forward(self, views: torch.Tensor, labels: torch.Tensor | None,
+                generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        out = self.objective(self.net, views, labels, generator)
+        return out.loss, out.logs
+
+
+def _wrap(net: nn.Module, objective: nn.Module, config: TrainConfig, runtime: _Runtime) -> nn.Module:
+    """The module the loop calls: optionally compiled, under DDP when there are several ranks."""
+    model: nn.Module = _Trainee(torch.compile(net) if config.compile else net, objective)
+    if runtime.world_size == 1:
+        return model
+    cuda = runtime.device.type == "cuda"
+    if cuda:  # the converted layers keep the same parameters, so the optimiser and `net` stay valid
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # static_graph: VoCo uses the encoder only, so the decoder's parameters never get gradients
+    device_ids = [runtime.device.index] if cuda else None  # none on CPU (gloo)
+    return DistributedDataParallel(model, device_ids=device_ids, static_graph=True)
+
+
+# ----------------------------------------------------------------------------------------------- logs
+
+
+class _CsvLog:
+    """``log.csv`` (rank 0): header from the first row; a resumed run drops the rows past its checkpoint."""
+
+    def __init__(self, path: Path, resume_step: int) -> None:
+        self.path, self.fields = path, None
+        rows: list[dict[str, str]] = []
+        if resume_step > 0 and path.is_file():
+            with path.open(newline="") as handle:
+                reader = csv.DictReader(handle)
+                rows = [row for row in reader if int(row["step"]) <= resume_step]
+                self.fields = list(reader.fieldnames or [])
+        with path.open("w", newline="") as handle:
+            if self.fields:
+                writer = csv.DictWriter(handle, self.fields)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def append(self, row: dict[str, Any]) -> None:
+        new_file = self.fields is None
+        self.fields = self.fields or list(row)
+        with self.path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, self.fields, restval="", extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _gather(runtime: _Runtime, state: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Every rank's random state, on rank 0 (None elsewhere), so a resumed DDP run replays every stream."""
+    if runtime.world_size == 1:
+        return [state]
+    gathered: list[Any] | None = [None] * runtime.world_size if runtime.is_main else None
+    dist.gather_object(state, gathered, dst=0)
+    return gathered
+
+
+def _mean_over_ranks(values: dict[str, float], runtime: _Runtime) -> dict[str, float]:
+    """Loss and logs averaged over ranks in one all-reduce: every rank logs and stops on the same value."""
+    if runtime.world_size == 1:
+        return values
+    packed = torch.tensor(list(values.values()), dtype=torch.float64, device=runtime.device)
+    dist.all_reduce(packed)
+    return dict(zip(values, (packed / runtime.world_size).tolist(), strict=True))
+
+
+# ----------------------------------------------------------------------------------------------- loop
+
+
+def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None = None) -> dict[str, Any]:
+    """Train ``config.steps`` steps (the remaining ones with ``resume``) and return a summary.
+
+    Everything a user can get wrong is checked before the run folder or any file is created.
+
+    Args:
+        config: the run.
+        callback: called on every rank after each step (after logging and checkpointing) with a
+            :class:`StepReport`; an exception it raises stops the run as a kill would.
+    Returns:
+        ``{"final_loss", "steps", "seconds", "checkpoint", "log", "world_size", "device"}``.
+    """
+    config = config.resolved()
+    volumes = load_unlabeled(list_nifti(config.data), config.dim, config.size) if config.data else None
+    checkpoint = _checked_resume(config)
+    runtime = _start_runtime(config.device)
+    try:
+        return _run(config, runtime, volumes, checkpoint, callback)
+    finally:
+        if runtime.owns_group:
+            dist.destroy_process_group()
+
+
+def _run(config: TrainConfig, runtime: _Runtime, volumes: list[torch.Tensor] | None,
+         checkpoint: dict[str, Any] | None, callback: Callable[[StepReport], None] | None) -> dict[str, Any]:
+    device, out, rank_seed = runtime.device, Path(config.out), config.seed + runtime.rank
+    net, objective = _build(config, device)
+    source: BatchSource = (_RealCropSource(volumes, config.dim, config.size, device, rank_seed)
+                           if volumes is not None else _SynthSource(config, device, rank_seed))
+    loss_generator = torch.Generator(device=device).manual_seed(rank_seed)
+    torch.manual_seed(rank_seed)  # dropout's stream, per rank like every other stream
+    generators = {**source.generators(), "loss": loss_generator}
+    params = [p for p in (*net.parameters(), *objective.parameters()) if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=ADAMW_BETAS, weight_decay=config.weight_decay)
+    step, seconds, loss_value = 0, 0.0, float("nan")
+    if checkpoint is not None:
+        net.load_state_dict(checkpoint["model"])
+        objective.load_state_dict(checkpoint["objective"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        step, seconds, loss_value = checkpoint["step"], checkpoint["seconds"], checkpoint["loss"]
+        if len(checkpoint["rng"]) == runtime.world_size:
+            restore_rng(checkpoint["rng"][runtime.rank], generators, device)
+        elif runtime.is_main:
+            warnings.warn(f"resume: the checkpoint came from {len(checkpoint['rng'])} processes, this run "
+                          f"has {runtime.world_size}; random streams restart (no exact replay)", stacklevel=2)
+    model = _wrap(net, objective, config, runtime)
+
+    log = None
+    if runtime.is_main:  # the first write of the run: every check has passed
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / CONFIG_NAME, {"config": config.as_dict(), "model_config": net.config,
+                                        "synth": source.describe(), "world_size": runtime.world_size,
+                                        "torch": torch.__version__})
+        log = _CsvLog(out / LOG_NAME, step)
+
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    model.train()
+    with tqdm(total=config.steps, initial=step, disable=not runtime.is_main,
+              desc=f"pretrain {config.objective}") as bar:
+        while step < config.steps:
+            started = time.perf_counter()
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * lr_factor(step, config.steps, config.warmup_fraction,
+                                                    config.min_lr_fraction)
+            views, labels = source.sample(config.batch_size)
+            with autocast:
+                loss, logs = model(views, labels, loss_generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            objective.after_step()
+            step += 1
+            logs = _mean_over_ranks({"loss": float(loss.detach()), **logs}, runtime)
+            loss_value = logs.pop("loss")
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"loss became {loss_value} at step {step}; try a lower --lr")
+            seconds += time.perf_counter() - started
+            if log is not None and (step % config.log_every == 0 or step == config.steps):
+                log.append({"step": step, "loss": loss_value, **logs, "seconds": round(seconds, 3)})
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+            bar.update(1)
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                states = _gather(runtime, capture_rng(generators, device))
+                if runtime.is_main:
+                    save_checkpoint(out / CHECKPOINT_NAME, {
+                        "format": FORMAT_VERSION, "config": config.as_dict(), "model_config": net.config,
+                        "model": net.state_dict(), "objective": objective.state_dict(),
+                        "optimizer": optimizer.state_dict(), "step": step, "rng": states,
+                        "synth": source.describe(), "seconds": seconds, "loss": loss_value})
+            if callback is not None:
+                callback(StepReport(step, loss_value, dict(logs), seconds, net, objective, views))
+    return {"final_loss": loss_value, "steps": step, "seconds": seconds,
+            "checkpoint": str(out / CHECKPOINT_NAME), "log": str(out / LOG_NAME),
+            "world_size": runtime.world_size, "device": str(device)}

@@ -1,0 +1,98 @@
+"""Tests for ``python -m synthlab pretrain``: every objective from the command line; user errors exit 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from synthlab.__main__ import main
+from synthlab.checkpoint import load_checkpoint
+from synthlab.synth import SynthConfig
+
+TINY_FLAGS = ["--preset", "tiny", "--device", "cpu", "--batch-size", "2", "--steps", "2"]
+
+
+def _pretrain(out: Path, *flags: str) -> int:
+    return main(["pretrain", "--out", str(out), *TINY_FLAGS, *flags])
+
+
+def _write_volume(path: Path, seed: int) -> None:
+    array = np.random.default_rng(seed).normal(100.0, 20.0, size=(20, 18, 17)).astype(np.float32)
+    nib.save(nib.Nifti1Image(array, np.eye(4)), path)
+
+
+def _assert_trained(out: Path, steps: int = 2) -> None:
+    with (out / "log.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["step"]) for row in rows] == list(range(1, steps + 1))
+    assert all(math.isfinite(float(row["loss"])) for row in rows)
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == steps
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("objective", ["supcon", "voco", "rasd"])
+def test_every_objective_trains_from_the_command_line(tmp_path: Path, objective: str, dim: int) -> None:
+    out = tmp_path / "run"
+    assert _pretrain(out, "--objective", objective, "--dim", str(dim), "--size", "16") == 0
+    _assert_trained(out)
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert (config["objective"], config["dim"], config["preset"]) == (objective, dim, "tiny")
+    engine_config = SynthConfig.from_dict(load_checkpoint(out / "checkpoint.pt")["synth"])
+    assert (engine_config.dim, engine_config.size) == (dim, (16,) * dim)
+
+
+def test_voco_trains_on_a_folder_of_real_volumes(tmp_path: Path) -> None:
+    folder = tmp_path / "volumes"
+    folder.mkdir()
+    for seed in range(2):
+        _write_volume(folder / f"subject{seed}.nii.gz", seed)
+    out = tmp_path / "run"
+    assert _pretrain(out, "--objective", "voco", "--dim", "3", "--size", "16", "--data", str(folder)) == 0
+    _assert_trained(out)
+    assert load_checkpoint(out / "checkpoint.pt")["synth"] is None  # no engine: crops came from the volumes
+
+
+def test_unknown_objective_is_an_argparse_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        _pretrain(tmp_path / "run", "--objective", "simclr")
+    assert info.value.code == 2
+    assert "--objective" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def _stray_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    _write_volume(folder / "good.nii.gz", 0)
+    (folder / "readme.txt").write_text("not a volume")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (lambda tmp: ["--objective", "supcon", "--size", "20"], "size"),
+        (lambda tmp: ["--objective", "voco", "--data", str(tmp / "no_such_folder")], "no_such_folder"),
+        (lambda tmp: ["--objective", "voco", "--data", str(_stray_folder(tmp))], "readme.txt"),
+        (lambda tmp: ["--objective", "supcon", "--steps", "0"], "steps"),
+        (lambda tmp: ["--objective", "supcon", "--resume"], "checkpoint"),
+        (lambda tmp: ["--objective", "supcon", "--labels", str(tmp / "no_label_maps")], "no_label_maps"),
+    ],
+    ids=["size-not-divisible", "missing-data-folder", "non-nifti-in-data", "zero-steps", "resume-nothing",
+         "missing-labels"],
+)
+def test_bad_input_exits_2_with_one_line_and_leaves_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: Callable[[Path], list[str]],
+        named: str) -> None:
+    out = tmp_path / "run"
+    assert _pretrain(out, "--dim", "3", *flags(tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("synthlab pretrain: error:") and "\n" not in err and named in err
+    assert not out.exists()

@@ -1,0 +1,197 @@
+"""Tests for synthlab.register: the solver on known deformations, the metrics, and the real-data protocols."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from synthlab.data import find_data_root
+from synthlab.register import (
+    ProtocolConfig,
+    RegistrationConfig,
+    dice_per_label,
+    endpoint_error,
+    evaluate_registration,
+    folding_percent,
+    random_contrast,
+    random_deformation,
+    register,
+)
+from synthlab.spatial import gaussian_blur, warp
+
+DATA_ROOT = find_data_root()
+# Few steps keep the suite fast; the recovered fraction of the deformation is still large.
+FAST = RegistrationConfig(iterations=30)
+
+
+def _blob_image(size: int, dim: int = 3, seed: int = 0) -> torch.Tensor:
+    """Smoothed noise scaled to [0, 1]: texture everywhere, so every displacement is observable."""
+    generator = torch.Generator().manual_seed(seed)
+    image = gaussian_blur(torch.rand((1, 1, *([size] * dim)), generator=generator), 1.5)[0, 0]
+    return (image - image.min()) / (image.max() - image.min())
+
+
+def _deformed_pair(size: int = 32, dim: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(fixed, moving, truth): fixed(x) = moving(x + truth(x)), so registration must return ``truth``."""
+    moving = _blob_image(size, dim)
+    truth = random_deformation((size,) * dim, (1.0,) * dim, torch.Generator().manual_seed(3),
+                               ProtocolConfig(deformation_sides=(3,), deformation_std_mm=(1.5,)))
+    fixed = warp(moving[None, None], truth[None])[0, 0]
+    return fixed, moving, truth
+
+
+# ------------------------------------------------------------------------------------------------ solver
+
+
+@pytest.mark.parametrize("features", ["mind", "intensity"])
+def test_recovers_known_deformation(features: str) -> None:
+    fixed, moving, truth = _deformed_pair()
+    before = endpoint_error(torch.zeros_like(truth), truth)
+    result = register(fixed, moving, features, config=FAST)
+    assert result.displacement.shape == truth.shape and result.warped.shape == moving.shape
+    assert before > 1.0
+    assert endpoint_error(result.displacement, truth) < 0.35 * before
+    assert folding_percent(result.displacement) < 0.5
+    assert (result.warped - fixed).abs().mean() < 0.5 * (moving - fixed).abs().mean()
+
+
+def test_mind_registers_across_a_monotone_contrast_change() -> None:
+    fixed, moving, truth = _deformed_pair()
+    changed = moving.sqrt()  # monotone but not affine
+    result = register(fixed, changed, "mind", config=FAST)
+    assert endpoint_error(result.displacement, truth) < 0.35 * endpoint_error(torch.zeros_like(truth), truth)
+
+
+def test_two_dimensional_registration() -> None:
+    fixed, moving, truth = _deformed_pair(size=48, dim=2)
+    result = register(fixed, moving, "mind", iterations=40)
+    assert result.displacement.shape == (2, 48, 48)
+    assert endpoint_error(result.displacement, truth) < 0.5 * endpoint_error(torch.zeros_like(truth), truth)
+
+
+def test_identical_images_give_near_zero_displacement() -> None:
+    image = _blob_image(24)
+    result = register(image, image, "mind", config=FAST)
+    assert result.displacement.abs().max() < 0.25
+
+
+def test_register_rejects_bad_inputs() -> None:
+    image = _blob_image(16)
+    with pytest.raises(ValueError, match="features must be one of"):
+        register(image, image, "sift")
+    with pytest.raises(ValueError, match="needs a network"):
+        register(image, image, "network+mind")
+    with pytest.raises(ValueError, match="share one"):
+        register(image, image[:8], "mind")
+    with pytest.raises(ValueError, match="patch"):
+        RegistrationConfig(patch=0)
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+
+def test_folding_of_identity_and_of_a_folded_field() -> None:
+    assert folding_percent(torch.zeros(3, 8, 9, 10)) == 0.0
+    folded = torch.zeros(2, 16, 16)
+    folded[0] = -2.0 * torch.arange(16.0).view(16, 1)  # x -> -x along axis 0: orientation reversed
+    assert folding_percent(folded) == 100.0
+    half = folded.clone()
+    half[:, :, :8] = 0  # only half of the columns fold
+    assert 0 < folding_percent(half) < 100
+
+
+def test_dice_per_label() -> None:
+    labels = torch.zeros(10, 10, dtype=torch.long)
+    labels[:5] = 1
+    labels[5:, :5] = 2
+    assert dice_per_label(labels, labels) == {1: 1.0, 2: 1.0}
+    shifted = torch.roll(labels, 1, dims=0)  # label 1 keeps 4 of its 5 rows
+    assert dice_per_label(shifted, labels)[1] == pytest.approx(2 * 40 / 100)
+    assert dice_per_label(torch.zeros_like(labels), labels) == {1: 0.0, 2: 0.0}
+
+
+def test_endpoint_error_known_values() -> None:
+    truth = torch.zeros(3, 4, 4, 4)
+    estimate = truth.clone()
+    estimate[0], estimate[1] = 3.0, 4.0
+    assert endpoint_error(estimate, truth) == pytest.approx(5.0)
+    assert endpoint_error(estimate, truth, spacing=(2.0, 1.0, 1.0)) == pytest.approx(math.sqrt(36 + 16))
+    mask = torch.zeros(4, 4, 4, dtype=torch.bool)
+    mask[0] = True
+    estimate[:, 1:] = 0
+    assert endpoint_error(estimate, truth, mask) == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="no voxels"):
+        endpoint_error(estimate, truth, torch.zeros_like(mask))
+
+
+def test_random_deformation_is_seeded_and_scaled() -> None:
+    config = ProtocolConfig(deformation_sides=(2, 4), deformation_std_mm=(4.0, 2.0))
+    first = random_deformation((20, 20, 20), (2.0, 2.0, 2.0), torch.Generator().manual_seed(1), config)
+    again = random_deformation((20, 20, 20), (2.0, 2.0, 2.0), torch.Generator().manual_seed(1), config)
+    other = random_deformation((20, 20, 20), (2.0, 2.0, 2.0), torch.Generator().manual_seed(2), config)
+    torch.testing.assert_close(first, again)
+    assert not torch.allclose(first, other)
+    finer = random_deformation((20, 20, 20), (1.0, 1.0, 1.0), torch.Generator().manual_seed(1), config)
+    torch.testing.assert_close(finer, 2 * first)  # same motion in mm is twice as many 1 mm voxels
+    with pytest.raises(ValueError, match="one entry per octave"):
+        ProtocolConfig(deformation_sides=(2, 4), deformation_std_mm=(1.0,))
+
+
+def test_random_contrast() -> None:
+    ramp = torch.linspace(0, 1, 101)
+    monotone = random_contrast(ramp, torch.Generator().manual_seed(0), monotone=True)
+    assert (monotone.diff() >= 0).all() and monotone[0] == 0 and monotone[-1] == pytest.approx(1.0)
+    remapped = [random_contrast(ramp, torch.Generator().manual_seed(s), monotone=False) for s in range(5)]
+    assert any((r.diff() < 0).any() for r in remapped), "a non-monotone curve should reorder intensities"
+    torch.testing.assert_close(remapped[0], random_contrast(ramp, torch.Generator().manual_seed(0), False))
+
+
+# ------------------------------------------------------------------------------------------------ protocols
+
+needs_data = pytest.mark.skipif(DATA_ROOT is None, reason="shared data absent (set SYNTHLAB_DATA)")
+
+
+@needs_data
+def test_evaluate_coregistered_contrasts() -> None:
+    results = evaluate_registration(DATA_ROOT / "brain_tumor_mri" / "study1", "T1prereg", "flair",
+                                    features=["mind", "network"], seeds=1, size=32, device="cpu",
+                                    config=RegistrationConfig(iterations=20))
+    assert results["moving"] == "FLAIRreg"  # unique case-insensitive prefix
+    assert max(results["shape"]) == 32 and "random initialisation" in results["network"]
+    for name in ("mind", "network"):
+        metrics = results["results"][name]
+        assert metrics["epe_before"]["mean"] > 0.3
+        assert 0 <= metrics["epe"]["mean"] < 2 * metrics["epe_before"]["mean"]
+        assert 0 <= metrics["folding_percent"]["mean"] <= 100
+    mind = results["results"]["mind"]
+    assert mind["epe"]["mean"] < mind["epe_before"]["mean"]
+
+
+@needs_data
+def test_evaluate_rejects_unknown_contrast() -> None:
+    with pytest.raises(ValueError, match="available: FLAIRreg, T1post, T1prereg, T2reg"):
+        evaluate_registration(DATA_ROOT / "brain_tumor_mri" / "study1", "T1prereg", "PD", features=["mind"],
+                              seeds=1, size=16, device="cpu")
+    with pytest.raises(ValueError, match="ambiguous"):
+        evaluate_registration(DATA_ROOT / "brain_tumor_mri" / "study1", "t1", "flair", features=["mind"],
+                              seeds=1, size=16, device="cpu")
+
+
+@needs_data
+def test_evaluate_labelled_pairs() -> None:
+    results = evaluate_registration(DATA_ROOT / "hippocampus", features=["mind"], seeds=1, device="cpu",
+                                    config=RegistrationConfig(iterations=20))
+    by_change = results["results"]["mind"]
+    assert set(by_change) == {"none", "monotone", "non-monotone"}
+    for metrics in by_change.values():
+        assert 0 < metrics["dice_before"]["mean"] < 1 and 0 <= metrics["dice"]["mean"] <= 1
+    assert by_change["none"]["dice"]["mean"] > by_change["none"]["dice_before"]["mean"]
+
+
+def test_evaluate_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="features"):
+        evaluate_registration("anything", "a", "b", features=["sift"])
+    with pytest.raises(ValueError, match="seeds"):
+        evaluate_registration("anything", "a", "b", features=["mind"], seeds=0)

@@ -1,0 +1,225 @@
+"""Tests for synthlab.segment: Dice, loss, layout, splits, augmentation, and the few-shot protocol."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from synthlab import segment
+from synthlab.checkpoint import FORMAT_VERSION, save_checkpoint
+from synthlab.data import Case, Volume, find_data_root
+from synthlab.nets import build_unet
+from synthlab.segment import AugmentConfig
+
+STILL = AugmentConfig(flip_prob=0.0, affine_prob=0.0, gamma_prob=0.0, noise_prob=0.0)
+FAST = {"preset": "tiny", "progress": False, "device": "cpu"}
+
+
+def _write_cubes(folder: Path, n: int = 6, side: int = 16) -> Path:
+    """An MSD folder of ``n`` noisy volumes, each with one bright cube (label 1) at a seeded random place."""
+    rng = np.random.default_rng(0)
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir()
+    entries = []
+    for i in range(n):
+        label = np.zeros((side, side, side - 2), np.uint8)  # one short axis: padding must be handled
+        width = int(rng.integers(5, 8))
+        x, y, z = (int(rng.integers(1, s - width - 1)) for s in label.shape)
+        label[x:x + width, y:y + width, z:z + width] = 1
+        image = (0.2 + 0.6 * label + rng.normal(0, 0.05, label.shape)).astype(np.float32)
+        for kind, array in (("imagesTr", image), ("labelsTr", label)):
+            nib.save(nib.Nifti1Image(array, np.eye(4)), folder / kind / f"cube_{i}.nii.gz")
+        entries.append({"image": f"./imagesTr/cube_{i}.nii.gz", "label": f"./labelsTr/cube_{i}.nii.gz"})
+    (folder / "dataset.json").write_text(json.dumps({"labels": {"0": "background", "1": "cube"},
+                                                     "training": entries}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cubes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_cubes(tmp_path_factory.mktemp("cubes"))
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real checkpoint file holding a random tiny 3D UNet, standing in for pretrained weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123)
+        net = build_unet("tiny", 3)
+    payload = {"format": FORMAT_VERSION, "model_config": dict(net.config), "model": net.state_dict()}
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "checkpoint.pt", payload)
+
+
+# ------------------------------------------------------------------------------------------- metric, loss
+
+
+def test_dice_per_label_hand_cases() -> None:
+    target = torch.tensor([[0, 1, 1, 0], [2, 2, 0, 0]])
+    assert segment.dice_per_label(target, target, [1, 2]).tolist() == [1.0, 1.0]
+    disjoint = torch.tensor([[1, 0, 0, 1], [0, 0, 2, 2]])
+    assert segment.dice_per_label(disjoint, target, [1, 2]).tolist() == [0.0, 0.0]
+    half = torch.tensor([[0, 1, 0, 1], [2, 2, 2, 2]])  # 1: 1 shared of 2 + 2 voxels; 2: 2 shared of 4 + 2
+    assert segment.dice_per_label(half, target, [1, 2]).tolist() == pytest.approx([0.5, 2 * 2 / 6])
+    # Label 3 is absent from both maps (agreement on nothing); label 2 is missing from the prediction.
+    only_one = torch.tensor([[0, 1, 1, 0], [0, 0, 0, 0]])
+    assert segment.dice_per_label(only_one, target, [1, 2, 3]).tolist() == [1.0, 0.0, 1.0]
+
+
+def test_dice_ce_loss_is_near_zero_for_confident_correct_logits_and_large_for_wrong() -> None:
+    target = torch.tensor([[[0, 1], [2, 0]]])  # (B, X, Y)
+    onehot = torch.nn.functional.one_hot(target, 3).movedim(-1, 1).float()
+    assert float(segment.dice_ce_loss(onehot * 50, target)) < 1e-4
+    wrong = torch.nn.functional.one_hot((target + 1) % 3, 3).movedim(-1, 1).float() * 50
+    assert float(segment.dice_ce_loss(wrong, target)) > 40  # CE ~ 50 plus a Dice term of ~1
+
+
+# ------------------------------------------------------------------------------------------- layout, splits
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_samples_round_trip_and_2d_slices_along_last_axis(dim: int) -> None:
+    volume = torch.arange(4 * 5 * 6).reshape(4, 5, 6)
+    samples = segment.to_samples(volume, dim)
+    assert samples.shape == ((1, 1, 4, 5, 6) if dim == 3 else (6, 1, 4, 5))
+    if dim == 2:
+        assert torch.equal(samples[3, 0], volume[:, :, 3])
+    assert torch.equal(segment.from_samples(samples[:, 0], dim), volume)
+
+
+def test_prepare_cases_pads_to_the_downsample_multiple_and_marks_the_original_field_of_view() -> None:
+    def case(shape: tuple[int, int, int]) -> Case:
+        label = torch.zeros(shape, dtype=torch.int64)
+        label[1, 1, 1] = 1
+        return Case(str(shape), Volume(torch.rand(shape) * 100, np.eye(4)), Volume(label, np.eye(4)))
+
+    prepared, grid = segment.prepare_cases([case((5, 9, 7)), case((8, 3, 4))], multiple=4, dim=3)
+    assert grid == (8, 12, 8)
+    assert all(tuple(p.image.shape) == grid for p in prepared)
+    assert int(prepared[0].valid.sum()) == 5 * 9 * 7 and int(prepared[1].label.sum()) == 1
+    assert 0.0 <= float(prepared[0].image.min()) and float(prepared[0].image.max()) <= 1.0
+    flat, _ = segment.prepare_cases([case((5, 9, 7))], multiple=4, dim=2)
+    assert tuple(flat[0].image.shape) == (8, 12, 7)  # 2D never pads the slice axis
+
+
+def test_split_subjects_fixed_test_list_distinct_nested_subjects_and_bad_shots() -> None:
+    tests = {tuple(segment.split_subjects(20, k, s, max_test=8, stride=3)[1])
+             for k in (1, 3) for s in range(3)}
+    assert tests == {tuple(segment._case_order(20)[:8])}
+    firsts = [segment.split_subjects(20, 3, s, max_test=8, stride=3)[0] for s in range(4)]
+    assert len({i for train in firsts for i in train}) == 12  # 4 seeds x 3 shots, all different subjects
+    assert not set(firsts[0]) & set(tests.pop())
+    assert segment.split_subjects(20, 1, 2, 8, 3)[0] == firsts[2][:1]  # 1-shot set nested in the 3-shot set
+    train, test = segment.split_subjects(6, 2, 1, max_test=None, stride=2)
+    assert sorted(train + test) == list(range(6)) and not set(train) & set(test)
+    with pytest.raises(ValueError, match="shots"):
+        segment.split_subjects(6, 6, 0, max_test=None, stride=6)
+    with pytest.raises(ValueError, match="shots"):
+        segment.split_subjects(6, 3, 0, max_test=4, stride=3)
+
+
+# ------------------------------------------------------------------------------------------- augmentation
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_augment_identity_and_exact_flip(dim: int) -> None:
+    image = torch.rand(2, 1, *([6] * dim))
+    label = (image[:, 0] > 0.5).long()
+    same_image, same_label = segment.apply_augment(image, label, segment.sample_augment(
+        2, image.shape[2:], STILL, torch.Generator().manual_seed(0)))
+    assert torch.allclose(same_image, image, atol=1e-5) and torch.equal(same_label, label)
+    flip = AugmentConfig(flip_prob=1.0, affine_prob=0.0, gamma_prob=0.0, noise_prob=0.0)
+    params = segment.sample_augment(2, image.shape[2:], flip, torch.Generator().manual_seed(0))
+    flipped, flipped_label = segment.apply_augment(image, label, params)
+    assert torch.allclose(flipped, image.flip(2), atol=1e-5) and torch.equal(flipped_label, label.flip(1))
+
+
+def test_augment_draws_depend_only_on_the_generator_and_keep_labels_integer() -> None:
+    config = AugmentConfig(flip_prob=0.5, affine_prob=1.0, gamma_prob=1.0, noise_prob=1.0)
+    images, labels = torch.rand(4, 1, 8, 8, 8), torch.randint(0, 3, (4, 8, 8, 8))
+    first = segment.draw_batch(images, labels, 3, config, torch.Generator().manual_seed(5))
+    second = segment.draw_batch(images, labels, 3, config, torch.Generator().manual_seed(5))
+    other = segment.draw_batch(images, labels, 3, config, torch.Generator().manual_seed(6))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    assert not torch.equal(first[0], other[0])
+    assert first[1].dtype == torch.int64 and set(first[1].unique().tolist()) <= {0, 1, 2}
+
+
+# ------------------------------------------------------------------------------------------- protocol
+
+
+def test_training_on_cubes_beats_the_untrained_model(cubes: Path) -> None:
+    settings = {"shots": [3], "seeds": 2, "dim": 3, "arms": ["scratch"], **FAST}
+    untrained = segment.evaluate_segmentation(cubes, steps=0, **settings)["scratch"]["3"]["per_seed"]
+    trained = segment.evaluate_segmentation(cubes, steps=80, **settings)["scratch"]["3"]["per_seed"]
+    assert all(after > max(0.6, before + 0.3) for before, after in zip(untrained, trained, strict=True)), (
+        untrained, trained)
+
+
+def test_arms_share_subjects_batches_and_augmentation(cubes: Path, tiny_checkpoint: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[float, float]] = []
+    original = segment.draw_batch
+
+    def recording(*args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = original(*args, **kwargs)
+        seen.append((float(images.double().sum()), float(labels.double().sum())))
+        return images, labels
+
+    monkeypatch.setattr(segment, "draw_batch", recording)
+    steps = 3
+    result = segment.evaluate_segmentation(cubes, checkpoint=str(tiny_checkpoint), shots=[2], seeds=2,
+                                           steps=steps, dim=3, max_test=2, device="cpu", progress=False)
+    runs = [seen[i:i + steps] for i in range(0, len(seen), steps)]  # seed 0: 3 arms, then seed 1: 3 arms
+    assert len(runs) == 6
+    assert runs[0] == runs[1] == runs[2] and runs[3] == runs[4] == runs[5] and runs[0] != runs[3]
+    subjects = [result[arm]["2"]["subjects"] for arm in segment.ARMS]
+    assert subjects[0] == subjects[1] == subjects[2] and subjects[0][0] != subjects[0][1]
+    gain = result["gain"]["2"]
+    pairs = zip(result["pretrained"]["2"]["per_seed"], result["scratch"]["2"]["per_seed"], strict=True)
+    assert gain["per_seed"] == pytest.approx([p - s for p, s in pairs])
+    assert result["settings"]["probe_backbone"] == "pretrained"
+
+
+def test_2d_path_reports_every_field_and_same_seed_gives_same_result(cubes: Path) -> None:
+    settings = {"shots": [1, 2], "seeds": 2, "steps": 3, "dim": 2, "max_test": 3, **FAST}
+    result = segment.evaluate_segmentation(cubes, **settings)
+    again = segment.evaluate_segmentation(cubes, **settings)
+    json.dumps(result)  # JSON-able as it stands
+    assert {arm: result[arm] for arm in segment.ARMS} == {arm: again[arm] for arm in segment.ARMS}
+    assert result["pretrained"] is None and result["gain"] is None and set(result["scratch"]) == {"1", "2"}
+    entry = result["probe"]["2"]
+    assert len(entry["per_seed"]) == 2 and entry["n_test"] == [3, 3] and set(entry["per_label"]) == {"1"}
+    assert entry["mean"] == pytest.approx(float(np.mean(entry["per_seed"])))
+    assert entry["sem"] == pytest.approx(float(np.std(entry["per_seed"], ddof=1) / np.sqrt(2)))
+    assert len(result["settings"]["test_cases"]) == 3
+
+
+def test_bad_inputs_raise_errors_that_name_the_field(cubes: Path, tiny_checkpoint: Path) -> None:
+    with pytest.raises(ValueError, match="shots"):
+        segment.evaluate_segmentation(cubes, shots=[6], seeds=1, steps=1, **FAST)
+    with pytest.raises(ValueError, match="max_test"):
+        segment.evaluate_segmentation(cubes, shots=[1], seeds=1, steps=1, max_test=6, **FAST)
+    with pytest.raises(FileNotFoundError, match="no_such_data"):
+        segment.evaluate_segmentation("no_such_data", shots=[1], seeds=1, steps=1, **FAST)
+    with pytest.raises(ValueError, match="dim"):
+        segment.evaluate_segmentation(cubes, checkpoint=str(tiny_checkpoint), dim=2, progress=False)
+    with pytest.raises(ValueError, match="preset"):
+        segment.evaluate_segmentation(cubes, checkpoint=str(tiny_checkpoint), preset="tiny", progress=False)
+
+
+def test_short_run_on_real_hippocampus() -> None:
+    root = find_data_root()
+    if root is None or not (root / "hippocampus" / "dataset.json").is_file():
+        pytest.skip("real data absent: set SYNTHLAB_DATA to the shared data folder to run this test")
+    result = segment.evaluate_segmentation(root / "hippocampus", shots=[1], seeds=1, steps=2, dim=3,
+                                           max_test=2, arms=["scratch"], **FAST)
+    entry, settings = result["scratch"]["1"], result["settings"]
+    assert settings["labels"] == [1, 2] and settings["n_cases"] == 130
+    factor = build_unet("tiny", 3).downsample_factor  # largest crop is 43x56x47 voxels
+    assert settings["grid"] == [-(-side // factor) * factor for side in (43, 56, 47)]
+    assert 0.0 <= entry["mean"] <= 1.0 and entry["subjects"][0][0].startswith("hippocampus_")
