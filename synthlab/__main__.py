@@ -9,7 +9,7 @@ Examples::
     python -m synthlab pretrain --objective supcon --dim 3 --size 64 --steps 200 --out runs/supcon3d
     torchrun --standalone --nproc_per_node=2 -m synthlab pretrain --objective rasd --dim 2 --size 64 \\
         --steps 100 --out runs/rasd2d
-    python -m synthlab eval-reg --data brain_tumor_mri/study1 --fixed t1 --moving flair --checkpoint none \\
+    python -m synthlab eval-reg --data brain_tumor_mri/study1 --fixed T1prereg --moving FLAIRreg --checkpoint none \\
         --features intensity mind --seeds 3 --out results/reg.json
     python -m synthlab eval-seg --data hippocampus --checkpoint runs/supcon3d/checkpoint.pt --shots 1 3 5 --seeds 3 \\
         --steps 200 --out results/seg.json
@@ -63,8 +63,9 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
 def _add_eval_reg(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval-reg", help="register real images with several feature sets and report the metrics")
     p.add_argument("--data", required=True, help="folder of co-registered contrasts (or a name under $SYNTHLAB_DATA)")
-    p.add_argument("--fixed", required=True, help="contrast name of the fixed image (file stem)")
-    p.add_argument("--moving", required=True, help="contrast name of the moving image (file stem)")
+    p.add_argument("--fixed", default=None, help="contrast of the fixed image (file stem or unique prefix)")
+    p.add_argument("--moving", default=None, help="contrast of the moving image; for an MSD folder (labels, "
+                   "inter-subject pairs) leave both out")
     p.add_argument("--checkpoint", default="none", help="checkpoint path, a shipped name, or 'none' (random init)")
     p.add_argument("--features", nargs="+", default=list(FEATURE_SETS), choices=FEATURE_SETS)
     p.add_argument("--seeds", type=int, default=3, help="number of seeded synthetic deformations")
@@ -83,6 +84,10 @@ def _add_eval_seg(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dim", type=int, default=3, choices=(2, 3))
     p.add_argument("--preset", default=None, help="network preset for --checkpoint none")
     p.add_argument("--max-test", type=int, default=None, help="evaluate on at most this many held-out volumes")
+    p.add_argument("--lr-scratch", type=float, default=None, help="learning rate of the scratch arm")
+    p.add_argument("--lr-finetune", type=float, default=None, help="learning rate of the fine-tuned arm")
+    p.add_argument("--lr-probe", type=float, default=None, help="learning rate of the linear probe")
+    p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, help="results.json")
 
@@ -119,7 +124,10 @@ def _run(args: argparse.Namespace) -> int:
 
         results = evaluate_segmentation(data=args.data, checkpoint=args.checkpoint, shots=args.shots,
                                         seeds=args.seeds, steps=args.steps, dim=args.dim, preset=args.preset,
-                                        max_test=args.max_test, device=args.device)
+                                        max_test=args.max_test, device=args.device, batch_size=args.batch_size,
+                                        **{k: v for k, v in (("lr_scratch", args.lr_scratch),
+                                                             ("lr_finetune", args.lr_finetune),
+                                                             ("lr_probe", args.lr_probe)) if v is not None})
         write_json_atomic(args.out, results)
         print(f"wrote {args.out}")
         return 0
