@@ -9,6 +9,12 @@ Examples::
 procedural source and, with ``--labels``, the shape bank; then, on the very same label maps, the TorchIO
 pipeline a user would otherwise write (``RandomLabelsToImage`` followed by bias, gamma, blur, noise and
 anisotropy, run twice per map). TorchIO is imported here only, and reported as skipped when absent.
+
+``train`` times full pretraining steps (synthesis on the training device, forward, backward, optimiser) and
+reports steps/s and the share of each step spent synthesising; on CUDA it runs fp32 and bf16 autocast side by
+side::
+
+    python -m synthlab.bench train --objective supcon --dim 3 --size 128 --device cuda
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["bench_synth", "build_parser", "main"]
+__all__ = ["bench_synth", "bench_train", "build_parser", "main"]
 
 
 def _synchronize(device: torch.device) -> None:
@@ -146,6 +152,62 @@ def _print_synth(results: dict[str, Any]) -> None:
                   f"{entry['speedup_render']:.1f}x on rendering alone")
 
 
+def bench_train(objective: str = "supcon", dim: int = 3, size: int = 128, preset: str | None = None,
+                batch_size: int = 1, steps: int = 10, device: str = "cpu", threads: int | None = None,
+                seed: int = 0) -> dict[str, Any]:
+    """Seconds per pretraining step and the synthesis share, per precision (fp32; bf16 too on CUDA)."""
+    from .losses import build_objective
+    from .nets import build_unet
+    from .profiles import get_profile
+    from .synth import SynthConfig, SynthEngine
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    preset = preset or str(get_profile().for_dim("preset", dim))
+    net = build_unet(preset, dim).to(dev)
+    loss = build_objective(objective, net, dim).to(dev)
+    optimiser = torch.optim.AdamW(list(net.parameters()) + list(loss.parameters()), lr=1e-4)
+    engine = SynthEngine(SynthConfig(dim=dim, size=size, n_views=2), device=dev, seed=seed)
+    generator = torch.Generator(dev).manual_seed(seed)
+    results: dict[str, Any] = {"objective": objective, "dim": dim, "size": size, "preset": preset,
+                               "batch_size": batch_size, "device": str(dev), "torch": torch.__version__,
+                               "threads": torch.get_num_threads(), "precision": {}}
+    for precision in ["fp32", "bf16"] if dev.type == "cuda" else ["fp32"]:
+        synth_s, step_s = [], []
+        for i in range(steps + 1):  # the first step is a warm-up
+            _synchronize(dev)
+            start = time.perf_counter()
+            batch = engine.sample(batch_size)
+            _synchronize(dev)
+            middle = time.perf_counter()
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                out = loss(net, batch.views, batch.labels, generator)
+            optimiser.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimiser.step()
+            loss.after_step()
+            _synchronize(dev)
+            end = time.perf_counter()
+            if i:
+                synth_s.append(middle - start)
+                step_s.append(end - start)
+        results["precision"][precision] = {"step": _summary(step_s), "steps_per_s": 1 / statistics.fmean(step_s),
+                                           "synth_share": sum(synth_s) / sum(step_s)}
+    return results
+
+
+def _print_train(results: dict[str, Any]) -> None:
+    print(f"{results['objective']} {results['dim']}D {results['size']}^{results['dim']} preset {results['preset']} "
+          f"batch {results['batch_size']} on {results['device']} ({results['threads']} threads)")
+    for precision, entry in results["precision"].items():
+        print(f"  {precision}: {entry['step']['mean']:.3f} s/step, {entry['steps_per_s']:.2f} steps/s, "
+              f"synthesis {100 * entry['synth_share']:.1f}% of a step")
+    if "bf16" in results["precision"]:
+        ratio = results["precision"]["bf16"]["steps_per_s"] / results["precision"]["fp32"]["steps_per_s"]
+        print(f"  bf16 / fp32 speed: {ratio:.2f}x")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthlab.bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="benchmark", required=True)
@@ -159,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     synth.add_argument("--no-peers", dest="peers", action="store_false", help="skip the TorchIO comparison")
     synth.add_argument("--json", default=None, help="also write the results to this JSON file")
+    train = sub.add_parser("train", help="pretraining step speed and the share spent synthesising")
+    train.add_argument("--objective", default="supcon", choices=("supcon", "voco", "rasd"))
+    train.add_argument("--dim", type=int, default=3, choices=(2, 3))
+    train.add_argument("--size", type=int, default=128)
+    train.add_argument("--preset", default=None, help="network preset (default: the profile's)")
+    train.add_argument("--batch-size", type=int, default=1)
+    train.add_argument("--steps", type=int, default=10, help="timed steps per precision (after one warm-up)")
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--threads", type=int, default=None)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--json", default=None, help="also write the results to this JSON file")
     return parser
 
 
@@ -170,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
             results = bench_synth(dim=args.dim, size=args.size, n=args.n, device=args.device,
                                   labels=args.labels, seed=args.seed, threads=args.threads, peers=args.peers)
             _print_synth(results)
+        elif args.benchmark == "train":
+            results = bench_train(objective=args.objective, dim=args.dim, size=args.size, preset=args.preset,
+                                  batch_size=args.batch_size, steps=args.steps, device=args.device,
+                                  threads=args.threads, seed=args.seed)
+            _print_train(results)
         else:  # pragma: no cover - argparse rejects unknown sub-commands
             raise AssertionError(args.benchmark)
     except (ValueError, FileNotFoundError) as err:
