@@ -32,7 +32,7 @@ def _as_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
     if torch.is_tensor(x):
         x = x.detach().float().cpu().numpy()
     x = np.asarray(x)
-    while x.ndim > 3 and x.shape[0] == 1:  # drop leading batch/channel axes of size 1
+    while x.ndim > 2 and x.shape[0] == 1:  # drop leading batch/channel axes of size 1 ((1, H, W) is 2D)
         x = x[0]
     return x
 

@@ -1,0 +1,56 @@
+"""Pictures: slice extraction, checkerboards and PCA colours are exact; figures have the expected panels."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from synthlab.viz import checkerboard, mid_slices, pca_rgb, plot_deformation_grid, show_planes, show_row  # noqa: E402
+
+
+def test_mid_slices_three_planes_through_centre() -> None:
+    vol = torch.zeros(5, 7, 9)
+    vol[2, 3, 4] = 1.0
+    slices = mid_slices(vol)
+    assert len(slices) == 3
+    assert all(s.max() == 1.0 for s in slices)  # each plane passes through the centre voxel
+    assert len(mid_slices(torch.zeros(1, 6, 8))) == 1  # (1, H, W) is a 2D image with a channel axis
+
+
+def test_checkerboard_alternates_and_checks_shapes() -> None:
+    a, b = np.zeros((8, 8)), np.ones((8, 8))
+    board = checkerboard(a, b, tiles=2)
+    assert board[0, 0] == 0 and board[0, 7] == 1 and board[7, 7] == 0
+    assert board.mean() == 0.5
+    with pytest.raises(ValueError, match="equal shapes"):
+        checkerboard(np.zeros((4, 4)), np.zeros((4, 5)))
+
+
+def test_pca_rgb_separates_two_feature_clusters() -> None:
+    feats = torch.zeros(4, 6, 6)
+    feats[0, :3] = 1.0  # top half differs from bottom half along one channel
+    rgb = pca_rgb(feats)
+    assert rgb.shape == (6, 6, 3)
+    assert 0.0 <= float(rgb.min()) and float(rgb.max()) <= 1.0
+    assert not torch.allclose(rgb[0, 0], rgb[5, 0])
+    assert torch.allclose(rgb[0, 0], rgb[2, 5])
+
+
+def test_figures_have_one_panel_per_plane_and_row() -> None:
+    fig = show_planes([torch.rand(8, 8, 8), torch.randint(0, 3, (8, 8, 8))], titles=["image", "labels"],
+                      kinds=["image", "labels"])
+    assert len(fig.axes) == 6
+    plt.close(fig)
+    fig = show_row([torch.rand(8, 8)] * 4)
+    assert len(fig.axes) == 4
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    plot_deformation_grid(ax, torch.zeros(2, 9, 9), step=4)
+    assert len(ax.lines) == 6  # 3 horizontal + 3 vertical grid lines
+    plt.close(fig)
