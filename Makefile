@@ -15,7 +15,6 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.py))
 # Real evaluation data sits beside the checkout when it exists; everything skips cleanly without it.
 SYNTHLAB_DATA ?= $(wildcard $(CURDIR)/../shared/data)
 export SYNTHLAB_DATA
-export MPLBACKEND := agg
 export PYTHONHASHSEED := 0
 
 .PHONY: install test unit notebooks-test run-all lab sync lint bench results clean

@@ -64,7 +64,7 @@ PROFILES: dict[str, Profile] = {
         preset_2d="small", preset_3d="small", pretrain_size_2d=128, pretrain_size_3d=64,
         pretrain_steps=500, pretrain_batch=2,
         reg_size=128, reg_iterations=80, reg_seeds=3,
-        seg_steps=300, seg_shots=(1, 3, 5), seg_seeds=6, seg_max_test=40,
+        seg_steps=800, seg_shots=(1, 3, 5), seg_seeds=6, seg_max_test=40,
     ),
     "gpu": Profile(
         name="gpu", description="Colab or cluster GPU: the anatomix preset at 128^3",
