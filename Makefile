@@ -3,7 +3,7 @@
 #   make run-all   execute every notebook in order with papermill into notebooks/executed/
 #   make lab       JupyterLab;  make sync   pair notebooks/*.py with their .ipynb (jupytext)
 #   make bench     the synthesis benchmark (installs the benchmark-only TorchIO extra)
-#   make results   regenerate the README's results table from results/*.json
+#   make results   regenerate the README's results table from notebooks/results/*.json (written by notebook 05)
 
 PYTHON ?= python3
 VENV := .venv
@@ -45,7 +45,7 @@ run-all: $(STAMP)
 		name=$$(basename $$nb .py); \
 		echo "== $$name (profile $(PROFILE))"; \
 		$(BIN)/jupytext --quiet --to ipynb --output notebooks/executed/$$name.src.ipynb $$nb || exit 1; \
-		SYNTHLAB_PROFILE=$(PROFILE) $(BIN)/papermill --log-level WARNING -k python3 -p profile $(PROFILE) \
+		SYNTHLAB_PROFILE=$(PROFILE) $(BIN)/papermill --log-level WARNING -k python3 --cwd notebooks -p profile $(PROFILE) \
 			notebooks/executed/$$name.src.ipynb notebooks/executed/$$name.ipynb || exit 1; \
 		rm -f notebooks/executed/$$name.src.ipynb; \
 	done
@@ -64,7 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python -m synthlab.bench synth --dim 3 --size 128 --n 8 --device cpu
 
 results: $(STAMP)
-	$(BIN)/python -m synthlab.results --update README.md
+	$(BIN)/python -m synthlab.results --update README.md --results notebooks/results
 
 clean:
 	rm -rf notebooks/executed .pytest_cache

@@ -1,0 +1,314 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Pretraining: three ways to learn features without real labels
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/synthlab/synthlab/blob/main/notebooks/02_pretraining.ipynb)
+#
+# A UNet maps every voxel of an image to a feature vector. Three objectives teach it useful features with no
+# human annotation:
+#
+# * **supcon** (anatomix): two renderings of one synthetic label map go through the network; voxels with
+#   the same label are pulled together *across views*, all others pushed apart;
+# * **voco** (VoCo): cut the image into a grid of base crops plus a random crop; the network must tell where
+#   the random crop lies from how similar its embedding is to each base crop;
+# * **rasd** (RaSD): every region of a synthetic label map gets a *prototype* (its mean feature); prototypes
+#   must differ from each other and every voxel must be closest to its own region's prototype.
+#
+# We first draw each idea, then train one objective with `synthlab.train.pretrain` and look at what the
+# network learned.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("synthlab") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "synthlab @ git+https://github.com/synthlab/synthlab"], check=True)
+
+# %%
+import csv
+import os
+import tempfile
+
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import display
+from matplotlib.patches import Rectangle
+
+import synthlab
+from synthlab import viz
+from synthlab.checkpoint import load_pretrained
+from synthlab.data import load_icbm
+from synthlab.features import extract_features, normalize_features
+from synthlab.losses.rasd import RaSDConfig, prototypes
+from synthlab.losses.supcon import sample_voxels
+from synthlab.losses.voco import grid_boxes, overlap_fractions, random_boxes
+from synthlab.nets import build_unet
+from synthlab.profiles import get_profile
+from synthlab.spatial import identity_grid, resize
+from synthlab.synth import SynthConfig, SynthEngine
+from synthlab.train import TrainConfig, pretrain
+
+# %% tags=["parameters"]
+profile = os.environ.get("SYNTHLAB_PROFILE", "ci")
+objective = "supcon"  # "supcon", "voco" or "rasd"
+dim = 2  # 2 or 3
+seed = 0
+
+# %%
+P = get_profile(profile)
+SIZE = int(P.for_dim("pretrain_size", dim))
+PRESET = str(P.for_dim("preset", dim))
+print(f"profile {P.name!r}: {objective} in {dim}D, crops {SIZE}^{dim}, preset {PRESET!r}, "
+      f"{P.pretrain_steps} steps of batch {P.pretrain_batch}")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"synthlab {getattr(synthlab, '__version__', 'dev')}, torch {torch.__version__}, python {sys.version.split()[0]}")
+
+# %% [markdown]
+# ## 1 · The training data: one label map, two views
+#
+# The synthetic engine (notebook 01) draws a label map and renders it twice with independent appearance.
+# The idea pictures below use a 2D image (in 3D, the central axial slice).
+
+# %%
+engine = SynthEngine(SynthConfig(dim=dim, size=SIZE, n_views=2), seed=seed)
+batch = engine.sample(1)
+labels, views = batch.labels[0], batch.views[0]  # (1, *size) and (2, 1, *size)
+fig = viz.show_row([labels[0], views[0, 0], views[1, 0]], ["label map", "view 1", "view 2"],
+                   kinds=["labels", "image", "image"])
+plt.show()
+
+# %%
+# The idea pictures work on 2D images: the central axial slice of a 3D sample.
+slice_2d = (Ellipsis, SIZE // 2) if dim == 3 else (Ellipsis,)
+labels_2d, views_2d = labels[slice_2d], views[slice_2d]  # (1, H, W) and (2, 1, H, W)
+generator = torch.Generator().manual_seed(seed)
+
+# %% [markdown]
+# ## 2 · supcon: the same voxels in both views
+#
+# `sample_voxels` picks the same voxel locations in every view and returns their features and labels. Handing
+# it the voxel *coordinates* as the "features" shows where it sampled. In training, each dot is a feature
+# vector; dots of one colour (one label, either view) are positives of each other, all others negatives.
+
+# %%
+coords = identity_grid(labels_2d.shape[1:]).expand(1, 2, -1, -1, -1)  # (B=1, V=2, 2, H, W)
+picked, picked_labels = sample_voxels(coords, labels_2d[None], 48, generator)  # (1, 2, n, 2), (1, n)
+fig, axes = plt.subplots(1, 2, figsize=(7, 3.5))
+for v, ax in enumerate(axes):
+    ax.imshow(views_2d[v, 0], cmap="gray", vmin=0, vmax=1)
+    ax.scatter(picked[0, v, :, 1], picked[0, v, :, 0], c=picked_labels[0], cmap=viz.label_cmap(),
+               vmin=0, vmax=63, s=22, edgecolors="white", linewidths=0.6)
+    ax.set_title(f"view {v + 1}: {picked.shape[2]} sampled voxels", fontsize=9)
+    ax.set_axis_off()
+plt.show()
+
+# %% [markdown]
+# ## 3 · voco: where does the random crop lie?
+#
+# The image is tiled by a 3 x 3 grid of base crops (white). A random crop of the same size (orange) overlaps
+# a few of them; the fraction of its area inside each base crop is its *position label*. The network is
+# trained so that the similarity between the random crop's embedding and each base crop's embedding equals
+# that fraction.
+
+# %%
+grid = (3, 3)
+size_2d = tuple(labels_2d.shape[1:])
+base = grid_boxes(size_2d, grid)  # (9, 2, 2) [start, stop) per axis
+crop = random_boxes(size_2d, grid, 1, generator)  # (1, 2, 2)
+positions = overlap_fractions(crop, base).view(grid)
+
+fig, (ax_image, ax_labels) = plt.subplots(1, 2, figsize=(7, 3.5))
+ax_image.imshow(views_2d[0, 0], cmap="gray", vmin=0, vmax=1)
+for box, colour, width in [*((b, "white", 0.8) for b in base), (crop[0], "tab:orange", 2.0)]:
+    (row0, row1), (col0, col1) = box.tolist()
+    ax_image.add_patch(Rectangle((col0 - 0.5, row0 - 0.5), col1 - col0, row1 - row0, fill=False,
+                                 edgecolor=colour, linewidth=width))
+ax_image.set_title("base grid and a random crop", fontsize=9)
+ax_image.set_axis_off()
+ax_labels.imshow(positions, cmap="magma", vmin=0, vmax=1)
+for (r, c), value in zip(torch.cartesian_prod(torch.arange(3), torch.arange(3)).tolist(),
+                         positions.flatten().tolist(), strict=True):
+    ax_labels.text(c, r, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.5 else "black")
+ax_labels.set_title("position labels (sum to 1)", fontsize=9)
+ax_labels.set_axis_off()
+plt.show()
+
+# %% [markdown]
+# ## 4 · rasd: one prototype per region
+#
+# `prototypes` averages the network's output features over each label region. RaSD's loss makes the
+# prototypes of different regions dissimilar and pulls every voxel towards its own prototype. Its "push"
+# term is a softmax over prototype dot products, ``softmax_k(p_j . p_k / t)``: row ``j`` says which prototype
+# region ``j`` resembles most. A perfect network gives the identity. Below, the prototypes of view 1 under an
+# *untrained* network (the initialisation the training run starts from): regions are barely told apart.
+
+# %%
+def untrained_net() -> torch.nn.Module:
+    """The network ``pretrain`` starts from: the same preset, seeded the same way (torch's global seed)."""
+    torch.manual_seed(seed)
+    return build_unet(PRESET, dim).eval()
+
+
+def prototype_similarity(net: torch.nn.Module, image: torch.Tensor, label_map: torch.Tensor) -> torch.Tensor:
+    """RaSD's push-term softmax ``(L, L)`` between the region prototypes of ``net``'s features on one image."""
+    features = extract_features(net, image, progress=False)[None]
+    protos, present = prototypes(features, label_map[None], int(label_map.max()) + 1)
+    protos = protos[0, present[0]]
+    return torch.softmax(protos @ protos.T / RaSDConfig().temperature, dim=1)
+
+
+def show_similarity(matrices: dict[str, torch.Tensor]) -> None:
+    fig, axes = plt.subplots(1, len(matrices), figsize=(3.6 * len(matrices), 3.2), squeeze=False)
+    for ax, (title, matrix) in zip(axes[0], matrices.items(), strict=True):
+        shown = ax.imshow(matrix, cmap="magma", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("region")
+        ax.set_ylabel("region")
+        fig.colorbar(shown, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    plt.show()
+
+
+before = prototype_similarity(untrained_net(), views[0], labels)
+show_similarity({"softmax(p_j . p_k / t), untrained": before})
+
+# %% [markdown]
+# ## 5 · Train
+#
+# `pretrain` runs the whole loop: synthetic batches, the chosen objective, AdamW with warm-up and cosine
+# decay, a CSV log and a self-describing checkpoint. The `ci` profile trains the tiny network for a few
+# dozen steps (about half a minute on one CPU thread): the loss curve is short and noisy, but the features
+# already change. The `cpu` and `gpu` profiles train longer and larger (the `gpu` one: anatomix at full
+# size).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+run_dir = tempfile.mkdtemp(prefix=f"synthlab_{objective}{dim}d_")
+result = pretrain(TrainConfig(objective=objective, dim=dim, size=SIZE, steps=P.pretrain_steps,
+                              batch_size=P.pretrain_batch, out=run_dir, preset=PRESET, seed=seed,
+                              device="auto"))
+print(f"{result['steps']} steps in {result['seconds']:.1f} s on {result['device']}, "
+      f"final loss {result['final_loss']:.3f}\ncheckpoint: {result['checkpoint']}")
+
+# %%
+with open(result["log"], newline="") as handle:
+    rows = list(csv.DictReader(handle))
+steps = [int(row["step"]) for row in rows]
+losses = [float(row["loss"]) for row in rows]
+fig, ax = plt.subplots(figsize=(5, 3))
+ax.plot(steps, losses, marker=".")
+ax.set_xlabel("step")
+ax.set_ylabel(f"{objective} loss")
+ax.set_title("training loss (log.csv)", fontsize=9)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 6 · What did the network learn?
+#
+# The trained network is rebuilt from its checkpoint alone with `load_pretrained`. Projecting each voxel's
+# features on their first three principal components and showing them as RGB makes the representation
+# visible: voxels the network considers alike get alike colours. We look at a fresh synthetic image and at a
+# real brain (the ICBM152 T1 template shipped with nilearn) resized to the training size.
+
+# %%
+trained, untrained = load_pretrained(result["checkpoint"]), untrained_net()
+test = SynthEngine(SynthConfig(dim=dim, size=SIZE, n_views=2), seed=seed + 1).sample(1)
+test_labels, test_views = test.labels[0], test.views[0]
+synthetic_features = extract_features(trained, test_views[0], progress=False)
+fig = viz.show_row([test_labels[0], test_views[0, 0], viz.pca_rgb(synthetic_features)],
+                      ["label map", "view 1", "features (PCA)"], kinds=["labels", "image", "rgb"])
+plt.show()
+
+# %%
+try:
+    t1 = load_icbm(resolution=2).contrasts["t1"].array
+except ImportError as err:
+    t1 = None
+    print(f"skipping the real image: {err}")
+if t1 is not None:
+    real = t1[..., t1.shape[-1] // 2] if dim == 2 else t1  # the axial mid-slice in 2D
+    real = resize(real[None, None], (SIZE,) * dim)[0, 0]  # the template is skull-stripped, in [0, 1]
+    real_features = extract_features(trained, real, progress=False)
+    fig = viz.show_row([real, viz.pca_rgb(real_features, mask=real > 0.05)],
+                          ["ICBM152 T1", "features (PCA)"], kinds=["image", "rgb"])
+    plt.show()
+
+# %% [markdown]
+# ### Are features the same in both views?
+#
+# Both views show the same anatomy, so a good representation gives each voxel (nearly) the same feature in
+# both. Per voxel, the cosine similarity between the L2-normalised features of view 1 and view 2, for the
+# trained network and for the same network before training (each map has its own grey scale: compare the
+# printed means).
+
+# %%
+def view_agreement(net: torch.nn.Module) -> torch.Tensor:
+    """Per-voxel cosine similarity of ``net``'s features between the two test views."""
+    first, second = (normalize_features(extract_features(net, view, progress=False)) for view in test_views)
+    return (first * second).sum(0)
+
+
+agreement = {"untrained": view_agreement(untrained), "trained": view_agreement(trained)}
+fig = viz.show_row([test_views[0, 0], test_views[1, 0], *agreement.values()],
+                   ["view 1", "view 2", *(f"cosine, {name}" for name in agreement)],
+                   kinds=["image", "image", "auto", "auto"])
+plt.show()
+for name, cosine in agreement.items():
+    print(f"{name:>9}: mean per-voxel cosine between views {cosine.mean():.3f}")
+
+# %% [markdown]
+# And the prototype picture of section 4 again, now with the trained network next to the untrained one:
+# training should move weight onto the diagonal (each region recognises its own prototype). Expect the
+# clearest change for `objective = "rasd"`, which optimises exactly this.
+
+# %%
+show_similarity({"untrained": before, "trained": prototype_similarity(trained, views[0], labels)})
+
+# %% [markdown]
+# ## 7 · Explore: which voxels does the network find alike?
+#
+# Pick a voxel of view 1; the maps show the cosine similarity of its trained feature to every voxel of view 1
+# and view 2. A network that learned anatomy lights up the same region in both views.
+
+# %%
+test_features = [normalize_features(extract_features(trained, view, progress=False)) for view in test_views]
+
+
+def similarity_to_voxel(row: int, col: int) -> plt.Figure:
+    point = (row, col) + (SIZE // 2,) * (dim - 2)
+    query = test_features[0][(slice(None), *point)]
+    maps = [torch.einsum("c,c...->...", query, features) for features in test_features]
+    fig = viz.show_row([test_views[0, 0], *maps], ["view 1", "similarity in view 1", "similarity in view 2"],
+                       kinds=["image", "auto", "auto"])
+    if dim == 2:  # 3D panels show a rotated mid-slice, where (row, col) would land elsewhere
+        fig.axes[0].plot(col, row, "r+", markersize=12)
+    return fig
+
+
+fig = similarity_to_voxel(SIZE // 2, SIZE // 2)
+plt.show()
+
+# %%
+display(viz.slider(similarity_to_voxel, row=(0, SIZE - 1, 1, SIZE // 2), col=(0, SIZE - 1, 1, SIZE // 2)))
+
+# %% [markdown]
+# ## Next
+#
+# Change `objective` (and `dim`) in the parameters cell and run again to compare the three objectives. For
+# real runs use the command line, e.g. `python -m synthlab pretrain --objective supcon --dim 3 --size 64
+# --steps 2000 --out runs/supcon3d`, or `torchrun` for several GPUs. Notebooks 03 and 04 use such
+# checkpoints for registration and few-shot segmentation.

@@ -1,0 +1,76 @@
+"""Tests for synthlab.results: the README claims table built from comparison JSON files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from synthlab.results import END_MARKER, START_MARKER, load_runs, main, render_table, update_readme
+
+
+def _fake_run(profile: str, dim: int, supcon_gain: float) -> dict:
+    return {"profile": profile, "dim": dim, "date": "2026-01-02T03:04:05+00:00",
+            "machine": {"platform": "Linux-test", "processor": "x86_64", "torch": "9.9", "device": "cpu"},
+            "summary": {"segmentation_gain": {"supcon": {"1": {"mean": supcon_gain, "sem": 0.004},
+                                                         "3": {"mean": -0.02, "sem": None}},
+                                              "voco": {"1": {"mean": 0.0, "sem": 0.001}}},
+                        "registration_epe": {"supcon": {"mind": {"mean": 1.234, "std": 0.0},
+                                                        "network+mind": {"mean": 0.987, "std": 0.0}}}}}
+
+
+@pytest.fixture()
+def workspace(tmp_path: Path) -> tuple[Path, Path]:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "comparison_ci_2d.json").write_text(json.dumps(_fake_run("ci", 2, 0.0312)))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nintro\n\n## Results\n\n{START_MARKER}\nold table\n{END_MARKER}\ntail\n")
+    return readme, results
+
+
+def test_table_shows_measured_numbers_and_missing_profiles(workspace: tuple[Path, Path]) -> None:
+    _, results = workspace
+    table = render_table(load_runs(results))
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ")][1:]  # skip the header
+    anatomix_seg = next(r for r in rows if r[0] == "| anatomix" and "few-shot" in r[1])
+    assert anatomix_seg[3] == "2D: 1-shot +0.031 ± 0.004, 3-shot -0.020"  # the ci column
+    assert anatomix_seg[4] == "not run"  # no gpu JSON
+    anatomix_reg = next(r for r in rows if r[0] == "| anatomix" and "register" in r[1])
+    assert anatomix_reg[3] == "2D: mind 1.23 vs network+mind 0.99"
+    rasd = next(r for r in rows if r[0] == "| RaSD")
+    assert rasd[3] == "not run"  # the JSON has no rasd entry
+    assert "2026-01-02T03:04:05+00:00 on Linux-test (x86_64), torch 9.9" in table
+
+
+def test_update_replaces_only_between_markers_and_is_idempotent(workspace: tuple[Path, Path]) -> None:
+    readme, results = workspace
+    assert update_readme(readme, results) is True
+    first = readme.read_text()
+    assert first.startswith("# title\n\nintro\n\n## Results\n\n" + START_MARKER)
+    assert first.endswith(END_MARKER + "\ntail\n") and "old table" not in first
+    assert update_readme(readme, results) is False
+    assert readme.read_text() == first
+    assert main(["--update", str(readme), "--results", str(results), "--check"]) == 0
+
+
+def test_check_reports_stale_readme_without_writing(workspace: tuple[Path, Path]) -> None:
+    readme, results = workspace
+    before = readme.read_text()
+    assert main(["--update", str(readme), "--results", str(results), "--check"]) == 1
+    assert readme.read_text() == before
+
+
+def test_missing_markers_raise_naming_the_file(tmp_path: Path) -> None:
+    readme = tmp_path / "NOMARKERS.md"
+    readme.write_text(f"# nothing here\n{END_MARKER}\n{START_MARKER}\n")  # wrong order counts as missing
+    with pytest.raises(ValueError, match="NOMARKERS.md"):
+        update_readme(readme, tmp_path)
+    assert main(["--update", str(readme), "--results", str(tmp_path)]) == 2
+
+
+def test_json_without_profile_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "comparison_x.json").write_text(json.dumps({"dim": 2}))
+    with pytest.raises(ValueError, match="comparison_x.json"):
+        load_runs(tmp_path)
