@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -49,8 +54,7 @@ import synthlab
 from synthlab import viz
 from synthlab.checkpoint import load_pretrained
 from synthlab.data import load_icbm
-from synthlab.features import extract_features, normalize_features
-from synthlab.losses.rasd import RaSDConfig, prototypes
+from synthlab.features import extract_features, normalize_features, prototype_similarity, view_agreement
 from synthlab.losses.supcon import sample_voxels
 from synthlab.losses.voco import grid_boxes, overlap_fractions, random_boxes
 from synthlab.nets import build_unet
@@ -162,14 +166,6 @@ def untrained_net() -> torch.nn.Module:
     return build_unet(PRESET, dim).eval()
 
 
-def prototype_similarity(net: torch.nn.Module, image: torch.Tensor, label_map: torch.Tensor) -> torch.Tensor:
-    """RaSD's push-term softmax ``(L, L)`` between the region prototypes of ``net``'s features on one image."""
-    features = extract_features(net, image, progress=False)[None]
-    protos, present = prototypes(features, label_map[None], int(label_map.max()) + 1)
-    protos = protos[0, present[0]]
-    return torch.softmax(protos @ protos.T / RaSDConfig().temperature, dim=1)
-
-
 def show_similarity(matrices: dict[str, torch.Tensor]) -> None:
     fig, axes = plt.subplots(1, len(matrices), figsize=(3.6 * len(matrices), 3.2), squeeze=False)
     for ax, (title, matrix) in zip(axes[0], matrices.items(), strict=True):
@@ -256,13 +252,8 @@ if t1 is not None:
 # printed means).
 
 # %%
-def view_agreement(net: torch.nn.Module) -> torch.Tensor:
-    """Per-voxel cosine similarity of ``net``'s features between the two test views."""
-    first, second = (normalize_features(extract_features(net, view, progress=False)) for view in test_views)
-    return (first * second).sum(0)
-
-
-agreement = {"untrained": view_agreement(untrained), "trained": view_agreement(trained)}
+agreement = {name: view_agreement(net, test_views[0], test_views[1])
+             for name, net in (("untrained", untrained), ("trained", trained))}
 fig = viz.show_row([test_views[0, 0], test_views[1, 0], *agreement.values()],
                    ["view 1", "view 2", *(f"cosine, {name}" for name in agreement)],
                    kinds=["image", "image", "auto", "auto"])

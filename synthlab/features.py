@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from .spatial import check_dim
 
-__all__ = ["blending_weights", "extract_features", "normalize_features", "window_starts"]
+__all__ = ["blending_weights", "extract_features", "normalize_features", "prototype_similarity", "view_agreement",
+           "window_starts"]
 
 
 def _first_conv(net: nn.Module) -> nn.Conv2d | nn.Conv3d:
@@ -189,3 +190,28 @@ def normalize_features(features: torch.Tensor, mode: Literal["l2", "zscore"] = "
         std = features.std(dim=spatial, keepdim=True)
         return (features - mean) / std.clamp_min(eps)
     raise ValueError(f"mode must be 'l2' or 'zscore', got {mode!r}")
+
+
+def view_agreement(net: nn.Module, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Per-voxel cosine similarity of ``net``'s features between two renderings of one label map.
+
+    What anatomix-style pretraining asks for: the same anatomy gives the same feature whatever the appearance.
+    Inputs are ``(1, *size)`` images; the result is ``(*size)`` in [-1, 1].
+    """
+    a, b = (normalize_features(extract_features(net, view, progress=False)) for view in (first, second))
+    return (a * b).sum(0)
+
+
+def prototype_similarity(net: nn.Module, image: torch.Tensor, labels: torch.Tensor,
+                         temperature: float = 0.07) -> torch.Tensor:
+    """RaSD's push-term matrix ``softmax_k(p_j . p_k / t)`` over the regions present in ``labels``.
+
+    Row ``j`` says which region's prototype (mean feature) region ``j`` resembles most; a network that tells the
+    regions apart gives the identity. ``image`` and ``labels`` are ``(1, *size)``.
+    """
+    from .losses.rasd import prototypes
+
+    features = extract_features(net, image, progress=False)[None]
+    protos, present = prototypes(features, labels[None], int(labels.max()) + 1)
+    protos = protos[0, present[0]]
+    return torch.softmax(protos @ protos.T / temperature, dim=1)

@@ -107,3 +107,21 @@ def test_gpu_matches_cpu() -> None:
     gpu = extract_features(net.cuda(), volume, window=12, progress=False)
     assert gpu.device == volume.device
     torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=1e-4)
+
+
+def test_view_agreement_is_one_for_identical_views_and_prototypes_are_rowwise_distributions() -> None:
+    from synthlab.features import prototype_similarity, view_agreement
+    from synthlab.nets import build_unet
+
+    torch.manual_seed(0)
+    net = build_unet("tiny", 2).eval()
+    image = torch.rand(1, 32, 32)
+    cosine = view_agreement(net, image, image)
+    assert cosine.shape == (32, 32)
+    assert torch.allclose(cosine, torch.ones_like(cosine), atol=1e-5)
+    assert float(view_agreement(net, image, torch.rand(1, 32, 32)).mean()) < 0.999
+    labels = torch.zeros(1, 32, 32, dtype=torch.long)
+    labels[:, 16:] = 2  # label 1 absent: only the two present regions get a row
+    matrix = prototype_similarity(net, image, labels)
+    assert matrix.shape == (2, 2)
+    assert torch.allclose(matrix.sum(1), torch.ones(2))
