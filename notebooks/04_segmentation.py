@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -52,7 +57,16 @@ import synthlab
 from synthlab import viz
 from synthlab.data import find_data_root, load_msd, normalize_intensity
 from synthlab.profiles import get_profile
-from synthlab.segment import ARMS, evaluate_segmentation
+from synthlab.segment import (
+    ARMS,
+    FineTuneConfig,
+    evaluate_segmentation,
+    fit_arm,
+    load_backbone,
+    predict,
+    prepare_cases,
+    split_subjects,
+)
 
 settings = get_profile(profile)
 data_root = find_data_root()
@@ -132,6 +146,29 @@ if has_data:
 if has_data and report["gain"] is not None:
     for k, gain in report["gain"].items():
         print(f"{k} shot(s): pretrained - scratch = {gain['mean']:+.3f} ± {gain['sem'] or 0:.3f} (paired SEM)")
+
+# %% [markdown]
+# ## Example predictions
+#
+# What does a few-shot model output? One model of the evaluation above, refitted: seed 0, the largest shot
+# count, the same budget, fine-tuned from the checkpoint (or from scratch when there is none), predicting two
+# held-out cases: first the manual labels, then the prediction. (In the `ci` profile the budget is far too
+# small to learn anything, so expect an empty prediction there.)
+
+# %%
+if has_data:
+    pretrained, backbone = load_backbone(checkpoint, None, dim)
+    prepared, grid = prepare_cases(load_msd(folder), backbone.downsample_factor, dim)
+    shots = max(settings.seg_shots)
+    train, test = split_subjects(len(prepared), shots, 0, settings.seg_max_test, stride=shots)
+    arm = "scratch" if pretrained is None else "pretrained"
+    model = fit_arm(arm, backbone, prepared, train, 3, (0, shots), FineTuneConfig(steps=settings.seg_steps),
+                    torch.device("cpu"))
+    for i in test[:2]:
+        prediction = predict(model, prepared[i].image) * prepared[i].valid
+        for title, labels in (("manual", prepared[i].label), (f"{arm}, {shots} shot(s)", prediction)):
+            fig = viz.show_planes([prepared[i].image], titles=[title], overlay=labels)
+        plt.show()
 
 # %% [markdown]
 # A pretrained network should lift the curve most at one shot, where scratch training has least to

@@ -30,7 +30,8 @@ from .nets import UNet, build_unet
 from .spatial import affine_displacement, affine_matrix, check_dim, conv_fn, warp
 
 __all__ = ["ARMS", "AugmentConfig", "AugmentParams", "FineTuneConfig", "PreparedCase", "SegmentationNet",
-           "apply_augment", "dice_ce_loss", "dice_per_label", "draw_batch", "evaluate_segmentation",
+           "apply_augment", "dice_ce_loss", "dice_per_label", "draw_batch", "evaluate_segmentation", "fit_arm",
+           "load_backbone",
            "from_samples", "predict", "prepare_cases", "sample_augment", "split_subjects", "to_samples",
            "train_model"]
 
@@ -357,7 +358,7 @@ def _paired_gain(pretrained: dict[str, Any], scratch: dict[str, Any]) -> dict[st
     return gain
 
 
-def _load_backbone(checkpoint: str, preset: str | None, dim: int) -> tuple[UNet | None, UNet]:
+def load_backbone(checkpoint: str, preset: str | None, dim: int) -> tuple[UNet | None, UNet]:
     """The pretrained network (None for ``checkpoint="none"``) and a network of the arms' architecture."""
     if checkpoint == "none":
         from .profiles import get_profile
@@ -373,23 +374,31 @@ def _load_backbone(checkpoint: str, preset: str | None, dim: int) -> tuple[UNet 
     return net, net
 
 
-def _run_arm(arm: str, backbone: UNet, cases: list[PreparedCase], split: tuple[list[int], list[int]],
-             labels: list[int], key: tuple[int, int], budget: FineTuneConfig, device: torch.device,
-             progress: bool) -> torch.Tensor:
-    """Train one arm on the cases ``split[0]``; return its Dice ``(n_test, n_labels)`` on ``split[1]``.
+def fit_arm(arm: str, backbone: UNet, cases: list[PreparedCase], train: Sequence[int], n_classes: int,
+            key: tuple[int, int], budget: FineTuneConfig, device: torch.device,
+            progress: bool = False) -> SegmentationNet:
+    """Fine-tune (or, for ``arm="probe"``, fit a head on frozen features of) ``backbone`` on ``cases[train]``.
 
     Everything random is keyed by ``key = (seed, shots)``, never by the arm: all arms start from the same
     head and see the same batches and augmentation draws.
     """
     dim = backbone.dim
-    model = SegmentationNet(backbone, len(labels) + 1, _seeded_generator("head", *key),
+    model = SegmentationNet(backbone, n_classes, _seeded_generator("head", *key),
                             freeze_backbone=arm == "probe").to(device)
-    images = torch.cat([to_samples(cases[i].image, dim) for i in split[0]]).to(device)
-    targets = torch.cat([to_samples(cases[i].label, dim)[:, 0] for i in split[0]]).to(device)
+    images = torch.cat([to_samples(cases[i].image, dim) for i in train]).to(device)
+    targets = torch.cat([to_samples(cases[i].label, dim)[:, 0] for i in train]).to(device)
     if arm == "probe":
         model.standardize_features(images)
     train_model(model, images, targets, steps=budget.steps, lr=budget.lr(arm), batch_size=budget.batch(dim),
                 augment=budget.augment, generator=_seeded_generator("data", *key), progress=progress)
+    return model
+
+
+def _run_arm(arm: str, backbone: UNet, cases: list[PreparedCase], split: tuple[list[int], list[int]],
+             labels: list[int], key: tuple[int, int], budget: FineTuneConfig, device: torch.device,
+             progress: bool) -> torch.Tensor:
+    """Train one arm on the cases ``split[0]``; return its Dice ``(n_test, n_labels)`` on ``split[1]``."""
+    model = fit_arm(arm, backbone, cases, split[0], len(labels) + 1, key, budget, device, progress)
     scores = [dice_per_label(predict(model, cases[i].image) * cases[i].valid, cases[i].label, labels)
               for i in split[1]]
     return torch.stack(scores)
@@ -434,7 +443,7 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
         raise ValueError(f"arms must be among {ARMS}, got {sorted(unknown)}")
     budget = FineTuneConfig(steps=steps, batch_size=batch_size, lr_scratch=lr_scratch,
                             lr_finetune=lr_finetune, lr_probe=lr_probe, augment=augment or AugmentConfig())
-    pretrained, template = _load_backbone(checkpoint, preset, dim)
+    pretrained, template = load_backbone(checkpoint, preset, dim)
     arms = [arm for arm in arms if pretrained is not None or arm != "pretrained"]
     folder = resolve_data(data)
     cases, grid = prepare_cases(load_msd(folder), template.downsample_factor, dim)
