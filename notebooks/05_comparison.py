@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -44,6 +49,7 @@ seed = 0
 import datetime
 import json
 import platform
+import shutil
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -85,6 +91,7 @@ print("synthlab", synthlab.__version__, "| numpy", np.__version__, "|", machine)
 # %%
 # NBVAL_IGNORE_OUTPUT
 pretraining = {}
+shutil.rmtree(run_root, ignore_errors=True)  # the study starts afresh on every run (pretrain refuses to overwrite)
 for objective in objectives:
     config = TrainConfig(objective=objective, out=run_root / objective, dim=dim, size=size, preset=preset,
                          steps=settings.pretrain_steps, batch_size=settings.pretrain_batch, seed=seed,
