@@ -383,8 +383,8 @@ def resolve_data(name_or_path: str | Path) -> Path:
     for candidate in candidates:
         if candidate.exists():
             return candidate
-    looked = "\n  ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"data set {str(name_or_path)!r} not found; looked in:\n  {looked}\n"
+    looked = ", ".join(str(c) for c in candidates)  # one line: the command line prints errors as one line
+    raise FileNotFoundError(f"data set {str(name_or_path)!r} not found; looked in: {looked}. "
                             "Set SYNTHLAB_DATA or see data/README.md.")
 
 

@@ -96,3 +96,34 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(
     err = capsys.readouterr().err.strip()
     assert err.startswith("synthlab pretrain: error:") and "\n" not in err and named in err
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------- evaluation commands
+
+
+def test_eval_seg_writes_results_json(tmp_path: Path) -> None:
+    from tests.test_segment import _write_cubes
+
+    data = _write_cubes(tmp_path / "cubes", n=5)
+    out = tmp_path / "results" / "seg.json"
+    code = main(["eval-seg", "--data", str(data), "--checkpoint", "none", "--shots", "1", "--seeds", "1",
+                 "--steps", "2", "--dim", "2", "--preset", "tiny", "--lr-scratch", "0.01", "--device", "cpu",
+                 "--out", str(out)])
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert results["pretrained"] is None  # no checkpoint: no pretrained arm, stated rather than faked
+    assert 0.0 <= results["scratch"]["1"]["mean"] <= 1.0
+    assert results["settings"]["lrs"]["scratch"] == 0.01
+
+
+def test_eval_commands_fail_cleanly_without_results_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tests.test_segment import _write_cubes
+
+    data = _write_cubes(tmp_path / "cubes", n=4)
+    out = tmp_path / "seg.json"
+    assert main(["eval-seg", "--data", str(data), "--shots", "9", "--out", str(out)]) == 2
+    assert "shots" in capsys.readouterr().err and not out.exists()
+    out = tmp_path / "reg.json"
+    assert main(["eval-reg", "--data", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "missing" in err and not out.exists()
