@@ -1,4 +1,5 @@
-"""Pretraining objectives behind one interface: anatomix's ``supcon``, ``voco`` and RaSD's ``rasd``.
+"""Pretraining objectives behind one interface: anatomix's ``supcon``, ``voco``, RaSD's ``rasd``,
+and synthlab's own ``voxnce`` (same-voxel positives across views).
 
 ``build_objective(name, net, dim, **settings)`` returns an :class:`Objective` whose
 ``forward(net, views, labels, generator)`` gives a :class:`LossOutput`; ``settings`` are fields of the
@@ -14,6 +15,7 @@ from .base import LossOutput, Objective, make_config
 from .rasd import RaSDConfig, RaSDObjective
 from .supcon import SupConConfig, SupConObjective
 from .voco import VoCoConfig, VoCoObjective
+from .voxnce import VoxNCEConfig, VoxNCEObjective
 
 __all__ = ["OBJECTIVES", "LossOutput", "Objective", "build_objective"]
 
@@ -22,6 +24,7 @@ OBJECTIVES: dict[str, tuple[type[Objective], type]] = {
     "supcon": (SupConObjective, SupConConfig),
     "voco": (VoCoObjective, VoCoConfig),
     "rasd": (RaSDObjective, RaSDConfig),
+    "voxnce": (VoxNCEObjective, VoxNCEConfig),  # synthlab's own fourth arm, not from the papers
 }
 
 

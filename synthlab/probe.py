@@ -1,0 +1,209 @@
+"""Does a network's feature transfer to real images? A correspondence probe on co-registered contrasts.
+
+Two contrasts of one subject (say T1 and FLAIR) share one grid, so the true match of every voxel is the same
+voxel. For query voxels in the fixed image's foreground we compare the query's feature with the moving
+image's features at every voxel of a cube of radius ``R`` around the same position; the query is a *hit* when
+the most similar one (cosine) lies in the 3x3(x3) block around the true position. Chance is
+``3**d / (2R+1)**d`` (9/169 in 2D at R = 6). Flat regions can never match (all candidates tie), so 1.0 is out
+of reach; an untrained network is the bar to clear and MIND-SSC, the hand-made modality-independent
+descriptor, the bar to beat. ``pair_cosine``, the mean cosine between random voxel pairs of one image, guards
+against collapse: features that are all alike (1.0) cannot tell anything apart.
+
+2D networks run slice by slice along the coarsest axis (anisotropic series with 6.5 mm slices suit them);
+3D networks see the volume resampled to isotropic voxels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data import Volume, normalize_intensity, resample
+from .features import extract_features
+from .mind import mind_ssc
+from .nets import build_unet
+
+__all__ = ["FeatureProbe", "ProbeConfig", "prepare_pair", "probe_features"]
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Settings of the correspondence probe.
+
+    Attributes:
+        dim: 2 (slice by slice) or 3 (isotropic volume).
+        size: working side in voxels: in 2D the longest in-plane side, in 3D the longest side.
+        radius: half-side R of the search cube around the true position (working voxels).
+        queries: query voxels drawn in the fixed image's foreground.
+        pairs: random voxel pairs for ``pair_cosine``.
+        foreground: intensity (in [0, 1] after percentile scaling) above which a voxel is foreground.
+        seed: seeds the query and pair draws (and the ``random`` baseline's initialisation).
+        window: sliding-window side for 3D feature extraction (None: the whole volume at once).
+        center: subtract each image's (each slice's, in 2D) mean network feature before the cosine. Raw UNet
+            outputs share a large common component (random voxel pairs of an untrained net have cosine ~0.98)
+            that drowns the part that tells voxels apart; untrained and trained networks are treated alike.
+    """
+
+    dim: int = 2
+    size: int = 256
+    radius: int = 6
+    queries: int = 2000
+    pairs: int = 2000
+    foreground: float = 0.1
+    seed: int = 0
+    window: int | None = 96
+    center: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dim not in (2, 3):
+            raise ValueError(f"dim must be 2 or 3, got {self.dim!r}")
+        for name in ("size", "radius", "queries", "pairs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if not 0.0 <= self.foreground < 1.0:
+            raise ValueError(f"foreground must lie in [0, 1), got {self.foreground!r}")
+
+    @property
+    def chance_rate(self) -> float:
+        """Probability that a uniformly random candidate lies in the 3x3(x3) block."""
+        return (3 / (2 * self.radius + 1)) ** self.dim
+
+
+def _slice_axis(volume: Volume) -> int:
+    """The axis with the coarsest spacing (ties: the last), along which 2D networks take slices."""
+    spacing = list(volume.spacing)
+    return max(range(3), key=lambda axis: (round(spacing[axis], 3), axis))
+
+
+def prepare_pair(fixed: Volume, moving: Volume, config: ProbeConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both contrasts on the working grid, intensities percentile-scaled to [0, 1].
+
+    Returns ``(S, H, W)`` stacks of slices in 2D (slice axis first) and ``(D, H, W)`` volumes in 3D.
+    """
+    if tuple(fixed.array.shape) != tuple(moving.array.shape):
+        raise ValueError(f"fixed and moving must share one grid, got shapes {tuple(fixed.array.shape)} and "
+                         f"{tuple(moving.array.shape)}")
+    spacing = list(fixed.spacing)
+    extent = [n * s for n, s in zip(fixed.array.shape, spacing, strict=True)]
+    if config.dim == 2:
+        axis = _slice_axis(fixed)
+        step = max(e for k, e in enumerate(extent) if k != axis) / config.size
+        target = tuple(spacing[k] if k == axis else step for k in range(3))
+    else:
+        axis, target = 0, (max(extent) / config.size,) * 3
+    images = [normalize_intensity(resample(v, target).array).movedim(axis, 0) for v in (fixed, moving)]
+    return images[0], images[1]
+
+
+def _map_features(net: nn.Module, image: torch.Tensor, config: ProbeConfig) -> torch.Tensor:
+    """``(C, *image.shape)`` network features; 2D networks see one slice (first axis) at a time."""
+    if config.dim == 2:
+        features = torch.stack([extract_features(net, plane, progress=False) for plane in image], dim=1)
+        spatial: tuple[int, ...] = (2, 3)
+    else:
+        features = extract_features(net, image, window=config.window, progress=False)
+        spatial = (1, 2, 3)
+    return features - features.mean(spatial, keepdim=True) if config.center else features
+
+
+def _mind(image: torch.Tensor, dim: int) -> torch.Tensor:
+    if dim == 2:
+        return mind_ssc(image[:, None]).movedim(1, 0)  # slices as the batch
+    return mind_ssc(image[None, None])[0]
+
+
+def _unit(features: torch.Tensor) -> torch.Tensor:
+    return features / features.norm(dim=0, keepdim=True).clamp_min(1e-8)
+
+
+class FeatureProbe:
+    """Queries and candidate cubes drawn once for a fixed/moving pair; :meth:`score` rates any feature maps.
+
+    Built once, it probes many networks (or one network at many training steps) on the same draws, so
+    differences between methods are not differences between draws.
+    """
+
+    def __init__(self, fixed: torch.Tensor, moving: torch.Tensor, config: ProbeConfig) -> None:
+        self.fixed, self.moving, self.config = fixed.float(), moving.float(), config
+        generator = torch.Generator().manual_seed(config.seed)
+        r = config.radius
+        shape = torch.tensor(fixed.shape)
+        # In 2D the first axis indexes slices: the cube stays inside one slice.
+        low = torch.tensor([0, r, r] if config.dim == 2 else [r, r, r])
+        high = shape - low  # exclusive
+        inside = torch.zeros_like(self.fixed, dtype=torch.bool)
+        inside[tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))] = True
+        candidates = torch.nonzero(inside & (self.fixed > config.foreground))
+        if len(candidates) == 0:
+            raise ValueError(f"the fixed image has no foreground voxel above {config.foreground} at least "
+                             f"{r} voxels from its border")
+        pick = torch.randperm(len(candidates), generator=generator)[:config.queries]
+        self.queries = candidates[pick]  # (Q, 3)
+        axes = [torch.zeros(1, dtype=torch.long)] if config.dim == 2 else []
+        axes += [torch.arange(-r, r + 1)] * config.dim
+        self.offsets = torch.cartesian_prod(*axes).reshape(-1, 3)  # (K, 3)
+        self.near = self.offsets.abs().amax(1) <= 1  # the 3x3(x3) block
+        strides = torch.tensor([shape[1] * shape[2], shape[2], 1])
+        self.query_index = self.queries @ strides  # (Q,)
+        self.cube_index = (self.queries[:, None] + self.offsets[None]) @ strides  # (Q, K)
+        pair = torch.randint(len(candidates), (2, config.pairs), generator=generator)
+        self.pair_index = candidates[pair] @ strides  # (2, P)
+
+    def score(self, fixed_features: torch.Tensor, moving_features: torch.Tensor) -> dict[str, float]:
+        """Match rate, median error of the best match (voxels) and pair cosine of ``(C, *grid)`` features."""
+        a = _unit(fixed_features.float()).flatten(1)
+        b = _unit(moving_features.float()).flatten(1)
+        hits, errors = [], []
+        for start in range(0, len(self.queries), 256):
+            q = a[:, self.query_index[start:start + 256]]  # (C, q)
+            cube = b[:, self.cube_index[start:start + 256]]  # (C, q, K)
+            best = torch.einsum("cq,cqk->qk", q, cube).argmax(1)
+            hits.append(self.near[best])
+            errors.append(self.offsets[best].float().norm(dim=1))
+        pair_cosine = (a[:, self.pair_index[0]] * a[:, self.pair_index[1]]).sum(0).mean()
+        return {"match_rate": float(torch.cat(hits).float().mean()),
+                "median_error_vox": float(torch.cat(errors).median()),
+                "pair_cosine": float(pair_cosine)}
+
+    def features(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's features of both images."""
+        return tuple(_map_features(net, image, self.config)  # type: ignore[return-value]
+                     for image in (self.fixed, self.moving))
+
+    def score_net(self, net: nn.Module) -> dict[str, float]:
+        return self.score(*self.features(net))
+
+
+def probe_features(fixed: Volume, moving: Volume, config: ProbeConfig, net: nn.Module | None = None,
+                   random_preset: str = "small") -> dict[str, Any]:
+    """Run the probe for ``mind``, ``random`` and, given ``net``, ``network`` and ``network+mind``.
+
+    ``random`` is an untrained network of ``net``'s architecture (``random_preset`` without one), initialised
+    from ``config.seed``, so a trained network is compared with itself before training.
+
+    Returns:
+        ``{"settings": {..., "chance_rate"}, "methods": {method: {"match_rate", "median_error_vox",
+        "pair_cosine"}}}``.
+    """
+    if net is not None and getattr(net, "dim", config.dim) != config.dim:
+        raise ValueError(f"the network is {net.dim}D but the probe runs in {config.dim}D (--dim)")
+    fixed_image, moving_image = prepare_pair(fixed, moving, config)
+    probe = FeatureProbe(fixed_image, moving_image, config)
+    mind = (_mind(fixed_image, config.dim), _mind(moving_image, config.dim))
+    with torch.random.fork_rng(devices=[]):  # a fixed init that leaves the caller's generator untouched
+        torch.manual_seed(config.seed)
+        random_net = (type(net)(**net.config) if net is not None and hasattr(net, "config")
+                      else build_unet(random_preset, config.dim))
+    random_net.eval()
+    methods = {"mind": probe.score(*mind), "random": probe.score_net(random_net)}
+    if net is not None:
+        fixed_net, moving_net = probe.features(net)
+        methods["network"] = probe.score(fixed_net, moving_net)
+        methods["network+mind"] = probe.score(torch.cat([_unit(fixed_net), _unit(mind[0])]),
+                                              torch.cat([_unit(moving_net), _unit(mind[1])]))
+    settings = {**asdict(config), "chance_rate": config.chance_rate, "grid": list(fixed_image.shape),
+                "n_queries": len(probe.queries)}
+    return {"settings": settings, "methods": methods}
