@@ -18,26 +18,14 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-from pathlib import Path
-from typing import Any
 
-__all__ = ["build_parser", "main", "write_json_atomic"]
+from .io import write_json_atomic
+
+__all__ = ["build_parser", "main"]
 
 OBJECTIVES = ("supcon", "voco", "rasd")
 FEATURE_SETS = ("intensity", "mind", "network", "network+mind")
-
-
-def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write JSON through a temporary file and a rename, so a crash never leaves half a results file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:

@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from .io import write_json_atomic
+
 __all__ = ["bench_synth", "bench_train", "build_parser", "main"]
 
 
@@ -254,8 +256,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"synthlab.bench {args.benchmark}: error: {err}", file=sys.stderr)
         return 2
     if args.json:
-        from .__main__ import write_json_atomic
-
         write_json_atomic(args.json, results)
         print(f"wrote {args.json}")
     return 0

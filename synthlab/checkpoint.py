@@ -20,7 +20,6 @@ loads weights without the training stack.
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from collections.abc import Container, Mapping
@@ -29,6 +28,7 @@ from typing import Any
 
 import torch
 
+from .io import write_atomic
 from .nets import UNet
 
 __all__ = [
@@ -55,15 +55,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to a temporary file, then ``os.replace`` it: a kill leaves no half checkpoint."""
     if payload.get("format") != FORMAT_VERSION:
         raise ValueError(f"payload must carry format={FORMAT_VERSION}, got {payload.get('format')!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, lambda stream: torch.save(payload, stream))
 
 
 def resolve_checkpoint(path_or_name: str | Path) -> Path:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .io import write_text_atomic
 
 __all__ = ["CLAIMS", "END_MARKER", "START_MARKER", "TABLE_PROFILES", "Claim", "load_runs", "main",
            "render_table", "replace_between_markers", "update_readme"]
@@ -129,18 +129,6 @@ def replace_between_markers(text: str, body: str, name: str = "README") -> str:
     return text[:start + len(START_MARKER)] + "\n" + body.strip() + "\n" + text[end:]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder, so a crash never leaves a half-written README."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def update_readme(readme: str | Path, results: str | Path = "results", check: bool = False) -> bool:
     """Regenerate the table in ``readme``; returns True when the file was (``check``: would be) changed."""
     readme = Path(readme)
@@ -149,7 +137,7 @@ def update_readme(readme: str | Path, results: str | Path = "results", check: bo
     text = readme.read_text()
     updated = replace_between_markers(text, render_table(load_runs(results)), str(readme))
     if updated != text and not check:
-        _write_atomic(readme, updated)
+        write_text_atomic(readme, updated)
     return updated != text
 
 

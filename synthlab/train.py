@@ -48,6 +48,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .data import crop_or_pad, load_nifti, normalize_intensity
+from .io import write_json_atomic
 from .losses import OBJECTIVES, build_objective
 from .nets import build_unet
 from .profiles import get_profile
@@ -369,12 +370,6 @@ class _CsvLog:
             writer.writerow(row)
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _gather(runtime: _Runtime, state: dict[str, Any]) -> list[dict[str, Any]] | None:
     """Every rank's random state, on rank 0 (None elsewhere), so a resumed DDP run replays every stream."""
     if runtime.world_size == 1:
@@ -446,7 +441,7 @@ def _run(config: TrainConfig, runtime: _Runtime, volumes: list[torch.Tensor] | N
     log = None
     if runtime.is_main:  # the first write of the run: every check has passed
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / CONFIG_NAME, {"config": config.as_dict(), "model_config": net.config,
+        write_json_atomic(out / CONFIG_NAME, {"config": config.as_dict(), "model_config": net.config,
                                         "synth": source.describe(), "world_size": runtime.world_size,
                                         "torch": torch.__version__})
         log = _CsvLog(out / LOG_NAME, step)
