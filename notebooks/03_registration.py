@@ -52,19 +52,12 @@ import torch
 
 import synthlab
 from synthlab import viz
-from synthlab.data import find_data_root, load_coregistered, load_icbm, normalize_intensity, resample
+from synthlab.data import find_data_root, load_coregistered, load_icbm
+from synthlab.eval_reg import evaluate_registration, random_contrast, random_deformation, working_grid
+from synthlab.metrics import endpoint_error, folding_percent
 from synthlab.mind import mind_ssc
 from synthlab.profiles import get_profile
-from synthlab.register import (
-    FEATURE_SETS,
-    RegistrationConfig,
-    endpoint_error,
-    evaluate_registration,
-    folding_percent,
-    random_contrast,
-    random_deformation,
-    register,
-)
+from synthlab.register import FEATURE_SETS, RegistrationConfig, register
 from synthlab.spatial import warp
 
 settings = get_profile(profile)
@@ -95,10 +88,9 @@ if use_study:
 else:
     subject = load_icbm()
     fixed_volume = moving_volume = subject.contrasts["t1"]
-# Isotropic voxels, the longest side reg_size voxels (what evaluate_registration does internally).
-spacing = max(n * s for n, s in zip(fixed_volume.array.shape, fixed_volume.spacing, strict=True)) / settings.reg_size
-fixed = normalize_intensity(resample(fixed_volume, spacing).array)
-moving = normalize_intensity(resample(moving_volume, spacing).array)
+# Isotropic voxels, the longest side reg_size voxels: the working grid evaluate_registration uses.
+fixed, spacing = working_grid(fixed_volume, settings.reg_size)
+moving, _ = working_grid(moving_volume, settings.reg_size)
 if not use_study:
     moving = random_contrast(moving, generator, monotone=False)
 print(f"working grid {tuple(fixed.shape)} at {spacing:.2f} mm")

@@ -59,9 +59,9 @@ import torch
 
 import synthlab
 from synthlab.data import find_data_root
+from synthlab.eval_reg import evaluate_registration
+from synthlab.eval_seg import evaluate_segmentation
 from synthlab.profiles import get_profile
-from synthlab.register import evaluate_registration
-from synthlab.segment import evaluate_segmentation
 from synthlab.train import TrainConfig, pretrain
 
 settings = get_profile(profile)

@@ -30,6 +30,10 @@ from typing import Any
 import torch
 
 from .io import write_json_atomic
+from .losses import build_objective
+from .nets import build_unet
+from .profiles import get_profile
+from .synth import SynthConfig, SynthEngine
 
 __all__ = ["bench_synth", "bench_train", "build_parser", "main"]
 
@@ -103,8 +107,6 @@ def _time_torchio(two_views: Callable[[torch.Tensor], None], maps: list[torch.Te
 def bench_synth(dim: int = 3, size: int = 128, n: int = 8, device: str = "cpu", labels: str | None = None,
                 seed: int = 0, threads: int | None = None, peers: bool = True) -> dict[str, Any]:
     """Seconds per two-view sample for each label source, and for TorchIO on the same maps."""
-    from .synth import SynthConfig, SynthEngine
-
     if threads is not None:
         torch.set_num_threads(threads)
     torch_device = torch.device(device)
@@ -158,11 +160,6 @@ def bench_train(objective: str = "supcon", dim: int = 3, size: int = 128, preset
                 batch_size: int = 1, steps: int = 10, device: str = "cpu", threads: int | None = None,
                 seed: int = 0) -> dict[str, Any]:
     """Seconds per pretraining step and the synthesis share, per precision (fp32; bf16 too on CUDA)."""
-    from .losses import build_objective
-    from .nets import build_unet
-    from .profiles import get_profile
-    from .synth import SynthConfig, SynthEngine
-
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)

@@ -11,7 +11,20 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_gather_grad", "get_rank", "get_world_size", "is_distributed"]
+__all__ = ["all_gather_grad", "get_rank", "get_world_size", "is_distributed", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as given, refusing CUDA where there is none.
+
+    The one place that reads a ``--device`` flag, so every command means the same by it.
+    """
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
+    return device
 
 
 def is_distributed() -> bool:
