@@ -47,7 +47,7 @@ from .checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from .data import crop_or_pad, load_nifti, normalize_intensity
+from .data import RealCropSource, list_nifti, load_unlabeled
 from .io import write_json_atomic
 from .losses import OBJECTIVES, build_objective
 from .nets import build_unet
@@ -59,7 +59,6 @@ __all__ = ["StepReport", "TrainConfig", "list_nifti", "load_unlabeled", "lr_fact
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.csv"
 CONFIG_NAME = "config.json"
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ADAMW_BETAS = (0.9, 0.999)  # anatomix's AdamW (REFERENCE 1.4)
 # Fields a --resume may change: where and how the run executes, not what it computes.
 FREE_ON_RESUME = frozenset({"out", "resume", "device", "compile", "checkpoint_every", "log_every"})
@@ -191,61 +190,6 @@ class _SynthSource:
     def describe(self) -> dict[str, Any]:
         """The engine's config as plain JSON types (``SynthConfig.from_dict`` rebuilds it)."""
         return json.loads(json.dumps(dataclasses.asdict(self.config), default=str))
-
-
-def list_nifti(folder: str | Path) -> list[Path]:
-    """The NIfTI files of a ``--data`` folder; anything else in it (hidden files aside) is a ValueError."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"data: folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    strays = [p for p in files if not (p.is_file() and p.name.endswith(NIFTI_SUFFIXES))]
-    if strays:
-        raise ValueError(f"data: {strays[0]} is not a NIfTI file (.nii or .nii.gz); the folder may hold "
-                         "volumes only")
-    if not files:
-        raise ValueError(f"data: {folder} holds no NIfTI volumes")
-    return files
-
-
-def load_unlabeled(files: list[Path], dim: int, size: int) -> list[torch.Tensor]:
-    """Load, normalise to [0, 1] and zero-pad (never crop) each volume so that a ``size`` crop always fits.
-
-    In 2D only the first two axes are padded: slices are taken along the last (axial) one.
-    """
-    volumes = []
-    for path in files:
-        array = normalize_intensity(load_nifti(path).array)
-        padded = tuple(max(side, size) for side in array.shape[:dim]) + tuple(array.shape[dim:])
-        volumes.append(crop_or_pad(array, padded))
-    return volumes
-
-
-class _RealCropSource:
-    """Random ``size`` crops of real volumes (of random axial slices in 2D): one view, no labels."""
-
-    def __init__(self, volumes: list[torch.Tensor], dim: int, size: int, device: torch.device, seed: int):
-        self.volumes, self.dim, self.size, self.device = volumes, dim, size, device
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def _draw(self, high: int) -> int:
-        return int(torch.randint(high, (1,), generator=self.generator))
-
-    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        crops = []
-        for _ in range(batch_size):
-            array = self.volumes[self._draw(len(self.volumes))]
-            if self.dim == 2:  # an axial slice: the last axis of a RAS-like volume runs inferior-superior
-                array = array[..., self._draw(array.shape[-1])]
-            starts = [self._draw(side - self.size + 1) for side in array.shape]
-            crops.append(array[tuple(slice(s, s + self.size) for s in starts)])
-        return torch.stack(crops)[:, None, None].to(self.device), None
-
-    def generators(self) -> dict[str, torch.Generator]:
-        return {"crops": self.generator}
-
-    def describe(self) -> None:
-        return None  # no synthetic engine; the config's ``data`` names the volumes
 
 
 # ----------------------------------------------------------------------------------------------- set-up
@@ -418,7 +362,7 @@ def _run(config: TrainConfig, runtime: _Runtime, volumes: list[torch.Tensor] | N
          checkpoint: dict[str, Any] | None, callback: Callable[[StepReport], None] | None) -> dict[str, Any]:
     device, out, rank_seed = runtime.device, Path(config.out), config.seed + runtime.rank
     net, objective = _build(config, device)
-    source: BatchSource = (_RealCropSource(volumes, config.dim, config.size, device, rank_seed)
+    source: BatchSource = (RealCropSource(volumes, config.dim, config.size, device, rank_seed)
                            if volumes is not None else _SynthSource(config, device, rank_seed))
     loss_generator = torch.Generator(device=device).manual_seed(rank_seed)
     torch.manual_seed(rank_seed)  # dropout's stream, per rank like every other stream

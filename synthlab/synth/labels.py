@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.nifti import NIFTI_SUFFIXES
 from ..spatial import affine_matrix, identity_grid, pyramid_noise, resize, warp
 from .config import ForegroundConfig, ProceduralConfig, ShapeBankConfig, bernoulli, randint, uniform
 
@@ -29,8 +30,6 @@ __all__ = [
     "procedural_labels",
     "sample_foreground",
 ]
-
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
 def _channels_last(dim: int) -> torch.memory_format:
