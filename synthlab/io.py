@@ -1,4 +1,4 @@
-"""One atomic file writer: results, configs, checkpoints and the README all go through it.
+"""Files: one atomic writer (results, configs, checkpoints, the README) and the training log.
 
 A crash or kill mid-write must never leave half a file behind, and two runs writing the same path at once must
 not trample each other's temporary file. So every write goes to a uniquely named temporary file in the target's
@@ -8,6 +8,7 @@ anything fails. This module imports nothing from synthlab, so every layer may us
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["write_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = ["CsvLog", "write_atomic", "write_json_atomic", "write_text_atomic"]
 
 
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -45,3 +46,31 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` as indented JSON with a final newline, atomically."""
     return write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+
+
+class CsvLog:
+    """A step-indexed CSV log (``log.csv``): header from the first row; a resume drops rows past its step."""
+
+    def __init__(self, path: Path, resume_step: int) -> None:
+        self.path, self.fields = path, None
+        rows: list[dict[str, str]] = []
+        if resume_step > 0 and path.is_file():
+            with path.open(newline="") as handle:
+                reader = csv.DictReader(handle)
+                rows = [row for row in reader if int(row["step"]) <= resume_step]
+                self.fields = list(reader.fieldnames or [])
+        with path.open("w", newline="") as handle:
+            if self.fields:
+                writer = csv.DictWriter(handle, self.fields)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Add one row; columns it lacks stay empty, columns the header lacks are dropped."""
+        new_file = self.fields is None
+        self.fields = self.fields or list(row)
+        with self.path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, self.fields, restval="", extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)

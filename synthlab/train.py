@@ -21,11 +21,9 @@ seconds) and ``checkpoint.pt`` (see :mod:`synthlab.checkpoint`).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -36,7 +34,6 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .checkpoint import (
@@ -48,13 +45,14 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .data import RealCropSource, list_nifti, load_unlabeled
-from .io import write_json_atomic
+from .dist import Runtime, gather_to_main, mean_over_ranks, start_runtime, wrap_ddp
+from .io import CsvLog, write_json_atomic
 from .losses import OBJECTIVES, build_objective
 from .nets import build_unet
 from .profiles import get_profile
 from .synth import SynthConfig, SynthEngine
 
-__all__ = ["StepReport", "TrainConfig", "list_nifti", "load_unlabeled", "lr_factor", "pretrain"]
+__all__ = ["StepReport", "TrainConfig", "Trainee", "lr_factor", "pretrain", "train_step"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.csv"
@@ -195,39 +193,6 @@ class _SynthSource:
 # ----------------------------------------------------------------------------------------------- set-up
 
 
-@dataclass(frozen=True)
-class _Runtime:
-    """Where this process sits: rank, world size, device, and whether it started the process group."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-    owns_group: bool
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def _start_runtime(device_flag: str) -> _Runtime:
-    """Join the torchrun process group (gloo on CPU, nccl on CUDA) when launched by torchrun."""
-    launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-    local_rank = int(os.environ.get("LOCAL_RANK", "0")) if launched else 0
-    if device_flag == "auto":
-        device_flag = "cuda" if torch.cuda.is_available() else "cpu"
-    if device_flag == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
-    device = torch.device("cuda", local_rank) if device_flag == "cuda" else torch.device("cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    owns = launched and not dist.is_initialized()
-    if owns:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if dist.is_initialized():
-        return _Runtime(dist.get_rank(), dist.get_world_size(), device, owns)
-    return _Runtime(0, 1, device, False)
-
-
 def _build(config: TrainConfig, device: torch.device) -> tuple[nn.Module, nn.Module]:
     """Network and objective, seeded; raises if ``size`` misfits the network or ``data`` the objective."""
     torch.manual_seed(config.seed)
@@ -258,7 +223,7 @@ def _checked_resume(config: TrainConfig) -> dict[str, Any] | None:
     return checkpoint
 
 
-class _Trainee(nn.Module):
+class Trainee(nn.Module):
     """Network and objective as one module, so that DDP all-reduces the gradients of the heads too."""
 
     def __init__(self, net: nn.Module, objective: nn.Module) -> None:
@@ -271,65 +236,27 @@ class _Trainee(nn.Module):
         return out.loss, out.logs
 
 
-def _wrap(net: nn.Module, objective: nn.Module, config: TrainConfig, runtime: _Runtime) -> nn.Module:
-    """The module the loop calls: optionally compiled, under DDP when there are several ranks."""
-    model: nn.Module = _Trainee(torch.compile(net) if config.compile else net, objective)
-    if runtime.world_size == 1:
-        return model
-    cuda = runtime.device.type == "cuda"
-    if cuda:  # the converted layers keep the same parameters, so the optimiser and `net` stay valid
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    # static_graph: VoCo uses the encoder only, so the decoder's parameters never get gradients
-    device_ids = [runtime.device.index] if cuda else None  # none on CPU (gloo)
-    return DistributedDataParallel(model, device_ids=device_ids, static_graph=True)
+def train_step(model: nn.Module, objective: nn.Module, optimizer: torch.optim.Optimizer,
+               batch: tuple[torch.Tensor, torch.Tensor | None], generator: torch.Generator, *, lr: float,
+               grad_clip: float | None, autocast: bool) -> tuple[torch.Tensor, dict[str, float]]:
+    """One optimiser step, read top-down; returns the loss and the objective's logs.
 
-
-# ----------------------------------------------------------------------------------------------- logs
-
-
-class _CsvLog:
-    """``log.csv`` (rank 0): header from the first row; a resumed run drops the rows past its checkpoint."""
-
-    def __init__(self, path: Path, resume_step: int) -> None:
-        self.path, self.fields = path, None
-        rows: list[dict[str, str]] = []
-        if resume_step > 0 and path.is_file():
-            with path.open(newline="") as handle:
-                reader = csv.DictReader(handle)
-                rows = [row for row in reader if int(row["step"]) <= resume_step]
-                self.fields = list(reader.fieldnames or [])
-        with path.open("w", newline="") as handle:
-            if self.fields:
-                writer = csv.DictWriter(handle, self.fields)
-                writer.writeheader()
-                writer.writerows(rows)
-
-    def append(self, row: dict[str, Any]) -> None:
-        new_file = self.fields is None
-        self.fields = self.fields or list(row)
-        with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, self.fields, restval="", extrasaction="ignore")
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
-
-
-def _gather(runtime: _Runtime, state: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """Every rank's random state, on rank 0 (None elsewhere), so a resumed DDP run replays every stream."""
-    if runtime.world_size == 1:
-        return [state]
-    gathered: list[Any] | None = [None] * runtime.world_size if runtime.is_main else None
-    dist.gather_object(state, gathered, dst=0)
-    return gathered
-
-
-def _mean_over_ranks(values: dict[str, float], runtime: _Runtime) -> dict[str, float]:
-    """Loss and logs averaged over ranks in one all-reduce: every rank logs and stops on the same value."""
-    if runtime.world_size == 1:
-        return values
-    packed = torch.tensor(list(values.values()), dtype=torch.float64, device=runtime.device)
-    dist.all_reduce(packed)
-    return dict(zip(values, (packed / runtime.world_size).tolist(), strict=True))
+    Set the scheduled ``lr`` -> forward under (bf16) ``autocast`` -> backward -> clip the global gradient
+    norm -> step -> the objective's ``after_step`` (e.g. VoCo's EMA teacher). ``model`` is a :class:`Trainee`
+    (possibly under DDP). The batch comes in already sampled, so a benchmark can time synthesis apart.
+    """
+    views, labels = batch
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with torch.autocast(views.device.type, dtype=torch.bfloat16, enabled=autocast):
+        loss, logs = model(views, labels, generator)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], grad_clip)
+    optimizer.step()
+    objective.after_step()
+    return loss, logs
 
 
 # ----------------------------------------------------------------------------------------------- loop
@@ -350,7 +277,7 @@ def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None 
     config = config.resolved()
     volumes = load_unlabeled(list_nifti(config.data), config.dim, config.size) if config.data else None
     checkpoint = _checked_resume(config)
-    runtime = _start_runtime(config.device)
+    runtime = start_runtime(config.device)
     try:
         return _run(config, runtime, volumes, checkpoint, callback)
     finally:
@@ -358,7 +285,7 @@ def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None 
             dist.destroy_process_group()
 
 
-def _run(config: TrainConfig, runtime: _Runtime, volumes: list[torch.Tensor] | None,
+def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | None,
          checkpoint: dict[str, Any] | None, callback: Callable[[StepReport], None] | None) -> dict[str, Any]:
     device, out, rank_seed = runtime.device, Path(config.out), config.seed + runtime.rank
     net, objective = _build(config, device)
@@ -380,7 +307,7 @@ def _run(config: TrainConfig, runtime: _Runtime, volumes: list[torch.Tensor] | N
         elif runtime.is_main:
             warnings.warn(f"resume: the checkpoint came from {len(checkpoint['rng'])} processes, this run "
                           f"has {runtime.world_size}; random streams restart (no exact replay)", stacklevel=2)
-    model = _wrap(net, objective, config, runtime)
+    model = wrap_ddp(Trainee(torch.compile(net) if config.compile else net, objective), runtime)
 
     log = None
     if runtime.is_main:  # the first write of the run: every check has passed
@@ -388,28 +315,19 @@ def _run(config: TrainConfig, runtime: _Runtime, volumes: list[torch.Tensor] | N
         write_json_atomic(out / CONFIG_NAME, {"config": config.as_dict(), "model_config": net.config,
                                         "synth": source.describe(), "world_size": runtime.world_size,
                                         "torch": torch.__version__})
-        log = _CsvLog(out / LOG_NAME, step)
+        log = CsvLog(out / LOG_NAME, step)
 
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
     with tqdm(total=config.steps, initial=step, disable=not runtime.is_main,
               desc=f"pretrain {config.objective}") as bar:
         while step < config.steps:
             started = time.perf_counter()
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * lr_factor(step, config.steps, config.warmup_fraction,
-                                                    config.min_lr_fraction)
             views, labels = source.sample(config.batch_size)
-            with autocast:
-                loss, logs = model(views, labels, loss_generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
-            objective.after_step()
+            lr = config.lr * lr_factor(step, config.steps, config.warmup_fraction, config.min_lr_fraction)
+            loss, logs = train_step(model, objective, optimizer, (views, labels), loss_generator, lr=lr,
+                                    grad_clip=config.grad_clip, autocast=device.type == "cuda")
             step += 1
-            logs = _mean_over_ranks({"loss": float(loss.detach()), **logs}, runtime)
+            logs = mean_over_ranks({"loss": float(loss.detach()), **logs}, runtime)
             loss_value = logs.pop("loss")
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"loss became {loss_value} at step {step}; try a lower --lr")
@@ -419,7 +337,7 @@ def _run(config: TrainConfig, runtime: _Runtime, volumes: list[torch.Tensor] | N
                 bar.set_postfix(loss=f"{loss_value:.4f}")
             bar.update(1)
             if step % config.checkpoint_every == 0 or step == config.steps:
-                states = _gather(runtime, capture_rng(generators, device))
+                states = gather_to_main(runtime, capture_rng(generators, device))
                 if runtime.is_main:
                     save_checkpoint(out / CHECKPOINT_NAME, {
                         "format": FORMAT_VERSION, "config": config.as_dict(), "model_config": net.config,
