@@ -31,8 +31,9 @@ from .data import (
 )
 from .dist import resolve_device
 from .metrics import endpoint_error, folding_percent, mean_dice, summarize
+from .noise import multiscale_noise
 from .register import FEATURE_SETS, RegistrationConfig, RegistrationResult, register
-from .spatial import multiscale_noise, warp
+from .spatial import warp
 
 __all__ = ["RANDOM_PRESET", "ProtocolConfig", "evaluate_registration", "random_contrast", "random_deformation",
            "working_grid"]

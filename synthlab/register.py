@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -34,7 +33,7 @@ from torch import nn
 
 from .features import extract_features, normalize_features
 from .mind import MindConfig, mind_ssc, shifted_view
-from .spatial import gaussian_blur, resize, warp
+from .spatial import gaussian_blur, grid_size, rescale_field, resize, to_grid, warp
 
 __all__ = ["FEATURE_SETS", "RegistrationConfig", "RegistrationResult", "local_normalize", "register",
            "register_features", "registration_features"]
@@ -150,35 +149,13 @@ def registration_features(image: torch.Tensor, features: str, net: nn.Module | N
     return _unit_energy(torch.cat(groups))
 
 
-# ----------------------------------------------------------------------------------------------- grids
-
-
-def _grid_size(size: Sequence[int], factor: int) -> tuple[int, ...]:
-    """Sides of a grid ``factor`` times coarser whose corner points coincide with the image corners."""
-    return tuple(max(2, round((s - 1) / factor) + 1) for s in size)
-
-
-def _to_grid(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Resample ``(B, C, *in)`` onto the corner-aligned grid ``size``, blurring first when it is coarser."""
-    factor = [(i - 1) / max(o - 1, 1) for i, o in zip(x.shape[2:], size, strict=True)]
-    sigma = torch.tensor([max(0.0, (f - 1) / 2) for f in factor], dtype=x.dtype, device=x.device)
-    return resize(gaussian_blur(x, sigma.expand(x.shape[0], -1)), size)
-
-
-def _rescale_field(u: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Resample a voxel displacement ``(B, dim, *in)`` to grid ``size``, converting it to the new voxels."""
-    ratio = [(o - 1) / max(i - 1, 1) for i, o in zip(u.shape[2:], size, strict=True)]
-    scale = torch.tensor(ratio, dtype=u.dtype, device=u.device).view(1, -1, *([1] * len(size)))
-    return resize(u, size) * scale
-
-
 # ----------------------------------------------------------------------------------------------- solver
 
 
 def _convex_stage(fixed: torch.Tensor, moving: torch.Tensor, config: RegistrationConfig) -> torch.Tensor:
     """Discrete search with coupled smoothing: a ``(1, C, *g)`` feature pair -> ``(1, dim, *g)`` field."""
     dim, size, radius = fixed.ndim - 2, tuple(fixed.shape[2:]), config.search_radius
-    control = _grid_size(size, config.patch)
+    control = grid_size(size, config.patch)
     offsets = torch.tensor(list(itertools.product(range(-radius, radius + 1), repeat=dim)),
                            dtype=fixed.dtype, device=fixed.device)  # (D, dim)
     padded = F.pad(moving, [radius] * (2 * dim), mode="replicate")
@@ -186,7 +163,7 @@ def _convex_stage(fixed: torch.Tensor, moving: torch.Tensor, config: Registratio
     for chunk in offsets.long().split(_COST_CHUNK):
         ssd = torch.cat([((fixed - shifted_view(padded, shift, radius, size)) ** 2).mean(1, keepdim=True)
                          for shift in chunk.tolist()], dim=1)
-        cost.append(_to_grid(ssd, control).flatten(2)[0])
+        cost.append(to_grid(ssd, control).flatten(2)[0])
     cost = torch.cat(cost)  # (D, control points)
     cost = cost / cost.mean().clamp_min(1e-12)
     best = offsets[cost.argmin(0)].T  # (dim, control points)
@@ -231,12 +208,12 @@ def register_features(fixed: torch.Tensor, moving: torch.Tensor,
         raise ValueError(f"fixed and moving features differ in shape: {tuple(fixed.shape)} vs "
                          f"{tuple(moving.shape)}")
     size = tuple(fixed.shape[1:])
-    pair = _to_grid(torch.stack([fixed, moving]).float(), _grid_size(size, config.fine_factor))
+    pair = to_grid(torch.stack([fixed, moving]).float(), grid_size(size, config.fine_factor))
     if config.search_radius > 0:
         u = _convex_stage(pair[:1], pair[1:], config)
     else:
         u = pair.new_zeros(1, len(size), *pair.shape[2:])
-    return _rescale_field(_adam_stage(pair[:1], pair[1:], u, config), size)[0]
+    return rescale_field(_adam_stage(pair[:1], pair[1:], u, config), size)[0]
 
 
 def register(fixed: torch.Tensor, moving: torch.Tensor, features: str = "mind", net: nn.Module | None = None,

@@ -22,7 +22,8 @@ from typing import Literal
 
 import torch
 
-from ..spatial import affine_coordinates, affine_matrix, pyramid_noise, resize, sample_nearest
+from ..noise import pyramid_noise
+from ..spatial import affine_coordinates, affine_matrix, resize, sample_nearest
 from .appearance import AppearanceParams, render, sample_appearance
 from .config import SpatialAugConfig, SynthConfig, bernoulli, uniform
 from .labels import ShapeBank, apply_foreground, procedural_labels, sample_foreground

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data.nifti import NIFTI_SUFFIXES
-from ..spatial import affine_matrix, identity_grid, pyramid_noise, resize, warp
+from ..noise import pyramid_noise
+from ..spatial import affine_matrix, identity_grid, resize, warp
 from .config import ForegroundConfig, ProceduralConfig, ShapeBankConfig, bernoulli, randint, uniform
 
 __all__ = [
