@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from ..noise import coarse_shape, pyramid_noise, smooth_noise
 from ..spatial import resize
-from .config import AppearanceConfig, bernoulli, log_uniform, randint, uniform
+from .config import AppearanceConfig
+from .draw import bernoulli, log_uniform, randint, uniform
 
 __all__ = [
     "AppearanceParams",

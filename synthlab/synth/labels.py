@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from ..data.nifti import NIFTI_SUFFIXES
 from ..noise import pyramid_noise
 from ..spatial import affine_matrix, identity_grid, resize, warp
-from .config import ForegroundConfig, ProceduralConfig, ShapeBankConfig, bernoulli, randint, uniform
+from .config import ForegroundConfig, ProceduralConfig, ShapeBankConfig
+from .draw import bernoulli, randint, sample_affine, uniform
 
 __all__ = [
     "ForegroundDraw",
@@ -298,10 +299,7 @@ class ShapeBank:
         counts = randint(generator, (batch,), cfg.n_shapes).tolist()
         picks = randint(generator, (batch, n_max), (0, len(self) - 1)).tolist()
         rows = batch * n_max
-        n_angles = 1 if dim == 2 else 3
-        angles = uniform(generator, (rows, n_angles), (-cfg.rotation, cfg.rotation)) * (math.pi / 180)
-        scales = uniform(generator, (rows, dim), cfg.scale)
-        shears = uniform(generator, (rows, dim, dim), (-cfg.shear, cfg.shear))
+        angles, scales, shears = sample_affine(generator, rows, dim, cfg.rotation, cfg.scale, cfg.shear)
         flips = bernoulli(generator, (rows, dim), cfg.flip_p)
         extent = torch.tensor(size, device=device, dtype=torch.float32)
         centres = (extent - 1) / 2 + uniform(generator, (rows, dim), (-cfg.spread, cfg.spread)) * extent
