@@ -53,7 +53,13 @@ import torch
 import synthlab
 from synthlab import viz
 from synthlab.data import find_data_root, load_coregistered, load_icbm
-from synthlab.eval_reg import evaluate_registration, random_contrast, random_deformation, working_grid
+from synthlab.eval_reg import (
+    evaluate_registration,
+    known_answer_scores,
+    random_contrast,
+    random_deformation,
+    working_grid,
+)
 from synthlab.metrics import endpoint_error, folding_percent
 from synthlab.mind import mind_ssc
 from synthlab.profiles import get_profile
@@ -167,10 +173,7 @@ else:
     print("brain_tumor_mri/study1 not found: scoring the ICBM pair with intensity and MIND features only")
     scores = {}
     for name in ("intensity", "mind"):
-        run = register(deformed, moving, name, config=config)
-        scores[name] = {"epe_before": endpoint_error(torch.zeros_like(truth), truth, mask),
-                        "epe": endpoint_error(run.displacement, truth, mask),
-                        "folding_percent": folding_percent(run.displacement), "seconds": run.seconds}
+        scores[name] = known_answer_scores(register(deformed, moving, name, config=config), truth, mask)
 
 # %%
 print(f"{'features':<14}{'EPE before':>12}{'EPE after':>12}{'folding %':>12}{'seconds':>10}")

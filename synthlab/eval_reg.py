@@ -35,8 +35,8 @@ from .noise import multiscale_noise
 from .register import FEATURE_SETS, RegistrationConfig, RegistrationResult, register
 from .spatial import warp
 
-__all__ = ["RANDOM_PRESET", "ProtocolConfig", "evaluate_registration", "random_contrast", "random_deformation",
-           "working_grid"]
+__all__ = ["RANDOM_PRESET", "ProtocolConfig", "evaluate_registration", "known_answer_scores", "random_contrast",
+           "random_deformation", "working_grid"]
 
 RANDOM_PRESET = "small"  # the architecture of the random-network baseline (checkpoint="none")
 
@@ -146,6 +146,16 @@ def _run_all(fixed: torch.Tensor, moving: torch.Tensor, features: Sequence[str],
             for name in features}
 
 
+def known_answer_scores(result: RegistrationResult, truth: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """One row of the known-deformation protocol: endpoint error before and after, folding, seconds.
+
+    ``truth`` is the displacement that deformed the fixed image and ``mask`` where the error counts.
+    """
+    return {"epe_before": endpoint_error(torch.zeros_like(truth), truth, mask),
+            "epe": endpoint_error(result.displacement, truth, mask),
+            "folding_percent": folding_percent(result.displacement), "seconds": result.seconds}
+
+
 def _coregistered_protocol(folder: Path, names: tuple[str, str], features: Sequence[str],
                            net: nn.Module | None, seeds: Sequence[int], size: int, device: torch.device,
                            config: RegistrationConfig, protocol: ProtocolConfig) -> dict:
@@ -162,11 +172,8 @@ def _coregistered_protocol(folder: Path, names: tuple[str, str], features: Seque
         truth = random_deformation(fixed_image.shape, (spacing,) * 3, generator, protocol).to(device)
         deformed = warp(fixed_image[None, None], truth[None])[0, 0]
         mask = deformed > protocol.foreground
-        before = endpoint_error(torch.zeros_like(truth), truth, mask)
         for name, result in _run_all(deformed, moving_image, features, net, config).items():
-            row = {"seed": seed, "epe_before": before,
-                   "epe": endpoint_error(result.displacement, truth, mask),
-                   "folding_percent": folding_percent(result.displacement), "seconds": result.seconds}
+            row = {"seed": seed, **known_answer_scores(result, truth, mask)}
             if label is not None:
                 row["dice"] = mean_dice(warp(label, result.displacement[None], mode="nearest")[0, 0],
                                          warp(label, truth[None], mode="nearest")[0, 0])
