@@ -53,8 +53,8 @@ from IPython.display import display
 import synthlab
 from synthlab import viz
 from synthlab.data import find_data_root, load_icbm, save_nifti
+from synthlab.noise import pyramid_noise, smooth_noise
 from synthlab.profiles import get_profile
-from synthlab.spatial import pyramid_noise, smooth_noise
 from synthlab.synth import (
     AppearanceConfig,
     ProceduralConfig,

@@ -167,20 +167,9 @@ def untrained_net() -> torch.nn.Module:
     return build_unet(PRESET, dim).eval()
 
 
-def show_similarity(matrices: dict[str, torch.Tensor]) -> None:
-    fig, axes = plt.subplots(1, len(matrices), figsize=(3.6 * len(matrices), 3.2), squeeze=False)
-    for ax, (title, matrix) in zip(axes[0], matrices.items(), strict=True):
-        shown = ax.imshow(matrix, cmap="magma", vmin=0, vmax=1)
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("region")
-        ax.set_ylabel("region")
-        fig.colorbar(shown, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    plt.show()
-
-
 before = prototype_similarity(untrained_net(), views[0], labels)
-show_similarity({"softmax(p_j . p_k / t), untrained": before})
+viz.show_matrices({"softmax(p_j . p_k / t), untrained": before})
+plt.show()
 
 # %% [markdown]
 # ## 5 · Train
@@ -268,7 +257,8 @@ for name, cosine in agreement.items():
 # clearest change for `objective = "rasd"`, which optimises exactly this.
 
 # %%
-show_similarity({"untrained": before, "trained": prototype_similarity(trained, views[0], labels)})
+viz.show_matrices({"untrained": before, "trained": prototype_similarity(trained, views[0], labels)})
+plt.show()
 
 # %% [markdown]
 # ## 7 · Explore: which voxels does the network find alike?

@@ -52,19 +52,18 @@ import torch
 
 import synthlab
 from synthlab import viz
-from synthlab.data import find_data_root, load_coregistered, load_icbm, normalize_intensity, resample
-from synthlab.mind import mind_ssc
-from synthlab.profiles import get_profile
-from synthlab.register import (
-    FEATURE_SETS,
-    RegistrationConfig,
-    endpoint_error,
+from synthlab.data import find_data_root, load_coregistered, load_icbm
+from synthlab.eval_reg import (
     evaluate_registration,
-    folding_percent,
+    known_answer_scores,
     random_contrast,
     random_deformation,
-    register,
+    working_grid,
 )
+from synthlab.metrics import endpoint_error, folding_percent
+from synthlab.mind import mind_ssc
+from synthlab.profiles import get_profile
+from synthlab.register import FEATURE_SETS, RegistrationConfig, register
 from synthlab.spatial import warp
 
 settings = get_profile(profile)
@@ -95,10 +94,9 @@ if use_study:
 else:
     subject = load_icbm()
     fixed_volume = moving_volume = subject.contrasts["t1"]
-# Isotropic voxels, the longest side reg_size voxels (what evaluate_registration does internally).
-spacing = max(n * s for n, s in zip(fixed_volume.array.shape, fixed_volume.spacing, strict=True)) / settings.reg_size
-fixed = normalize_intensity(resample(fixed_volume, spacing).array)
-moving = normalize_intensity(resample(moving_volume, spacing).array)
+# Isotropic voxels, the longest side reg_size voxels: the working grid evaluate_registration uses.
+fixed, spacing = working_grid(fixed_volume, settings.reg_size)
+moving, _ = working_grid(moving_volume, settings.reg_size)
 if not use_study:
     moving = random_contrast(moving, generator, monotone=False)
 print(f"working grid {tuple(fixed.shape)} at {spacing:.2f} mm")
@@ -175,10 +173,7 @@ else:
     print("brain_tumor_mri/study1 not found: scoring the ICBM pair with intensity and MIND features only")
     scores = {}
     for name in ("intensity", "mind"):
-        run = register(deformed, moving, name, config=config)
-        scores[name] = {"epe_before": endpoint_error(torch.zeros_like(truth), truth, mask),
-                        "epe": endpoint_error(run.displacement, truth, mask),
-                        "folding_percent": folding_percent(run.displacement), "seconds": run.seconds}
+        scores[name] = known_answer_scores(register(deformed, moving, name, config=config), truth, mask)
 
 # %%
 print(f"{'features':<14}{'EPE before':>12}{'EPE after':>12}{'folding %':>12}{'seconds':>10}")

@@ -56,18 +56,11 @@ from IPython.display import display
 
 import synthlab
 from synthlab import viz
+from synthlab.checkpoint import load_backbone
 from synthlab.data import find_data_root, load_msd, normalize_intensity
+from synthlab.eval_seg import evaluate_segmentation, split_subjects
 from synthlab.profiles import get_profile
-from synthlab.segment import (
-    ARMS,
-    FineTuneConfig,
-    evaluate_segmentation,
-    fit_arm,
-    load_backbone,
-    predict,
-    prepare_cases,
-    split_subjects,
-)
+from synthlab.segment import ARMS, FineTuneConfig, fit_arm, predict, prepare_cases
 
 settings = get_profile(profile)
 data_root = find_data_root()
@@ -158,11 +151,11 @@ if has_data and report["gain"] is not None:
 
 # %%
 if has_data:
-    pretrained, backbone = load_backbone(checkpoint, None, dim)
+    backbone = load_backbone(checkpoint, dim)  # "none": a seeded random network of the profile's preset
     prepared, grid = prepare_cases(load_msd(folder), backbone.downsample_factor, dim)
     shots = max(settings.seg_shots)
     train, test = split_subjects(len(prepared), shots, 0, settings.seg_max_test, stride=shots)
-    arm = "scratch" if pretrained is None else "pretrained"
+    arm = "scratch" if checkpoint == "none" else "pretrained"
     model = fit_arm(arm, backbone, prepared, train, 3, (0, shots), FineTuneConfig(steps=settings.seg_steps),
                     torch.device("cpu"))
     for i in test[:2]:

@@ -59,9 +59,11 @@ import torch
 
 import synthlab
 from synthlab.data import find_data_root
+from synthlab.eval_reg import evaluate_registration
+from synthlab.eval_seg import evaluate_segmentation
+from synthlab.io import write_text_atomic
 from synthlab.profiles import get_profile
-from synthlab.register import evaluate_registration
-from synthlab.segment import evaluate_segmentation
+from synthlab.results import comparison_summary, registration_summary, segmentation_summary
 from synthlab.train import TrainConfig, pretrain
 
 settings = get_profile(profile)
@@ -120,13 +122,8 @@ else:
         arms=("pretrained", "scratch"), progress=False) for objective in objectives}
 
 # %%
-seg_dice, seg_gain = {}, {}
+seg_dice, seg_gain = segmentation_summary(segmentation, objectives)
 if segmentation is not None:
-    seg_dice["scratch"] = segmentation[objectives[0]]["scratch"]
-    for objective in objectives:
-        seg_dice[objective] = segmentation[objective]["pretrained"]
-        seg_gain[objective] = {k: {"mean": g["mean"], "sem": g["sem"]}
-                               for k, g in segmentation[objective]["gain"].items()}
     print(f"{'arm':8s}" + "".join(f"{k + '-shot Dice':>22s}" for k in seg_dice["scratch"]))
     for arm, by_shot in seg_dice.items():
         print(f"{arm:8s}" + "".join(f"{v['mean']:>14.3f} ± {(v['sem'] or 0):.3f}" for v in by_shot.values()))
@@ -169,11 +166,8 @@ else:
                     for name, path in checkpoints.items()}
 
 # %%
-reg_epe = {}
+reg_epe = registration_summary(registration)
 if registration is not None:
-    for name, report in registration.items():
-        reg_epe[name] = {feature: {"mean": r["epe"]["mean"], "std": r["epe"]["std"]}
-                         for feature, r in report["results"].items()}
     before = next(iter(registration.values()))["results"]["mind"]["epe_before"]["mean"]
     print(f"endpoint error before registration: {before:.2f} voxels")
     for name, by_feature in reg_epe.items():
@@ -200,16 +194,12 @@ if reg_epe:
 # the date and the machine.
 
 # %%
-summary = {"pretrain_loss": {o: r["final_loss"] for o, r in pretraining.items()},
-           "segmentation_dice": seg_dice and {arm: {k: {"mean": v["mean"], "sem": v["sem"]} for k, v in d.items()}
-                                              for arm, d in seg_dice.items()},
-           "segmentation_gain": seg_gain, "registration_epe": reg_epe}
+summary = comparison_summary(pretraining, seg_dice, seg_gain, reg_epe)
 record = {"profile": settings.name, "dim": dim, "seed": seed, "objectives": objectives,
           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
           "machine": machine, "settings": settings.as_dict(), "pretraining": pretraining,
           "summary": summary, "segmentation": segmentation, "registration": registration}
-out_json.parent.mkdir(parents=True, exist_ok=True)
-out_json.write_text(json.dumps(record, indent=1, default=str))
+write_text_atomic(out_json, json.dumps(record, indent=1, default=str))
 print("wrote", out_json)
 
 # %% [markdown]

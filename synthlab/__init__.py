@@ -1,7 +1,8 @@
 """synthlab: pretrain medical-image networks on synthetic or unlabeled data (anatomix, VoCo, RaSD).
 
 The data flows one way: ``spatial`` -> ``synth`` -> ``nets``/``losses`` -> ``train`` -> ``features`` ->
-``register``/``segment``. The public entry points most users need are re-exported here.
+``register``/``segment`` -> ``eval_reg``/``eval_seg`` -> the command line; ``data`` feeds them from the side.
+The public entry points most users need are re-exported here.
 """
 
 from __future__ import annotations

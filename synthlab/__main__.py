@@ -18,26 +18,18 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-from pathlib import Path
-from typing import Any
 
-__all__ = ["build_parser", "main", "write_json_atomic"]
+from .bench import main as bench_main
+from .eval_reg import evaluate_registration
+from .eval_seg import evaluate_segmentation
+from .io import write_json_atomic
+from .train import TrainConfig, pretrain
+
+__all__ = ["build_parser", "main"]
 
 OBJECTIVES = ("supcon", "voco", "rasd")
 FEATURE_SETS = ("intensity", "mind", "network", "network+mind")
-
-
-def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write JSON through a temporary file and a rename, so a crash never leaves half a results file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
@@ -105,14 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "pretrain":
-        from synthlab.train import TrainConfig, pretrain
-
         options = {k: v for k, v in vars(args).items() if k != "command"}
         pretrain(TrainConfig(**options))
         return 0
     if args.command == "eval-reg":
-        from synthlab.register import evaluate_registration
-
         results = evaluate_registration(data=args.data, fixed=args.fixed, moving=args.moving,
                                         checkpoint=args.checkpoint, features=args.features, seeds=args.seeds,
                                         size=args.size, device=args.device)
@@ -120,8 +108,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
         return 0
     if args.command == "eval-seg":
-        from synthlab.segment import evaluate_segmentation
-
         results = evaluate_segmentation(data=args.data, checkpoint=args.checkpoint, shots=args.shots,
                                         seeds=args.seeds, steps=args.steps, dim=args.dim, preset=args.preset,
                                         max_test=args.max_test, device=args.device, batch_size=args.batch_size,
@@ -132,8 +118,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
         return 0
     if args.command == "bench":
-        from synthlab.bench import main as bench_main
-
         return bench_main(args.rest)
     raise AssertionError(args.command)
 

@@ -10,7 +10,8 @@ procedural source and, with ``--labels``, the shape bank; then, on the very same
 pipeline a user would otherwise write (``RandomLabelsToImage`` followed by bias, gamma, blur, noise and
 anisotropy, run twice per map). TorchIO is imported here only, and reported as skipped when absent.
 
-``train`` times full pretraining steps (synthesis on the training device, forward, backward, optimiser) and
+``train`` times full pretraining steps (synthesis on the training device, then :func:`synthlab.train.train_step`:
+forward, backward, clipping, optimiser with the run's learning-rate schedule) and
 reports steps/s and the share of each step spent synthesising; on CUDA it runs fp32 and bf16 autocast side by
 side::
 
@@ -28,6 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .io import write_json_atomic
+from .losses import build_objective
+from .nets import build_unet
+from .profiles import get_profile
+from .synth import SynthConfig, SynthEngine
+from .train import ADAMW_BETAS, TrainConfig, Trainee, lr_factor, train_step
 
 __all__ = ["bench_synth", "bench_train", "build_parser", "main"]
 
@@ -101,8 +109,6 @@ def _time_torchio(two_views: Callable[[torch.Tensor], None], maps: list[torch.Te
 def bench_synth(dim: int = 3, size: int = 128, n: int = 8, device: str = "cpu", labels: str | None = None,
                 seed: int = 0, threads: int | None = None, peers: bool = True) -> dict[str, Any]:
     """Seconds per two-view sample for each label source, and for TorchIO on the same maps."""
-    from .synth import SynthConfig, SynthEngine
-
     if threads is not None:
         torch.set_num_threads(threads)
     torch_device = torch.device(device)
@@ -156,18 +162,18 @@ def bench_train(objective: str = "supcon", dim: int = 3, size: int = 128, preset
                 batch_size: int = 1, steps: int = 10, device: str = "cpu", threads: int | None = None,
                 seed: int = 0) -> dict[str, Any]:
     """Seconds per pretraining step and the synthesis share, per precision (fp32; bf16 too on CUDA)."""
-    from .losses import build_objective
-    from .nets import build_unet
-    from .profiles import get_profile
-    from .synth import SynthConfig, SynthEngine
-
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
     preset = preset or str(get_profile().for_dim("preset", dim))
     net = build_unet(preset, dim).to(dev)
     loss = build_objective(objective, net, dim).to(dev)
-    optimiser = torch.optim.AdamW(list(net.parameters()) + list(loss.parameters()), lr=1e-4)
+    # The optimiser, schedule and clipping of a real run (TrainConfig's defaults), through the same train_step.
+    config = TrainConfig(objective=objective, out="", dim=dim, size=size, steps=steps + 1, preset=preset,
+                         batch_size=batch_size, seed=seed)
+    params = [p for p in (*net.parameters(), *loss.parameters()) if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=config.lr, betas=ADAMW_BETAS, weight_decay=config.weight_decay)
+    model = Trainee(net, loss)
     engine = SynthEngine(SynthConfig(dim=dim, size=size, n_views=2), device=dev, seed=seed)
     generator = torch.Generator(dev).manual_seed(seed)
     results: dict[str, Any] = {"objective": objective, "dim": dim, "size": size, "preset": preset,
@@ -181,12 +187,9 @@ def bench_train(objective: str = "supcon", dim: int = 3, size: int = 128, preset
             batch = engine.sample(batch_size)
             _synchronize(dev)
             middle = time.perf_counter()
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                out = loss(net, batch.views, batch.labels, generator)
-            optimiser.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimiser.step()
-            loss.after_step()
+            lr = config.lr * lr_factor(i, config.steps, config.warmup_fraction, config.min_lr_fraction)
+            train_step(model, loss, optimiser, (batch.views, batch.labels), generator, lr=lr,
+                       grad_clip=config.grad_clip, autocast=precision == "bf16")
             _synchronize(dev)
             end = time.perf_counter()
             if i:
@@ -254,8 +257,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"synthlab.bench {args.benchmark}: error: {err}", file=sys.stderr)
         return 2
     if args.json:
-        from .__main__ import write_json_atomic
-
         write_json_atomic(args.json, results)
         print(f"wrote {args.json}")
     return 0

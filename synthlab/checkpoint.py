@@ -15,12 +15,12 @@ A synthlab checkpoint is one ``torch.save``'d dict::
 
 Only containers, numbers, strings and tensors go in, so loading uses ``weights_only=True`` and a downloaded
 file cannot run code. This module imports :mod:`synthlab.nets` only (never ``train``), so evaluation code
-loads weights without the training stack.
+loads weights without the training stack. :func:`load_backbone` is the one way every evaluation gets a network:
+a checkpoint, a shipped name, or ``"none"`` (a seeded random network of a named preset).
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from collections.abc import Container, Mapping
@@ -29,15 +29,19 @@ from typing import Any
 
 import torch
 
-from .nets import UNet
+from .io import write_atomic
+from .nets import UNet, build_unet
+from .profiles import get_profile
 
 __all__ = [
     "FORMAT_VERSION",
     "WEIGHTS_DIR",
     "capture_rng",
     "check_same_run",
+    "load_backbone",
     "load_checkpoint",
     "load_pretrained",
+    "random_backbone",
     "resolve_checkpoint",
     "restore_rng",
     "save_checkpoint",
@@ -55,15 +59,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to a temporary file, then ``os.replace`` it: a kill leaves no half checkpoint."""
     if payload.get("format") != FORMAT_VERSION:
         raise ValueError(f"payload must carry format={FORMAT_VERSION}, got {payload.get('format')!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, lambda stream: torch.save(payload, stream))
 
 
 def resolve_checkpoint(path_or_name: str | Path) -> Path:
@@ -133,6 +129,40 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> UNe
     except RuntimeError as err:
         raise ValueError(f"{path}: the weights do not match the stored model_config ({err})") from err
     return net.to(device).eval()
+
+
+def random_backbone(config: Mapping[str, Any], seed: int) -> UNet:
+    """A freshly initialised ``UNet(**config)`` seeded by ``seed``.
+
+    Module initialisers read torch's global generator, so it is forked and restored: building a network never
+    changes what the caller draws next.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return UNet(**config)
+
+
+def load_backbone(spec: str | Path | None, dim: int, preset: str | None = None, seed: int = 0,
+                  device: str | torch.device = "cpu") -> UNet:
+    """The network an evaluation reads features from: a checkpoint path, a shipped name, or none.
+
+    ``spec`` ``None`` or ``"none"`` gives a random network of ``preset`` (default: the active profile's preset
+    for ``dim``) seeded by ``seed``, so a "no pretraining" baseline is as reproducible as a checkpoint.
+
+    Raises:
+        ValueError: ``preset`` given with a checkpoint (the file fixes the architecture), or a checkpoint whose
+            network is not ``dim``-dimensional.
+        FileNotFoundError: neither a file nor a shipped name.
+    """
+    if spec is None or str(spec) == "none":
+        name = preset or str(get_profile().for_dim("preset", dim))
+        return random_backbone(build_unet(name, dim).config, seed).to(device)
+    if preset is not None:
+        raise ValueError("preset applies only to checkpoint='none'; a checkpoint fixes its architecture")
+    net = load_pretrained(spec, device=device)
+    if net.dim != dim:
+        raise ValueError(f"dim={dim} but checkpoint {str(spec)!r} holds a {net.dim}D network")
+    return net
 
 
 def capture_rng(generators: Mapping[str, torch.Generator],

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .regions import prototype_softmax
 from .spatial import check_dim
 
 __all__ = ["blending_weights", "extract_features", "normalize_features", "prototype_similarity", "view_agreement",
@@ -209,9 +210,4 @@ def prototype_similarity(net: nn.Module, image: torch.Tensor, labels: torch.Tens
     Row ``j`` says which region's prototype (mean feature) region ``j`` resembles most; a network that tells the
     regions apart gives the identity. ``image`` and ``labels`` are ``(1, *size)``.
     """
-    from .losses.rasd import prototypes
-
-    features = extract_features(net, image, progress=False)[None]
-    protos, present = prototypes(features, labels[None], int(labels.max()) + 1)
-    protos = protos[0, present[0]]
-    return torch.softmax(protos @ protos.T / temperature, dim=1)
+    return prototype_softmax(extract_features(net, image, progress=False), labels, temperature)

@@ -1,4 +1,4 @@
-"""Backbones and heads: an anatomix-style UNet for 2D or 3D, its presets, projection heads and a crop encoder.
+"""Backbones and heads: an anatomix-style UNet for 2D or 3D, its presets, projection heads and crop embeddings.
 
 The UNet follows anatomix (itself adapted from CUT): a stem convolution, then per level two 3x3(x3)
 convolutions with reflect padding, normalisation and ReLU, max-pooling down, nearest upsampling, concatenated
@@ -23,7 +23,7 @@ from torch import nn
 
 from .spatial import check_dim
 
-__all__ = ["PRESETS", "CropEncoder", "ProjectionHead", "UNet", "build_unet", "crop_embedding"]
+__all__ = ["PRESETS", "ProjectionHead", "UNet", "build_unet", "crop_embedding"]
 
 NORMS = ("batch", "instance")
 
@@ -243,18 +243,3 @@ def crop_embedding(maps: list[torch.Tensor]) -> torch.Tensor:
     Returns ``(M, sum C_k)``.
     """
     return torch.cat([m.flatten(2).mean(2) for m in maps], dim=1)
-
-
-class CropEncoder(nn.Module):
-    """One embedding vector per crop: the pooled encoder levels of a :class:`UNet`, concatenated.
-
-    ``out_features`` equals ``sum(unet.encoder_channels)`` (496 for the anatomix preset).
-    """
-
-    def __init__(self, unet: UNet):
-        super().__init__()
-        self.unet = unet
-        self.out_features = sum(unet.encoder_channels)
-
-    def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        return crop_embedding(self.unet(crops, encoder_only=True))

@@ -1,4 +1,4 @@
-"""Regenerate the README's claims table from the comparison notebook's ``results/comparison_*.json``.
+"""The comparison summary (built here for notebook 05) and the README's claims table regenerated from it.
 
 Each seed paper makes one central claim; the table sets the number measured here (per profile) beside the
 published one, so a reader sees at a glance how far a small reproduction is from the paper's setting. The
@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CLAIMS", "END_MARKER", "START_MARKER", "TABLE_PROFILES", "Claim", "load_runs", "main",
-           "render_table", "replace_between_markers", "update_readme"]
+from .io import write_text_atomic
+
+__all__ = ["CLAIMS", "END_MARKER", "START_MARKER", "TABLE_PROFILES", "Claim", "comparison_summary", "load_runs",
+           "main", "registration_summary", "render_table", "replace_between_markers", "segmentation_summary",
+           "update_readme"]
 
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
@@ -53,6 +55,41 @@ CLAIMS: tuple[Claim, ...] = (
           "as row 1, RaSD objective on the same backbone and budget",
           "beats scratch consistently (abstract; 56 tasks, 6 modalities)", "segmentation", "rasd"),
 )
+
+
+def segmentation_summary(segmentation: dict[str, dict[str, Any]] | None, objectives: Sequence[str]
+                         ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """From ``evaluate_segmentation`` reports per objective: Dice per arm and the paired gain per objective.
+
+    The scratch arm is shared (same subjects, same draws), so it appears once, under ``"scratch"``.
+    """
+    dice: dict[str, Any] = {}
+    gain: dict[str, Any] = {}
+    if segmentation is None:
+        return dice, gain
+    dice["scratch"] = segmentation[objectives[0]]["scratch"]
+    for objective in objectives:
+        dice[objective] = segmentation[objective]["pretrained"]
+        gain[objective] = {k: {"mean": g["mean"], "sem": g["sem"]}
+                           for k, g in segmentation[objective]["gain"].items()}
+    return dice, gain
+
+
+def registration_summary(registration: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """From ``evaluate_registration`` reports per network: endpoint error mean and SD per feature set."""
+    if registration is None:
+        return {}
+    return {name: {feature: {"mean": r["epe"]["mean"], "std": r["epe"]["std"]}
+                   for feature, r in report["results"].items()} for name, report in registration.items()}
+
+
+def comparison_summary(pretraining: dict[str, dict[str, Any]], seg_dice: dict[str, Any],
+                       seg_gain: dict[str, Any], reg_epe: dict[str, Any]) -> dict[str, Any]:
+    """The compact ``summary`` of a comparison JSON: the one schema notebook 05 writes and :func:`_measure` reads."""
+    return {"pretrain_loss": {o: r["final_loss"] for o, r in pretraining.items()},
+            "segmentation_dice": seg_dice and {arm: {k: {"mean": v["mean"], "sem": v["sem"]} for k, v in d.items()}
+                                               for arm, d in seg_dice.items()},
+            "segmentation_gain": seg_gain, "registration_epe": reg_epe}
 
 
 def load_runs(folder: str | Path) -> dict[str, list[dict[str, Any]]]:
@@ -129,18 +166,6 @@ def replace_between_markers(text: str, body: str, name: str = "README") -> str:
     return text[:start + len(START_MARKER)] + "\n" + body.strip() + "\n" + text[end:]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder, so a crash never leaves a half-written README."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def update_readme(readme: str | Path, results: str | Path = "results", check: bool = False) -> bool:
     """Regenerate the table in ``readme``; returns True when the file was (``check``: would be) changed."""
     readme = Path(readme)
@@ -149,7 +174,7 @@ def update_readme(readme: str | Path, results: str | Path = "results", check: bo
     text = readme.read_text()
     updated = replace_between_markers(text, render_table(load_runs(results)), str(readme))
     if updated != text and not check:
-        _write_atomic(readme, updated)
+        write_text_atomic(readme, updated)
     return updated != text
 
 

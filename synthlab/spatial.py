@@ -1,7 +1,8 @@
 """Spatial toolbox shared by synthesis and registration.
 
-One implementation of the geometric primitives every other module needs: smooth random fields, affine matrices,
-dense warps, separable Gaussian blur, resampling and Jacobian determinants. Everything works for ``dim`` 2 or 3,
+One implementation of the geometric primitives every other module needs: affine matrices, dense warps,
+separable Gaussian blur, resampling, corner-aligned coarse grids and Jacobian determinants (smooth random
+fields built on them are in :mod:`synthlab.noise`). Everything works for ``dim`` 2 or 3,
 on batched tensors shaped ``(B, C, *size)``, on whatever device the inputs live on.
 
 Conventions
@@ -26,20 +27,18 @@ __all__ = [
     "affine_displacement",
     "affine_matrix",
     "check_dim",
-    "coarse_shape",
     "conv_fn",
     "gaussian_blur",
+    "grid_size",
     "identity_grid",
     "interp_mode",
     "jacobian_determinant",
-    "multiscale_noise",
-    "pyramid_noise",
+    "rescale_field",
     "resize",
     "rotation_matrix",
     "sample_nearest",
-    "smooth_noise",
+    "to_grid",
     "warp",
-    "warp_labels",
 ]
 
 
@@ -60,15 +59,6 @@ def interp_mode(dim: int) -> str:
     return "bilinear" if check_dim(dim) == 2 else "trilinear"
 
 
-def _size_tuple(size: int | Sequence[int], dim: int) -> tuple[int, ...]:
-    if isinstance(size, int):
-        return (size,) * dim
-    size = tuple(int(s) for s in size)
-    if len(size) != dim:
-        raise ValueError(f"size {size} has {len(size)} entries but dim is {dim}")
-    return size
-
-
 def resize(x: torch.Tensor, size: Sequence[int], mode: str = "linear") -> torch.Tensor:
     """Resample ``x`` (B, C, *spatial) to ``size``; ``mode`` is ``"linear"`` or ``"nearest"``."""
     dim = x.ndim - 2
@@ -77,65 +67,6 @@ def resize(x: torch.Tensor, size: Sequence[int], mode: str = "linear") -> torch.
     if mode == "nearest":
         return F.interpolate(x, size=tuple(size), mode="nearest-exact")
     return F.interpolate(x, size=tuple(size), mode=interp_mode(dim), align_corners=True)
-
-
-def smooth_noise(
-    batch: int,
-    channels: int,
-    size: Sequence[int],
-    coarse: int | Sequence[int],
-    generator: torch.Generator,
-    std: torch.Tensor | float = 1.0,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """Gaussian noise drawn on a coarse grid and upsampled linearly: a cheap smooth random field.
-
-    Smoothness comes from the coarse grid (its side sets the correlation length, ``size / coarse``), so the cost
-    is one small ``randn`` plus one interpolation, instead of a large convolution.
-
-    Args:
-        batch, channels: leading shape of the output.
-        size: output spatial size.
-        coarse: side(s) of the coarse grid (at least 2).
-        generator: the source of randomness.
-        std: scalar or per-sample ``(B,)`` / ``(B, C)`` standard deviation.
-    Returns:
-        ``(B, C, *size)`` field.
-    """
-    dim = len(size)
-    coarse = _size_tuple(coarse, dim)
-    device = generator.device if device is None else torch.device(device)
-    noise = torch.randn((batch, channels, *[max(2, c) for c in coarse]), generator=generator,
-                        device=device, dtype=dtype)
-    if torch.is_tensor(std):
-        noise = noise * std.to(noise).reshape(batch, -1, *([1] * dim))
-    else:
-        noise = noise * std
-    return resize(noise, size)
-
-
-def multiscale_noise(
-    batch: int,
-    channels: int,
-    size: Sequence[int],
-    coarse_sides: Sequence[int],
-    generator: torch.Generator,
-    std: torch.Tensor | float = 1.0,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Sum of :func:`smooth_noise` fields at several coarse resolutions (Perlin-like, multi-octave).
-
-    ``std`` may be a scalar, ``(B,)``, or ``(B, n_scales)`` to weight each octave separately.
-    """
-    field = None
-    for k, side in enumerate(coarse_sides):
-        s = std[:, k] if torch.is_tensor(std) and std.ndim == 2 else std
-        octave = smooth_noise(batch, channels, size, side, generator, s, device)
-        field = octave if field is None else field + octave
-    if field is None:
-        raise ValueError("coarse_sides must name at least one scale")
-    return field
 
 
 def identity_grid(size: Sequence[int], device: torch.device | str | None = None,
@@ -300,46 +231,6 @@ def jacobian_determinant(displacement: torch.Tensor) -> torch.Tensor:
     return torch.linalg.det(jac.movedim(1, -1).movedim(1, -1))
 
 
-def coarse_shape(size: Sequence[int], side: int) -> tuple[int, ...]:
-    """A coarse grid with ``side`` points along the longest axis, proportionally fewer (>= 2) elsewhere.
-
-    A field drawn on it and upsampled to ``size`` then has the same correlation length along every axis, even
-    for non-cubic volumes.
-    """
-    longest = max(size)
-    return tuple(max(2, round(side * s / longest)) for s in size)
-
-
-def pyramid_noise(
-    batch: int,
-    channels: int,
-    size: Sequence[int],
-    coarse_sides: Sequence[int],
-    generator: torch.Generator,
-    std: torch.Tensor | float = 1.0,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Multi-octave smooth noise summed coarse to fine, with a single interpolation to the full ``size``.
-
-    Like :func:`multiscale_noise` (same octaves, same ``std`` conventions), but each octave is added on the
-    next finer grid rather than at full size, so the cost is one full-size interpolation whatever the number
-    of octaves. Coarse octaves pass through several linear interpolations and come out slightly smoother.
-    ``std`` may also be ``(B, C, n_scales)``: one SD per sample, channel and octave.
-    """
-    device = generator.device if device is None else torch.device(device)
-    if not coarse_sides:
-        raise ValueError("coarse_sides must name at least one scale")
-    # Octaves are visited coarse to fine; remember which column of a (B, n_scales) std belongs to each.
-    order = sorted(range(len(coarse_sides)), key=lambda k: coarse_sides[k])
-    field = None
-    for k in order:
-        grid = coarse_shape(size, coarse_sides[k]) if max(size) >= coarse_sides[k] else tuple(size)
-        s = std[..., k] if torch.is_tensor(std) and std.ndim >= 2 else std
-        octave = smooth_noise(batch, channels, grid, grid, generator, s, device)
-        field = octave if field is None else resize(field, grid) + octave
-    return resize(field, size)
-
-
 def affine_coordinates(matrix: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Input voxel coordinates ``(B, dim, *size)`` that centred affines ``(B, dim, dim+1)`` assign to voxels.
 
@@ -390,10 +281,20 @@ def sample_nearest(labels: torch.Tensor, coords: torch.Tensor, fill: int | None 
     return torch.take(labels, flat.long().unsqueeze(1) + planes)
 
 
-def warp_labels(labels: torch.Tensor, displacement: torch.Tensor, fill: int | None = 0) -> torch.Tensor:
-    """Nearest-neighbour warp of an integer map, ``labels`` read at ``x + u(x)`` (see :func:`sample_nearest`).
+def grid_size(size: Sequence[int], factor: int) -> tuple[int, ...]:
+    """Sides of a grid ``factor`` times coarser whose corner points coincide with the image corners."""
+    return tuple(max(2, round((s - 1) / factor) + 1) for s in size)
 
-    Matches ``warp(labels, displacement, mode="nearest")`` up to ties at exact half-voxels.
-    """
-    coords = identity_grid(displacement.shape[2:], displacement.device, displacement.dtype) + displacement
-    return sample_nearest(labels, coords, fill)
+
+def to_grid(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Resample ``(B, C, *in)`` onto the corner-aligned grid ``size``, blurring first when it is coarser."""
+    factor = [(i - 1) / max(o - 1, 1) for i, o in zip(x.shape[2:], size, strict=True)]
+    sigma = torch.tensor([max(0.0, (f - 1) / 2) for f in factor], dtype=x.dtype, device=x.device)
+    return resize(gaussian_blur(x, sigma.expand(x.shape[0], -1)), size)
+
+
+def rescale_field(u: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Resample a voxel displacement ``(B, dim, *in)`` to grid ``size``, converting it to the new voxels."""
+    ratio = [(o - 1) / max(i - 1, 1) for i, o in zip(u.shape[2:], size, strict=True)]
+    scale = torch.tensor(ratio, dtype=u.dtype, device=u.device).view(1, -1, *([1] * len(size)))
+    return resize(u, size) * scale

@@ -21,11 +21,9 @@ seconds) and ``checkpoint.pt`` (see :mod:`synthlab.checkpoint`).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -36,7 +34,6 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .checkpoint import (
@@ -47,18 +44,19 @@ from .checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from .data import crop_or_pad, load_nifti, normalize_intensity
+from .data import RealCropSource, list_nifti, load_unlabeled
+from .dist import Runtime, gather_to_main, mean_over_ranks, start_runtime, wrap_ddp
+from .io import CsvLog, write_json_atomic
 from .losses import OBJECTIVES, build_objective
 from .nets import build_unet
 from .profiles import get_profile
 from .synth import SynthConfig, SynthEngine
 
-__all__ = ["StepReport", "TrainConfig", "list_nifti", "load_unlabeled", "lr_factor", "pretrain"]
+__all__ = ["StepReport", "TrainConfig", "Trainee", "lr_factor", "pretrain", "train_step"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.csv"
 CONFIG_NAME = "config.json"
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ADAMW_BETAS = (0.9, 0.999)  # anatomix's AdamW (REFERENCE 1.4)
 # Fields a --resume may change: where and how the run executes, not what it computes.
 FREE_ON_RESUME = frozenset({"out", "resume", "device", "compile", "checkpoint_every", "log_every"})
@@ -192,95 +190,7 @@ class _SynthSource:
         return json.loads(json.dumps(dataclasses.asdict(self.config), default=str))
 
 
-def list_nifti(folder: str | Path) -> list[Path]:
-    """The NIfTI files of a ``--data`` folder; anything else in it (hidden files aside) is a ValueError."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"data: folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    strays = [p for p in files if not (p.is_file() and p.name.endswith(NIFTI_SUFFIXES))]
-    if strays:
-        raise ValueError(f"data: {strays[0]} is not a NIfTI file (.nii or .nii.gz); the folder may hold "
-                         "volumes only")
-    if not files:
-        raise ValueError(f"data: {folder} holds no NIfTI volumes")
-    return files
-
-
-def load_unlabeled(files: list[Path], dim: int, size: int) -> list[torch.Tensor]:
-    """Load, normalise to [0, 1] and zero-pad (never crop) each volume so that a ``size`` crop always fits.
-
-    In 2D only the first two axes are padded: slices are taken along the last (axial) one.
-    """
-    volumes = []
-    for path in files:
-        array = normalize_intensity(load_nifti(path).array)
-        padded = tuple(max(side, size) for side in array.shape[:dim]) + tuple(array.shape[dim:])
-        volumes.append(crop_or_pad(array, padded))
-    return volumes
-
-
-class _RealCropSource:
-    """Random ``size`` crops of real volumes (of random axial slices in 2D): one view, no labels."""
-
-    def __init__(self, volumes: list[torch.Tensor], dim: int, size: int, device: torch.device, seed: int):
-        self.volumes, self.dim, self.size, self.device = volumes, dim, size, device
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def _draw(self, high: int) -> int:
-        return int(torch.randint(high, (1,), generator=self.generator))
-
-    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        crops = []
-        for _ in range(batch_size):
-            array = self.volumes[self._draw(len(self.volumes))]
-            if self.dim == 2:  # an axial slice: the last axis of a RAS-like volume runs inferior-superior
-                array = array[..., self._draw(array.shape[-1])]
-            starts = [self._draw(side - self.size + 1) for side in array.shape]
-            crops.append(array[tuple(slice(s, s + self.size) for s in starts)])
-        return torch.stack(crops)[:, None, None].to(self.device), None
-
-    def generators(self) -> dict[str, torch.Generator]:
-        return {"crops": self.generator}
-
-    def describe(self) -> None:
-        return None  # no synthetic engine; the config's ``data`` names the volumes
-
-
 # ----------------------------------------------------------------------------------------------- set-up
-
-
-@dataclass(frozen=True)
-class _Runtime:
-    """Where this process sits: rank, world size, device, and whether it started the process group."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-    owns_group: bool
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def _start_runtime(device_flag: str) -> _Runtime:
-    """Join the torchrun process group (gloo on CPU, nccl on CUDA) when launched by torchrun."""
-    launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-    local_rank = int(os.environ.get("LOCAL_RANK", "0")) if launched else 0
-    if device_flag == "auto":
-        device_flag = "cuda" if torch.cuda.is_available() else "cpu"
-    if device_flag == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
-    device = torch.device("cuda", local_rank) if device_flag == "cuda" else torch.device("cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    owns = launched and not dist.is_initialized()
-    if owns:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if dist.is_initialized():
-        return _Runtime(dist.get_rank(), dist.get_world_size(), device, owns)
-    return _Runtime(0, 1, device, False)
 
 
 def _build(config: TrainConfig, device: torch.device) -> tuple[nn.Module, nn.Module]:
@@ -313,7 +223,7 @@ def _checked_resume(config: TrainConfig) -> dict[str, Any] | None:
     return checkpoint
 
 
-class _Trainee(nn.Module):
+class Trainee(nn.Module):
     """Network and objective as one module, so that DDP all-reduces the gradients of the heads too."""
 
     def __init__(self, net: nn.Module, objective: nn.Module) -> None:
@@ -326,71 +236,27 @@ class _Trainee(nn.Module):
         return out.loss, out.logs
 
 
-def _wrap(net: nn.Module, objective: nn.Module, config: TrainConfig, runtime: _Runtime) -> nn.Module:
-    """The module the loop calls: optionally compiled, under DDP when there are several ranks."""
-    model: nn.Module = _Trainee(torch.compile(net) if config.compile else net, objective)
-    if runtime.world_size == 1:
-        return model
-    cuda = runtime.device.type == "cuda"
-    if cuda:  # the converted layers keep the same parameters, so the optimiser and `net` stay valid
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    # static_graph: VoCo uses the encoder only, so the decoder's parameters never get gradients
-    device_ids = [runtime.device.index] if cuda else None  # none on CPU (gloo)
-    return DistributedDataParallel(model, device_ids=device_ids, static_graph=True)
+def train_step(model: nn.Module, objective: nn.Module, optimizer: torch.optim.Optimizer,
+               batch: tuple[torch.Tensor, torch.Tensor | None], generator: torch.Generator, *, lr: float,
+               grad_clip: float | None, autocast: bool) -> tuple[torch.Tensor, dict[str, float]]:
+    """One optimiser step, read top-down; returns the loss and the objective's logs.
 
-
-# ----------------------------------------------------------------------------------------------- logs
-
-
-class _CsvLog:
-    """``log.csv`` (rank 0): header from the first row; a resumed run drops the rows past its checkpoint."""
-
-    def __init__(self, path: Path, resume_step: int) -> None:
-        self.path, self.fields = path, None
-        rows: list[dict[str, str]] = []
-        if resume_step > 0 and path.is_file():
-            with path.open(newline="") as handle:
-                reader = csv.DictReader(handle)
-                rows = [row for row in reader if int(row["step"]) <= resume_step]
-                self.fields = list(reader.fieldnames or [])
-        with path.open("w", newline="") as handle:
-            if self.fields:
-                writer = csv.DictWriter(handle, self.fields)
-                writer.writeheader()
-                writer.writerows(rows)
-
-    def append(self, row: dict[str, Any]) -> None:
-        new_file = self.fields is None
-        self.fields = self.fields or list(row)
-        with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, self.fields, restval="", extrasaction="ignore")
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def _gather(runtime: _Runtime, state: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """Every rank's random state, on rank 0 (None elsewhere), so a resumed DDP run replays every stream."""
-    if runtime.world_size == 1:
-        return [state]
-    gathered: list[Any] | None = [None] * runtime.world_size if runtime.is_main else None
-    dist.gather_object(state, gathered, dst=0)
-    return gathered
-
-
-def _mean_over_ranks(values: dict[str, float], runtime: _Runtime) -> dict[str, float]:
-    """Loss and logs averaged over ranks in one all-reduce: every rank logs and stops on the same value."""
-    if runtime.world_size == 1:
-        return values
-    packed = torch.tensor(list(values.values()), dtype=torch.float64, device=runtime.device)
-    dist.all_reduce(packed)
-    return dict(zip(values, (packed / runtime.world_size).tolist(), strict=True))
+    Set the scheduled ``lr`` -> forward under (bf16) ``autocast`` -> backward -> clip the global gradient
+    norm -> step -> the objective's ``after_step`` (e.g. VoCo's EMA teacher). ``model`` is a :class:`Trainee`
+    (possibly under DDP). The batch comes in already sampled, so a benchmark can time synthesis apart.
+    """
+    views, labels = batch
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with torch.autocast(views.device.type, dtype=torch.bfloat16, enabled=autocast):
+        loss, logs = model(views, labels, generator)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], grad_clip)
+    optimizer.step()
+    objective.after_step()
+    return loss, logs
 
 
 # ----------------------------------------------------------------------------------------------- loop
@@ -411,7 +277,7 @@ def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None 
     config = config.resolved()
     volumes = load_unlabeled(list_nifti(config.data), config.dim, config.size) if config.data else None
     checkpoint = _checked_resume(config)
-    runtime = _start_runtime(config.device)
+    runtime = start_runtime(config.device)
     try:
         return _run(config, runtime, volumes, checkpoint, callback)
     finally:
@@ -419,11 +285,11 @@ def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None 
             dist.destroy_process_group()
 
 
-def _run(config: TrainConfig, runtime: _Runtime, volumes: list[torch.Tensor] | None,
+def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | None,
          checkpoint: dict[str, Any] | None, callback: Callable[[StepReport], None] | None) -> dict[str, Any]:
     device, out, rank_seed = runtime.device, Path(config.out), config.seed + runtime.rank
     net, objective = _build(config, device)
-    source: BatchSource = (_RealCropSource(volumes, config.dim, config.size, device, rank_seed)
+    source: BatchSource = (RealCropSource(volumes, config.dim, config.size, device, rank_seed)
                            if volumes is not None else _SynthSource(config, device, rank_seed))
     loss_generator = torch.Generator(device=device).manual_seed(rank_seed)
     torch.manual_seed(rank_seed)  # dropout's stream, per rank like every other stream
@@ -441,36 +307,27 @@ def _run(config: TrainConfig, runtime: _Runtime, volumes: list[torch.Tensor] | N
         elif runtime.is_main:
             warnings.warn(f"resume: the checkpoint came from {len(checkpoint['rng'])} processes, this run "
                           f"has {runtime.world_size}; random streams restart (no exact replay)", stacklevel=2)
-    model = _wrap(net, objective, config, runtime)
+    model = wrap_ddp(Trainee(torch.compile(net) if config.compile else net, objective), runtime)
 
     log = None
     if runtime.is_main:  # the first write of the run: every check has passed
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / CONFIG_NAME, {"config": config.as_dict(), "model_config": net.config,
+        write_json_atomic(out / CONFIG_NAME, {"config": config.as_dict(), "model_config": net.config,
                                         "synth": source.describe(), "world_size": runtime.world_size,
                                         "torch": torch.__version__})
-        log = _CsvLog(out / LOG_NAME, step)
+        log = CsvLog(out / LOG_NAME, step)
 
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
     with tqdm(total=config.steps, initial=step, disable=not runtime.is_main,
               desc=f"pretrain {config.objective}") as bar:
         while step < config.steps:
             started = time.perf_counter()
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * lr_factor(step, config.steps, config.warmup_fraction,
-                                                    config.min_lr_fraction)
             views, labels = source.sample(config.batch_size)
-            with autocast:
-                loss, logs = model(views, labels, loss_generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
-            objective.after_step()
+            lr = config.lr * lr_factor(step, config.steps, config.warmup_fraction, config.min_lr_fraction)
+            loss, logs = train_step(model, objective, optimizer, (views, labels), loss_generator, lr=lr,
+                                    grad_clip=config.grad_clip, autocast=device.type == "cuda")
             step += 1
-            logs = _mean_over_ranks({"loss": float(loss.detach()), **logs}, runtime)
+            logs = mean_over_ranks({"loss": float(loss.detach()), **logs}, runtime)
             loss_value = logs.pop("loss")
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"loss became {loss_value} at step {step}; try a lower --lr")
@@ -480,7 +337,7 @@ def _run(config: TrainConfig, runtime: _Runtime, volumes: list[torch.Tensor] | N
                 bar.set_postfix(loss=f"{loss_value:.4f}")
             bar.update(1)
             if step % config.checkpoint_every == 0 or step == config.steps:
-                states = _gather(runtime, capture_rng(generators, device))
+                states = gather_to_main(runtime, capture_rng(generators, device))
                 if runtime.is_main:
                     save_checkpoint(out / CHECKPOINT_NAME, {
                         "format": FORMAT_VERSION, "config": config.as_dict(), "model_config": net.config,

@@ -20,6 +20,7 @@ __all__ = [
     "mid_slices",
     "pca_rgb",
     "plot_deformation_grid",
+    "show_matrices",
     "show_planes",
     "show_row",
     "slider",
@@ -161,6 +162,23 @@ def pca_rgb(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.T
     lo, hi = proj.quantile(0.01, dim=0), proj.quantile(0.99, dim=0)
     rgb = ((proj - lo) / (hi - lo).clamp_min(1e-8)).clamp(0, 1)
     return rgb.T.reshape(3, *features.shape[1:]).movedim(0, -1)
+
+
+def show_matrices(matrices: dict[str, torch.Tensor | np.ndarray], vmin: float = 0.0, vmax: float = 1.0,
+                  label: str = "region") -> plt.Figure:
+    """Square matrices side by side on one colour scale (e.g. prototype similarities before/after training).
+
+    A shared scale makes "closer to the identity" visible at a glance; ``label`` names both axes.
+    """
+    fig, axes = plt.subplots(1, len(matrices), figsize=(3.6 * len(matrices), 3.2), squeeze=False)
+    for ax, (title, matrix) in zip(axes[0], matrices.items(), strict=True):
+        shown = ax.imshow(_as_numpy(matrix), cmap="magma", vmin=vmin, vmax=vmax)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(label)
+        ax.set_ylabel(label)
+        fig.colorbar(shown, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
 
 
 def slider(render: Callable[..., plt.Figure], **ranges: tuple) -> object:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synthlab.nets import PRESETS, CropEncoder, ProjectionHead, UNet, build_unet, crop_embedding
+from synthlab.nets import PRESETS, ProjectionHead, UNet, build_unet, crop_embedding
 
 
 def _n_params(module: torch.nn.Module) -> int:
@@ -108,10 +108,10 @@ def test_projection_head_and_dropout_keys():
 
 def test_crop_encoder_pools_every_encoder_level():
     net = build_unet("tiny", 3)
-    encoder = CropEncoder(net)
     crops = torch.rand(3, 1, 16, 16, 16)
-    embedding = encoder(crops)
-    assert embedding.shape == (3, encoder.out_features) and encoder.out_features == 4 + 8 + 16 + 32
+    embedding = crop_embedding(net(crops, encoder_only=True))
+    out_features = sum(net.encoder_channels)
+    assert embedding.shape == (3, out_features) and out_features == 4 + 8 + 16 + 32
     maps = net.encode(crops)
     assert torch.allclose(embedding[:, :4], maps[0].mean((2, 3, 4)))
     assert torch.allclose(crop_embedding([torch.ones(2, 3, 4, 4) * 2]), torch.full((2, 3), 2.0))

@@ -1,4 +1,4 @@
-"""Tests for synthlab.register: the solver on known deformations, the metrics, and the real-data protocols."""
+"""Tests for synthlab.register, eval_reg and metrics: solver on known deformations, metrics, real-data protocols."""
 
 from __future__ import annotations
 
@@ -8,17 +8,9 @@ import pytest
 import torch
 
 from synthlab.data import find_data_root
-from synthlab.register import (
-    ProtocolConfig,
-    RegistrationConfig,
-    dice_per_label,
-    endpoint_error,
-    evaluate_registration,
-    folding_percent,
-    random_contrast,
-    random_deformation,
-    register,
-)
+from synthlab.eval_reg import ProtocolConfig, evaluate_registration, random_contrast, random_deformation
+from synthlab.metrics import dice_per_label, endpoint_error, folding_percent
+from synthlab.register import RegistrationConfig, register
 from synthlab.spatial import gaussian_blur, warp
 
 DATA_ROOT = find_data_root()

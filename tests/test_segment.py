@@ -1,4 +1,4 @@
-"""Tests for synthlab.segment: Dice, loss, layout, splits, augmentation, and the few-shot protocol."""
+"""Tests for synthlab.segment, augment, eval_seg: Dice, loss, layout, splits, augmentation, few-shot protocol."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from synthlab import segment
+from synthlab import augment, eval_seg, segment
+from synthlab.augment import AugmentConfig
 from synthlab.checkpoint import FORMAT_VERSION, save_checkpoint
 from synthlab.data import Case, Volume, find_data_root
+from synthlab.metrics import dice_per_label
 from synthlab.nets import build_unet
-from synthlab.segment import AugmentConfig
 
 STILL = AugmentConfig(flip_prob=0.0, affine_prob=0.0, gamma_prob=0.0, noise_prob=0.0)
 FAST = {"preset": "tiny", "progress": False, "device": "cpu"}
@@ -60,14 +61,14 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_dice_per_label_hand_cases() -> None:
     target = torch.tensor([[0, 1, 1, 0], [2, 2, 0, 0]])
-    assert segment.dice_per_label(target, target, [1, 2]).tolist() == [1.0, 1.0]
+    assert dice_per_label(target, target, [1, 2]) == {1: 1.0, 2: 1.0}
     disjoint = torch.tensor([[1, 0, 0, 1], [0, 0, 2, 2]])
-    assert segment.dice_per_label(disjoint, target, [1, 2]).tolist() == [0.0, 0.0]
+    assert dice_per_label(disjoint, target, [1, 2]) == {1: 0.0, 2: 0.0}
     half = torch.tensor([[0, 1, 0, 1], [2, 2, 2, 2]])  # 1: 1 shared of 2 + 2 voxels; 2: 2 shared of 4 + 2
-    assert segment.dice_per_label(half, target, [1, 2]).tolist() == pytest.approx([0.5, 2 * 2 / 6])
+    assert dice_per_label(half, target, [1, 2]) == pytest.approx({1: 0.5, 2: 2 * 2 / 6})
     # Label 3 is absent from both maps (agreement on nothing); label 2 is missing from the prediction.
     only_one = torch.tensor([[0, 1, 1, 0], [0, 0, 0, 0]])
-    assert segment.dice_per_label(only_one, target, [1, 2, 3]).tolist() == [1.0, 0.0, 1.0]
+    assert dice_per_label(only_one, target, [1, 2, 3]) == {1: 1.0, 2: 0.0, 3: 1.0}
 
 
 def test_dice_ce_loss_is_near_zero_for_confident_correct_logits_and_large_for_wrong() -> None:
@@ -107,19 +108,19 @@ def test_prepare_cases_pads_to_the_downsample_multiple_and_marks_the_original_fi
 
 
 def test_split_subjects_fixed_test_list_distinct_nested_subjects_and_bad_shots() -> None:
-    tests = {tuple(segment.split_subjects(20, k, s, max_test=8, stride=3)[1])
+    tests = {tuple(eval_seg.split_subjects(20, k, s, max_test=8, stride=3)[1])
              for k in (1, 3) for s in range(3)}
-    assert tests == {tuple(segment._case_order(20)[:8])}
-    firsts = [segment.split_subjects(20, 3, s, max_test=8, stride=3)[0] for s in range(4)]
+    assert tests == {tuple(eval_seg._case_order(20)[:8])}
+    firsts = [eval_seg.split_subjects(20, 3, s, max_test=8, stride=3)[0] for s in range(4)]
     assert len({i for train in firsts for i in train}) == 12  # 4 seeds x 3 shots, all different subjects
     assert not set(firsts[0]) & set(tests.pop())
-    assert segment.split_subjects(20, 1, 2, 8, 3)[0] == firsts[2][:1]  # 1-shot set nested in the 3-shot set
-    train, test = segment.split_subjects(6, 2, 1, max_test=None, stride=2)
+    assert eval_seg.split_subjects(20, 1, 2, 8, 3)[0] == firsts[2][:1]  # 1-shot set nested in the 3-shot set
+    train, test = eval_seg.split_subjects(6, 2, 1, max_test=None, stride=2)
     assert sorted(train + test) == list(range(6)) and not set(train) & set(test)
     with pytest.raises(ValueError, match="shots"):
-        segment.split_subjects(6, 6, 0, max_test=None, stride=6)
+        eval_seg.split_subjects(6, 6, 0, max_test=None, stride=6)
     with pytest.raises(ValueError, match="shots"):
-        segment.split_subjects(6, 3, 0, max_test=4, stride=3)
+        eval_seg.split_subjects(6, 3, 0, max_test=4, stride=3)
 
 
 # ------------------------------------------------------------------------------------------- augmentation
@@ -129,21 +130,21 @@ def test_split_subjects_fixed_test_list_distinct_nested_subjects_and_bad_shots()
 def test_augment_identity_and_exact_flip(dim: int) -> None:
     image = torch.rand(2, 1, *([6] * dim))
     label = (image[:, 0] > 0.5).long()
-    same_image, same_label = segment.apply_augment(image, label, segment.sample_augment(
+    same_image, same_label = augment.apply_augment(image, label, augment.sample_augment(
         2, image.shape[2:], STILL, torch.Generator().manual_seed(0)))
     assert torch.allclose(same_image, image, atol=1e-5) and torch.equal(same_label, label)
     flip = AugmentConfig(flip_prob=1.0, affine_prob=0.0, gamma_prob=0.0, noise_prob=0.0)
-    params = segment.sample_augment(2, image.shape[2:], flip, torch.Generator().manual_seed(0))
-    flipped, flipped_label = segment.apply_augment(image, label, params)
+    params = augment.sample_augment(2, image.shape[2:], flip, torch.Generator().manual_seed(0))
+    flipped, flipped_label = augment.apply_augment(image, label, params)
     assert torch.allclose(flipped, image.flip(2), atol=1e-5) and torch.equal(flipped_label, label.flip(1))
 
 
 def test_augment_draws_depend_only_on_the_generator_and_keep_labels_integer() -> None:
     config = AugmentConfig(flip_prob=0.5, affine_prob=1.0, gamma_prob=1.0, noise_prob=1.0)
     images, labels = torch.rand(4, 1, 8, 8, 8), torch.randint(0, 3, (4, 8, 8, 8))
-    first = segment.draw_batch(images, labels, 3, config, torch.Generator().manual_seed(5))
-    second = segment.draw_batch(images, labels, 3, config, torch.Generator().manual_seed(5))
-    other = segment.draw_batch(images, labels, 3, config, torch.Generator().manual_seed(6))
+    first = augment.draw_batch(images, labels, 3, config, torch.Generator().manual_seed(5))
+    second = augment.draw_batch(images, labels, 3, config, torch.Generator().manual_seed(5))
+    other = augment.draw_batch(images, labels, 3, config, torch.Generator().manual_seed(6))
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
     assert not torch.equal(first[0], other[0])
     assert first[1].dtype == torch.int64 and set(first[1].unique().tolist()) <= {0, 1, 2}
@@ -154,8 +155,8 @@ def test_augment_draws_depend_only_on_the_generator_and_keep_labels_integer() ->
 
 def test_training_on_cubes_beats_the_untrained_model(cubes: Path) -> None:
     settings = {"shots": [3], "seeds": 2, "dim": 3, "arms": ["scratch"], **FAST}
-    untrained = segment.evaluate_segmentation(cubes, steps=0, **settings)["scratch"]["3"]["per_seed"]
-    trained = segment.evaluate_segmentation(cubes, steps=80, **settings)["scratch"]["3"]["per_seed"]
+    untrained = eval_seg.evaluate_segmentation(cubes, steps=0, **settings)["scratch"]["3"]["per_seed"]
+    trained = eval_seg.evaluate_segmentation(cubes, steps=80, **settings)["scratch"]["3"]["per_seed"]
     assert all(after > max(0.6, before + 0.3) for before, after in zip(untrained, trained, strict=True)), (
         untrained, trained)
 
@@ -172,7 +173,7 @@ def test_arms_share_subjects_batches_and_augmentation(cubes: Path, tiny_checkpoi
 
     monkeypatch.setattr(segment, "draw_batch", recording)
     steps = 3
-    result = segment.evaluate_segmentation(cubes, checkpoint=str(tiny_checkpoint), shots=[2], seeds=2,
+    result = eval_seg.evaluate_segmentation(cubes, checkpoint=str(tiny_checkpoint), shots=[2], seeds=2,
                                            steps=steps, dim=3, max_test=2, device="cpu", progress=False)
     runs = [seen[i:i + steps] for i in range(0, len(seen), steps)]  # seed 0: 3 arms, then seed 1: 3 arms
     assert len(runs) == 6
@@ -187,8 +188,8 @@ def test_arms_share_subjects_batches_and_augmentation(cubes: Path, tiny_checkpoi
 
 def test_2d_path_reports_every_field_and_same_seed_gives_same_result(cubes: Path) -> None:
     settings = {"shots": [1, 2], "seeds": 2, "steps": 3, "dim": 2, "max_test": 3, **FAST}
-    result = segment.evaluate_segmentation(cubes, **settings)
-    again = segment.evaluate_segmentation(cubes, **settings)
+    result = eval_seg.evaluate_segmentation(cubes, **settings)
+    again = eval_seg.evaluate_segmentation(cubes, **settings)
     json.dumps(result)  # JSON-able as it stands
     assert {arm: result[arm] for arm in segment.ARMS} == {arm: again[arm] for arm in segment.ARMS}
     assert result["pretrained"] is None and result["gain"] is None and set(result["scratch"]) == {"1", "2"}
@@ -201,22 +202,22 @@ def test_2d_path_reports_every_field_and_same_seed_gives_same_result(cubes: Path
 
 def test_bad_inputs_raise_errors_that_name_the_field(cubes: Path, tiny_checkpoint: Path) -> None:
     with pytest.raises(ValueError, match="shots"):
-        segment.evaluate_segmentation(cubes, shots=[6], seeds=1, steps=1, **FAST)
+        eval_seg.evaluate_segmentation(cubes, shots=[6], seeds=1, steps=1, **FAST)
     with pytest.raises(ValueError, match="max_test"):
-        segment.evaluate_segmentation(cubes, shots=[1], seeds=1, steps=1, max_test=6, **FAST)
+        eval_seg.evaluate_segmentation(cubes, shots=[1], seeds=1, steps=1, max_test=6, **FAST)
     with pytest.raises(FileNotFoundError, match="no_such_data"):
-        segment.evaluate_segmentation("no_such_data", shots=[1], seeds=1, steps=1, **FAST)
+        eval_seg.evaluate_segmentation("no_such_data", shots=[1], seeds=1, steps=1, **FAST)
     with pytest.raises(ValueError, match="dim"):
-        segment.evaluate_segmentation(cubes, checkpoint=str(tiny_checkpoint), dim=2, progress=False)
+        eval_seg.evaluate_segmentation(cubes, checkpoint=str(tiny_checkpoint), dim=2, progress=False)
     with pytest.raises(ValueError, match="preset"):
-        segment.evaluate_segmentation(cubes, checkpoint=str(tiny_checkpoint), preset="tiny", progress=False)
+        eval_seg.evaluate_segmentation(cubes, checkpoint=str(tiny_checkpoint), preset="tiny", progress=False)
 
 
 def test_short_run_on_real_hippocampus() -> None:
     root = find_data_root()
     if root is None or not (root / "hippocampus" / "dataset.json").is_file():
         pytest.skip("real data absent: set SYNTHLAB_DATA to the shared data folder to run this test")
-    result = segment.evaluate_segmentation(root / "hippocampus", shots=[1], seeds=1, steps=2, dim=3,
+    result = eval_seg.evaluate_segmentation(root / "hippocampus", shots=[1], seeds=1, steps=2, dim=3,
                                            max_test=2, arms=["scratch"], **FAST)
     entry, settings = result["scratch"]["1"], result["settings"]
     assert settings["labels"] == [1, 2] and settings["n_cases"] == 130

@@ -7,25 +7,27 @@ import math
 import pytest
 import torch
 
+from synthlab.noise import coarse_shape, multiscale_noise, pyramid_noise, smooth_noise
 from synthlab.spatial import (
     affine_coordinates,
     affine_displacement,
     affine_matrix,
     check_dim,
-    coarse_shape,
     gaussian_blur,
     identity_grid,
     jacobian_determinant,
-    multiscale_noise,
-    pyramid_noise,
     resize,
     sample_nearest,
-    smooth_noise,
     warp,
-    warp_labels,
 )
 
 SIZES = {2: (12, 10), 3: (9, 8, 7)}
+
+
+def warp_labels(labels: torch.Tensor, displacement: torch.Tensor, fill: int | None = 0) -> torch.Tensor:
+    """Nearest-neighbour warp through sample_nearest: ``labels`` read at ``x + u(x)``."""
+    coords = identity_grid(displacement.shape[2:], displacement.device, displacement.dtype) + displacement
+    return sample_nearest(labels, coords, fill)
 
 
 @pytest.fixture

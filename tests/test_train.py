@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from synthlab.checkpoint import load_checkpoint, load_pretrained
+from synthlab.data import list_nifti, load_unlabeled
 from synthlab.profiles import get_profile
-from synthlab.train import StepReport, TrainConfig, list_nifti, load_unlabeled, lr_factor, pretrain
+from synthlab.train import StepReport, TrainConfig, lr_factor, pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"dim": 2, "size": 16, "preset": "tiny", "batch_size": 2, "device": "cpu", "lr": 1e-3}

@@ -11,7 +11,15 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from synthlab.viz import checkerboard, mid_slices, pca_rgb, plot_deformation_grid, show_planes, show_row  # noqa: E402
+from synthlab.viz import (  # noqa: E402
+    checkerboard,
+    mid_slices,
+    pca_rgb,
+    plot_deformation_grid,
+    show_matrices,
+    show_planes,
+    show_row,
+)
 
 
 def test_mid_slices_three_planes_through_centre() -> None:
@@ -53,4 +61,13 @@ def test_figures_have_one_panel_per_plane_and_row() -> None:
     fig, ax = plt.subplots()
     plot_deformation_grid(ax, torch.zeros(2, 9, 9), step=4)
     assert len(ax.lines) == 6  # 3 horizontal + 3 vertical grid lines
+    plt.close(fig)
+
+
+def test_show_matrices_draws_each_matrix_on_one_shared_scale() -> None:
+    fig = show_matrices({"a": torch.eye(3), "b": torch.full((3, 3), 0.5)})
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == 2  # one panel per matrix (the other axes are their colour bars)
+    assert all(image.get_clim() == (0.0, 1.0) for image in images)
+    assert images[0].get_array().tolist() == torch.eye(3).tolist()
     plt.close(fig)

@@ -28,27 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nets import ProjectionHead, UNet
+from ..regions import prototypes
 from .base import LossOutput, Objective
 
 __all__ = ["RaSDConfig", "RaSDObjective", "prototypes", "rasd_loss"]
-
-
-def prototypes(features: torch.Tensor, labels: torch.Tensor,
-               num_labels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean feature of each label region, per sample.
-
-    Args:
-        features: ``(B, C, *size)``.
-        labels: ``(B, 1, *size)`` integer ids in ``[0, num_labels)``.
-        num_labels: number of label ids L.
-    Returns:
-        ``prototypes (B, L, C)`` (zero for absent ids) and ``present (B, L)`` booleans.
-    """
-    one_hot = F.one_hot(labels.flatten(1), num_labels).to(features.dtype)  # (B, S, L)
-    counts = one_hot.sum(1)  # (B, L)
-    sums = one_hot.transpose(1, 2) @ features.flatten(2).transpose(1, 2)  # (B, L, C)
-    # Dividing by max(count, 1) is the exact mean where the label is present and 0 where it is absent.
-    return sums / counts.clamp_min(1)[..., None], counts > 0
 
 
 def rasd_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float = 0.07,

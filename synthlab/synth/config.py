@@ -16,8 +16,6 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 __all__ = [
     "AppearanceConfig",
     "ForegroundConfig",
@@ -25,40 +23,10 @@ __all__ = [
     "ShapeBankConfig",
     "SpatialAugConfig",
     "SynthConfig",
-    "bernoulli",
-    "log_uniform",
-    "randint",
-    "uniform",
 ]
 
 Range = tuple[float, float]
 IntRange = tuple[int, int]
-
-
-# --- Drawing from the configured ranges (always through the caller's generator, on its device) -------------
-
-
-def uniform(generator: torch.Generator, shape: tuple[int, ...], bounds: tuple[float, float]) -> torch.Tensor:
-    """Uniform draws in ``[low, high]``; ``low == high`` gives a constant (and still consumes the draws)."""
-    low, high = float(bounds[0]), float(bounds[1])
-    return low + (high - low) * torch.rand(shape, generator=generator, device=generator.device)
-
-
-def log_uniform(generator: torch.Generator, shape: tuple[int, ...],
-                bounds: tuple[float, float]) -> torch.Tensor:
-    """Draws whose logarithm is uniform: gamma 0.5 and 2 are equally likely."""
-    return uniform(generator, shape, (math.log(bounds[0]), math.log(bounds[1]))).exp()
-
-
-def bernoulli(generator: torch.Generator, shape: tuple[int, ...], p: float) -> torch.Tensor:
-    """Boolean coin flips that come up True with probability ``p``."""
-    return torch.rand(shape, generator=generator, device=generator.device) < p
-
-
-def randint(generator: torch.Generator, shape: tuple[int, ...], bounds: tuple[int, int]) -> torch.Tensor:
-    """Integers in ``[low, high]``, both ends included."""
-    low, high = int(bounds[0]), int(bounds[1])
-    return torch.randint(low, high + 1, shape, generator=generator, device=generator.device)
 
 
 # --- Validation -----------------------------------------------------------------------------------------

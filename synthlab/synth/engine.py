@@ -16,15 +16,16 @@ same seed gives bit-identical batches.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
-from ..spatial import affine_coordinates, affine_matrix, pyramid_noise, resize, sample_nearest
+from ..noise import pyramid_noise
+from ..spatial import affine_coordinates, affine_matrix, resize, sample_nearest
 from .appearance import AppearanceParams, render, sample_appearance
-from .config import SpatialAugConfig, SynthConfig, bernoulli, uniform
+from .config import SpatialAugConfig, SynthConfig
+from .draw import bernoulli, sample_affine, uniform
 from .labels import ShapeBank, apply_foreground, procedural_labels, sample_foreground
 
 __all__ = ["SynthBatch", "SynthEngine", "augment_labels"]
@@ -61,10 +62,7 @@ def augment_labels(labels: torch.Tensor, cfg: SpatialAugConfig, generator: torch
     dim = len(size)
     flips = bernoulli(generator, (batch, dim), cfg.flip_p)
     affine_on = bernoulli(generator, (batch,), cfg.affine_p)
-    n_angles = 1 if dim == 2 else 3
-    angles = uniform(generator, (batch, n_angles), (-cfg.rotation, cfg.rotation)) * (math.pi / 180)
-    scales = uniform(generator, (batch, dim), cfg.scale)
-    shears = uniform(generator, (batch, dim, dim), (-cfg.shear, cfg.shear))
+    angles, scales, shears = sample_affine(generator, batch, dim, cfg.rotation, cfg.scale, cfg.shear)
     extent = torch.tensor(size, device=labels.device, dtype=torch.float32)
     shifts = uniform(generator, (batch, dim), (-cfg.translation, cfg.translation)) * extent
     deform_on = bernoulli(generator, (batch,), cfg.deform_p)

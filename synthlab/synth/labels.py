@@ -19,8 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..spatial import affine_matrix, identity_grid, pyramid_noise, resize, warp
-from .config import ForegroundConfig, ProceduralConfig, ShapeBankConfig, bernoulli, randint, uniform
+from ..data.nifti import NIFTI_SUFFIXES
+from ..noise import pyramid_noise
+from ..spatial import affine_matrix, identity_grid, resize, warp
+from .config import ForegroundConfig, ProceduralConfig, ShapeBankConfig
+from .draw import bernoulli, randint, sample_affine, uniform
 
 __all__ = [
     "ForegroundDraw",
@@ -29,8 +32,6 @@ __all__ = [
     "procedural_labels",
     "sample_foreground",
 ]
-
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
 def _channels_last(dim: int) -> torch.memory_format:
@@ -298,10 +299,7 @@ class ShapeBank:
         counts = randint(generator, (batch,), cfg.n_shapes).tolist()
         picks = randint(generator, (batch, n_max), (0, len(self) - 1)).tolist()
         rows = batch * n_max
-        n_angles = 1 if dim == 2 else 3
-        angles = uniform(generator, (rows, n_angles), (-cfg.rotation, cfg.rotation)) * (math.pi / 180)
-        scales = uniform(generator, (rows, dim), cfg.scale)
-        shears = uniform(generator, (rows, dim, dim), (-cfg.shear, cfg.shear))
+        angles, scales, shears = sample_affine(generator, rows, dim, cfg.rotation, cfg.scale, cfg.shear)
         flips = bernoulli(generator, (rows, dim), cfg.flip_p)
         extent = torch.tensor(size, device=device, dtype=torch.float32)
         centres = (extent - 1) / 2 + uniform(generator, (rows, dim), (-cfg.spread, cfg.spread)) * extent

@@ -1,21 +1,16 @@
-"""Real images in and out: NIfTI with affines, dataset layouts, input checks, the offline ICBM default.
+"""NIfTI in and out with affines, plus the input checks every loader shares.
 
-Evaluation needs images nobody here made, and real files are where things go wrong: truncated downloads, 4D
-series, NaNs, float label maps, image/label pairs on different grids. Every loader here checks for those and
-raises a ``ValueError`` (or ``FileNotFoundError``) that names the offending file, so a notebook fails on line one
-with a readable message instead of deep inside a loss.
-
-Conventions: a :class:`Volume` holds one 3D array (no channel axis) as a torch tensor, ``float32`` for images and
-``int64`` for label maps, plus the 4x4 voxel-to-world (RAS+ mm) affine that NIfTI stores.
+Real files are where things go wrong: truncated downloads, 4D series, NaNs, float label maps, image/label pairs
+on different grids. Every function here checks for those and raises a ``ValueError`` (or ``FileNotFoundError``)
+that names the offending file. A :class:`Volume` holds one 3D array (no channel axis) as a torch tensor,
+``float32`` for images and ``int64`` for label maps, plus the 4x4 voxel-to-world (RAS+ mm) affine.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -25,30 +20,13 @@ import torch
 import torch.nn.functional as F
 from nibabel import orientations
 
-from .spatial import gaussian_blur, interp_mode
+from ..spatial import gaussian_blur, interp_mode
 
-__all__ = [
-    "Case",
-    "Subject",
-    "Volume",
-    "check_pair",
-    "crop_or_pad",
-    "find_data_root",
-    "load_coregistered",
-    "load_icbm",
-    "load_msd",
-    "load_nifti",
-    "msd_entries",
-    "normalize_intensity",
-    "reorient",
-    "resample",
-    "resolve_data",
-    "save_nifti",
-]
+__all__ = ["NIFTI_SUFFIXES", "Volume", "check_pair", "crop_or_pad", "load_nifti", "normalize_intensity",
+           "reorient", "resample", "save_nifti", "stem"]
 
 Kind = Literal["image", "label"]
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-_NIFTI_SUFFIXES = (".nii.gz", ".nii")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")  # the one list; ``.nii.gz`` first, so stripping a suffix strips it whole
 # Errors nibabel, gzip and zlib raise on unreadable or truncated files (gzip.BadGzipFile is an OSError).
 _READ_ERRORS = (nib.filebasedimages.ImageFileError, EOFError, OSError, zlib.error, ValueError)
 
@@ -86,28 +64,9 @@ class Volume:
         return "".join(nib.aff2axcodes(self.affine))
 
 
-@dataclass(frozen=True)
-class Case:
-    """One image (and optional label map) of a segmentation data set."""
-
-    name: str
-    image: Volume
-    label: Volume | None = None
-
-
-@dataclass(frozen=True)
-class Subject:
-    """Several co-registered contrasts of one subject, an optional label map, and optional probability maps."""
-
-    name: str
-    contrasts: dict[str, Volume]
-    label: Volume | None = None
-    maps: dict[str, Volume] = field(default_factory=dict)
-
-
-def _stem(path: Path) -> str:
+def stem(path: Path) -> str:
     """File name without ``.nii.gz`` / ``.nii``."""
-    for suffix in _NIFTI_SUFFIXES:
+    for suffix in NIFTI_SUFFIXES:
         if path.name.endswith(suffix):
             return path.name[: -len(suffix)]
     return path.stem
@@ -286,136 +245,3 @@ def check_pair(first: Volume, second: Volume, atol: float = 1e-3) -> None:
     if not np.allclose(first.affine, second.affine, rtol=0.0, atol=atol):
         worst = float(np.abs(first.affine - second.affine).max())
         raise ValueError(f"affine mismatch (max difference {worst:.4g}) between {first.name} and {second.name}")
-
-
-def msd_entries(folder: str | Path, split: str = "training") -> list[tuple[Path, Path | None]]:
-    """Validated ``(image, label)`` paths from a Medical Segmentation Decathlon ``dataset.json``, without loading.
-
-    Use it to load cases lazily; :func:`load_msd` loads them eagerly.
-    """
-    folder = Path(folder)
-    manifest = folder / "dataset.json"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"no dataset.json in {folder} (expected the MSD layout)")
-    try:
-        entries = json.loads(manifest.read_text())[split]
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{manifest} is not valid JSON: {err}") from err
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{manifest} has no {split!r} list") from err
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and "image" in e for e in entries):
-        raise ValueError(f"{manifest}: {split!r} must be a list of objects with an 'image' key")
-    pairs = []
-    for entry in entries:
-        image = folder / entry["image"]
-        label = folder / entry["label"] if entry.get("label") else None
-        for path in (image, label):
-            if path is not None and not path.is_file():
-                raise FileNotFoundError(f"{manifest} names {path}, which does not exist")
-        pairs.append((image, label))
-    return pairs
-
-
-def load_msd(folder: str | Path, *, limit: int | None = None, split: str = "training") -> list[Case]:
-    """Load the first ``limit`` (default all) cases of an MSD-layout folder, checking each image/label pair."""
-    pairs = msd_entries(folder, split)[:limit]
-    cases = []
-    for image_path, label_path in pairs:
-        image = load_nifti(image_path)
-        label = load_nifti(label_path, kind="label") if label_path is not None else None
-        if label is not None:
-            check_pair(image, label)
-        cases.append(Case(_stem(image_path), image, label))
-    return cases
-
-
-def _is_label_name(stem: str) -> bool:
-    lowered = stem.lower()
-    return "label" in lowered or "seg" in lowered
-
-
-def load_coregistered(folder: str | Path) -> Subject:
-    """Load every NIfTI in ``folder`` as one contrast of one subject (name = file stem).
-
-    A file whose name contains ``label`` or ``seg`` is the label map (at most one). All volumes must share
-    shape and affine: that is what makes the set usable as registration ground truth (identity).
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(_NIFTI_SUFFIXES))
-    label_files = [p for p in files if _is_label_name(_stem(p))]
-    contrast_files = [p for p in files if p not in label_files]
-    if not contrast_files:
-        raise ValueError(f"{folder} holds no NIfTI contrast (.nii or .nii.gz)")
-    if len(label_files) > 1:
-        raise ValueError(f"{folder} holds several label maps: {', '.join(p.name for p in label_files)}")
-    contrasts = {_stem(p): load_nifti(p) for p in contrast_files}
-    label = load_nifti(label_files[0], kind="label") if label_files else None
-    reference = next(iter(contrasts.values()))
-    for volume in [*contrasts.values(), *([label] if label is not None else [])]:
-        check_pair(reference, volume)
-    return Subject(folder.name, contrasts, label)
-
-
-def find_data_root() -> Path | None:
-    """``$SYNTHLAB_DATA`` if set and existing, else ``<repo>/../shared/data`` if it exists, else None."""
-    env = os.environ.get("SYNTHLAB_DATA")
-    if env and Path(env).expanduser().is_dir():
-        return Path(env).expanduser()
-    shared = _REPO_ROOT.parent / "shared" / "data"
-    return shared if shared.is_dir() else None
-
-
-def resolve_data(name_or_path: str | Path) -> Path:
-    """Find a data set: an existing path, else ``$SYNTHLAB_DATA/<name>``, ``<repo>/../shared/data/<name>``,
-    then the ignored cache ``<repo>/data/cache/<name>``.
-
-    Raises:
-        FileNotFoundError: listing every place it looked.
-    """
-    candidates = [Path(name_or_path).expanduser()]
-    env = os.environ.get("SYNTHLAB_DATA")
-    if env:
-        candidates.append(Path(env).expanduser() / str(name_or_path))
-    candidates += [_REPO_ROOT.parent / "shared" / "data" / str(name_or_path),
-                   _REPO_ROOT / "data" / "cache" / str(name_or_path)]
-    for candidate in candidates:
-        if candidate.exists():
-            return candidate
-    looked = ", ".join(str(c) for c in candidates)  # one line: the command line prints errors as one line
-    raise FileNotFoundError(f"data set {str(name_or_path)!r} not found; looked in: {looked}. "
-                            "Set SYNTHLAB_DATA or see data/README.md.")
-
-
-def load_icbm(resolution: int = 2, threshold: float = 0.5) -> Subject:
-    """The ICBM152 2009a template shipped inside the nilearn wheel: a real brain that needs no download.
-
-    Returns a :class:`Subject` with contrast ``"t1"`` (skull-stripped, in [0, 1]), probability maps ``"gm"``
-    and ``"wm"`` in ``maps``, and a label map: 0 background, 1 grey matter, 2 white matter (the likelier
-    of the two where GM + WM >= ``threshold``), 3 CSF (the rest of nilearn's brain mask).
-
-    Args:
-        resolution: voxel size in mm (nilearn resamples the 1 mm template; 2 gives 99x117x95 voxels).
-        threshold: tissue probability above which a voxel is GM or WM rather than CSF.
-    """
-    try:
-        from nilearn import datasets
-    except ImportError as err:
-        raise ImportError("load_icbm needs nilearn: pip install 'synthlab[data]' (or pip install nilearn)") from err
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
-
-    def as_volume(img: nib.Nifti1Image) -> Volume:
-        return Volume(torch.from_numpy(img.get_fdata(dtype=np.float32)), np.asarray(img.affine, np.float64))
-
-    t1 = as_volume(datasets.load_mni152_template(resolution=resolution))
-    gm = as_volume(datasets.load_mni152_gm_template(resolution=resolution))
-    wm = as_volume(datasets.load_mni152_wm_template(resolution=resolution))
-    mask = as_volume(datasets.load_mni152_brain_mask(resolution=resolution))
-    tissue = torch.stack([gm.array, wm.array])
-    label = torch.where(mask.array > 0.5, 3, 0)
-    label = torch.where(tissue.sum(0) >= threshold, tissue.argmax(0) + 1, label).long()
-    for volume in (gm, wm, mask):
-        check_pair(t1, volume)
-    return Subject(f"icbm152_2009a_{resolution}mm", {"t1": t1}, Volume(label, t1.affine), {"gm": gm, "wm": wm})

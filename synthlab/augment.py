@@ -1,0 +1,102 @@
+"""Segmentation's training augmentations: sample the parameters, then apply them (two pure steps).
+
+Every arm of the few-shot comparison sees the same draws, so sampling takes an explicit generator and makes
+the same number of draws whatever the probabilities; applying is a pure function of the image, the label map
+and the sampled :class:`AugmentParams`, so a notebook can show one effect at fixed parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .spatial import affine_displacement, affine_matrix, check_dim, warp
+
+__all__ = ["AugmentConfig", "AugmentParams", "apply_augment", "draw_batch", "sample_augment"]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentations, identical for every arm (the anatomix recipe, milder for small 1 mm crops).
+
+    Only axis 0 (left-right in RAS data) is mirrored by default: mirroring along anterior-posterior or
+    inferior-superior would swap the meaning of labels such as "anterior hippocampus".
+    """
+
+    flip_prob: float = 0.5  # chance of mirroring along each axis in flip_axes
+    flip_axes: tuple[int, ...] = (0,)
+    affine_prob: float = 0.8  # chance of rotation/zoom/shift (anatomix: 0.98, +-45 deg on 128^3 crops)
+    max_rotation_deg: float = 15.0  # per rotation plane, uniform in +-this
+    max_zoom: float = 0.1  # per-axis zoom uniform in 1 +- this
+    max_shift: float = 2.0  # per-axis translation in voxels, uniform in +-this
+    gamma_prob: float = 0.33  # anatomix applies its intensity transforms at p 0.33
+    max_log_gamma: float = 0.3  # gamma = exp(u), u uniform in +-this
+    noise_prob: float = 0.33
+    noise_std: float = 0.03  # additive Gaussian noise on [0, 1] intensities
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Sampled augmentation parameters for a batch: everything :func:`apply_augment` needs, nothing random."""
+
+    matrix: torch.Tensor  # (B, dim, dim + 1) centred output->input affine, flips included
+    gamma: torch.Tensor  # (B,)
+    noise_std: torch.Tensor  # (B,)
+    noise: torch.Tensor  # (B, 1, *size) unit Gaussian
+
+
+def sample_augment(batch: int, size: Sequence[int], config: AugmentConfig, generator: torch.Generator
+                   ) -> AugmentParams:
+    """Draw augmentation parameters for ``batch`` samples of spatial ``size`` from ``generator``.
+
+    The number of draws does not depend on the probabilities, so equal generators give equal batches.
+    """
+    dim = check_dim(len(size))
+    if any(not 0 <= axis < dim for axis in config.flip_axes):
+        raise ValueError(f"flip_axes must name axes below dim={dim}, got {config.flip_axes}")
+
+    def draw(*shape: int) -> torch.Tensor:  # uniform in [0, 1): compare with a probability
+        return torch.rand(shape, generator=generator, device=generator.device)
+
+    def symmetric(*shape: int) -> torch.Tensor:  # uniform in [-1, 1): scale by a range
+        return 2 * draw(*shape) - 1
+
+    may_flip = torch.zeros(dim, dtype=torch.bool, device=generator.device)
+    may_flip[list(config.flip_axes)] = True
+    flips = (draw(batch, dim) < config.flip_prob) & may_flip
+    on = (draw(batch, 1) < config.affine_prob).float()
+    angles = symmetric(batch, dim * (dim - 1) // 2) * math.radians(config.max_rotation_deg) * on
+    zooms = 1 + symmetric(batch, dim) * config.max_zoom * on
+    shifts = symmetric(batch, dim) * config.max_shift * on
+    log_gamma = symmetric(batch) * config.max_log_gamma
+    gamma = torch.where(draw(batch) < config.gamma_prob, log_gamma.exp(), torch.ones(()))
+    noise_std = torch.where(draw(batch) < config.noise_prob, config.noise_std, 0.0)
+    noise = torch.randn((batch, 1, *size), generator=generator, device=generator.device)
+    matrix = affine_matrix(angles, zooms, translation=shifts, flips=flips)
+    return AugmentParams(matrix, gamma, noise_std, noise)
+
+
+def apply_augment(image: torch.Tensor, label: torch.Tensor, params: AugmentParams
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply sampled parameters: one warp (affine and flips; nearest for labels), then gamma and noise.
+
+    Args:
+        image: ``(B, 1, *size)`` in [0, 1]; label: ``(B, *size)`` integer. Outputs follow ``image``'s device.
+    """
+    per_sample = (-1, *([1] * (image.ndim - 1)))
+    displacement = affine_displacement(params.matrix.to(image), image.shape[2:])
+    image = warp(image, displacement, padding_mode="zeros")
+    label = warp(label.unsqueeze(1), displacement, mode="nearest", padding_mode="zeros").squeeze(1)
+    image = image.clamp(0.0, 1.0) ** params.gamma.to(image).view(per_sample)
+    return image + params.noise.to(image) * params.noise_std.to(image).view(per_sample), label
+
+
+def draw_batch(images: torch.Tensor, labels: torch.Tensor, batch: int, config: AugmentConfig,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick ``batch`` samples of a pool (``(M, 1, *size)`` images, ``(M, *size)`` labels), augment them."""
+    index = torch.randint(images.shape[0], (batch,), generator=generator, device=generator.device)
+    params = sample_augment(batch, images.shape[2:], config, generator)
+    return apply_augment(images[index.to(images.device)], labels[index.to(labels.device)], params)

@@ -1,0 +1,70 @@
+"""Real unlabeled volumes for pretraining (VoCo's setting): list, load, and draw random crops.
+
+The training loop takes batches from a source; :class:`RealCropSource` is the one for real volumes, next to the
+synthetic engine. Draws go through its own generator, so a resumed run replays them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .nifti import NIFTI_SUFFIXES, crop_or_pad, load_nifti, normalize_intensity
+
+__all__ = ["RealCropSource", "list_nifti", "load_unlabeled"]
+
+
+def list_nifti(folder: str | Path) -> list[Path]:
+    """The NIfTI files of a ``--data`` folder; anything else in it (hidden files aside) is a ValueError."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data: folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    strays = [p for p in files if not (p.is_file() and p.name.endswith(NIFTI_SUFFIXES))]
+    if strays:
+        raise ValueError(f"data: {strays[0]} is not a NIfTI file (.nii or .nii.gz); the folder may hold "
+                         "volumes only")
+    if not files:
+        raise ValueError(f"data: {folder} holds no NIfTI volumes")
+    return files
+
+
+def load_unlabeled(files: list[Path], dim: int, size: int) -> list[torch.Tensor]:
+    """Load, normalise to [0, 1] and zero-pad (never crop) each volume so that a ``size`` crop always fits.
+
+    In 2D only the first two axes are padded: slices are taken along the last (axial) one.
+    """
+    volumes = []
+    for path in files:
+        array = normalize_intensity(load_nifti(path).array)
+        padded = tuple(max(side, size) for side in array.shape[:dim]) + tuple(array.shape[dim:])
+        volumes.append(crop_or_pad(array, padded))
+    return volumes
+
+
+class RealCropSource:
+    """Random ``size`` crops of real volumes (of random axial slices in 2D): one view, no labels."""
+
+    def __init__(self, volumes: list[torch.Tensor], dim: int, size: int, device: torch.device, seed: int):
+        self.volumes, self.dim, self.size, self.device = volumes, dim, size, device
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _draw(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.generator))
+
+    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        crops = []
+        for _ in range(batch_size):
+            array = self.volumes[self._draw(len(self.volumes))]
+            if self.dim == 2:  # an axial slice: the last axis of a RAS-like volume runs inferior-superior
+                array = array[..., self._draw(array.shape[-1])]
+            starts = [self._draw(side - self.size + 1) for side in array.shape]
+            crops.append(array[tuple(slice(s, s + self.size) for s in starts)])
+        return torch.stack(crops)[:, None, None].to(self.device), None
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"crops": self.generator}
+
+    def describe(self) -> None:
+        return None  # no synthetic engine; the config's ``data`` names the volumes

@@ -1,0 +1,166 @@
+"""The few-shot experiment behind ``synthlab eval-seg``: splits, arms, seeds, and one JSON of results.
+
+Dice swings with the training subject, so each seed trains on different subjects against a fixed test list
+(:func:`split_subjects`), and results carry standard errors and the paired per-seed gain over scratch
+(DESIGN.md, "Judging a gain honestly"). Training one arm is :func:`synthlab.segment.fit_arm`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .augment import AugmentConfig
+from .checkpoint import load_backbone, random_backbone
+from .data import load_msd, resolve_data
+from .dist import resolve_device
+from .metrics import dice_per_label, summarize
+from .nets import UNet
+from .segment import ARMS, FineTuneConfig, PreparedCase, fit_arm, predict, prepare_cases, stable_seed
+from .spatial import check_dim
+
+__all__ = ["SPLIT_SEED", "evaluate_segmentation", "split_subjects"]
+
+SPLIT_SEED = 0  # fixes the test list and the order training subjects are taken in, whatever `seeds` is
+
+
+def _case_order(n_cases: int) -> list[int]:
+    """The fixed permutation (``SPLIT_SEED``) behind the test list and the order of training subjects."""
+    return torch.randperm(n_cases, generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
+
+
+def split_subjects(n_cases: int, shots: int, seed: int, max_test: int | None, stride: int
+                   ) -> tuple[list[int], list[int]]:
+    """Indices of the training subjects and of the test cases for one seed.
+
+    With ``max_test`` the test list is the first ``max_test`` cases of a fixed order (the same for every arm
+    and seed) and the training pool is the rest; without it the pool is every case and each seed is tested
+    on all cases it did not train on. Seed ``s`` trains on pool entries ``s * stride``, ``s * stride + 1``,
+    ... (wrapping around): seeds use different subjects while ``seeds * stride`` fits in the pool, and with
+    ``stride`` the largest shot count a seed's smaller training sets nest in its larger ones.
+    """
+    order = _case_order(n_cases)
+    test, pool = (order[:max_test], order[max_test:]) if max_test is not None else ([], order)
+    most = len(pool) if max_test is not None else n_cases - 1
+    if not 1 <= shots <= most:
+        raise ValueError(f"shots must lie in 1..{most} for {n_cases} cases with max_test={max_test}, "
+                         f"got {shots}")
+    train = [pool[(seed * stride + j) % len(pool)] for j in range(shots)]
+    return train, test if max_test is not None else [i for i in order if i not in train]
+
+
+def _paired_gain(pretrained: dict[str, Any], scratch: dict[str, Any]) -> dict[str, Any]:
+    """Per shot count, pretrained - scratch seed by seed (same subjects, same draws), with mean and SEM."""
+    gain = {}
+    for key, entry in pretrained.items():
+        diffs = [p - s for p, s in zip(entry["per_seed"], scratch[key]["per_seed"], strict=True)]
+        gain[key] = {**summarize(diffs), "per_seed": diffs}
+    return gain
+
+
+def _run_arm(arm: str, backbone: UNet, cases: list[PreparedCase], split: tuple[list[int], list[int]],
+             labels: list[int], key: tuple[int, int], budget: FineTuneConfig, device: torch.device,
+             progress: bool) -> torch.Tensor:
+    """Train one arm on the cases ``split[0]``; return its Dice ``(n_test, n_labels)`` on ``split[1]``."""
+    model = fit_arm(arm, backbone, cases, split[0], len(labels) + 1, key, budget, device, progress)
+    scores = [torch.tensor(list(dice_per_label(predict(model, cases[i].image) * cases[i].valid, cases[i].label,
+                                               labels).values()), dtype=torch.float64)
+              for i in split[1]]
+    return torch.stack(scores)
+
+
+def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Sequence[int] = (1, 3, 5),
+                          seeds: int = 3, steps: int = 200, dim: int = 3, preset: str | None = None,
+                          max_test: int | None = None, device: str | torch.device = "auto", *,
+                          lr_scratch: float = FineTuneConfig.lr_scratch,
+                          lr_finetune: float = FineTuneConfig.lr_finetune,
+                          lr_probe: float = FineTuneConfig.lr_probe, batch_size: int | None = None,
+                          augment: AugmentConfig | None = None, arms: Sequence[str] = ARMS,
+                          progress: bool = True) -> dict[str, Any]:
+    """Few-shot Dice of every arm for every shot count, over ``seeds`` seeds, as a JSON-able dict.
+
+    Args:
+        data: MSD folder or a name under the data root (e.g. ``"hippocampus"``).
+        checkpoint: pretrained checkpoint (path or shipped name), or ``"none"``: then the ``pretrained`` arm
+            and ``gain`` are None (a "pretrained" arm without pretraining would only repeat ``scratch``) and
+            the probe reads the random features of the scratch initialisation.
+        shots: training subjects per run; seeds: runs per shot count; steps: optimiser steps per run.
+        dim: 2 (train on slices, predict slice by slice) or 3 (whole padded volumes).
+        preset: architecture for ``checkpoint="none"`` (default: the active profile's preset for ``dim``).
+        max_test: test on a fixed list of this many cases (else on every case a seed did not train on).
+        lr_scratch, lr_finetune, lr_probe: Adam learning rates of the arms (see :class:`FineTuneConfig`).
+        batch_size: samples per step (default 16 slices in 2D, 2 volumes in 3D); augment: its ranges.
+        arms: which of :data:`ARMS` to run.
+    Returns:
+        ``{"settings", "pretrained", "scratch", "probe", "gain"}``. An arm maps each shot count (a string) to
+        mean/std/sem over seeds of the mean test Dice, per-label means, per-seed values, and each seed's
+        training subjects and ``n_test``; it is None when not run. ``gain`` holds the paired per-seed
+        difference pretrained - scratch with its mean and standard error.
+    """
+    started = time.perf_counter()
+    dim, shots = check_dim(dim), [int(k) for k in shots]
+    for name, bad in (("shots", not shots or min(shots) < 1), ("seeds", seeds < 1), ("steps", steps < 0),
+                      ("max_test", max_test is not None and max_test < 1)):
+        if bad:
+            raise ValueError(f"{name} is out of range: shots={shots}, seeds={seeds}, steps={steps}, "
+                             f"max_test={max_test}")
+    if unknown := set(arms) - set(ARMS):
+        raise ValueError(f"arms must be among {ARMS}, got {sorted(unknown)}")
+    budget = FineTuneConfig(steps=steps, batch_size=batch_size, lr_scratch=lr_scratch,
+                            lr_finetune=lr_finetune, lr_probe=lr_probe, augment=augment or AugmentConfig())
+    template = load_backbone(checkpoint, dim, preset)  # the arms' architecture (and, with a checkpoint, weights)
+    pretrained = None if checkpoint == "none" else template
+    arms = [arm for arm in arms if pretrained is not None or arm != "pretrained"]
+    folder = resolve_data(data)
+    cases, grid = prepare_cases(load_msd(folder), template.downsample_factor, dim)
+    if max_test is not None and max_test >= len(cases):
+        raise ValueError(f"max_test={max_test} leaves no training case among the {len(cases)} in {folder}")
+    for k in shots:  # fail on a bad shot count before any training
+        split_subjects(len(cases), k, 0, max_test, stride=max(shots))
+    labels = list(range(1, int(max(case.label.max() for case in cases)) + 1))
+    if not labels:
+        raise ValueError(f"data: {folder} holds only background labels")
+    device = resolve_device(device)
+    results: dict[str, Any] = {arm: ({} if arm in arms else None) for arm in ARMS}
+    bar = tqdm(total=len(shots) * seeds * len(arms), desc="eval-seg", disable=not progress)
+    for k in shots:
+        raw = {arm: {"per_seed": [], "per_seed_per_label": [], "subjects": [], "n_test": []} for arm in arms}
+        for seed in range(seeds):
+            split = split_subjects(len(cases), k, seed, max_test, stride=max(shots))
+            scratch = random_backbone(template.config, stable_seed("init", seed, k))
+            for arm in arms:
+                source = pretrained if pretrained is not None and arm != "scratch" else scratch
+                scores = _run_arm(arm, copy.deepcopy(source), cases, split, labels, (seed, k), budget, device,
+                                  progress)
+                raw[arm]["per_seed"].append(float(scores.mean()))
+                raw[arm]["per_seed_per_label"].append(scores.mean(0).tolist())
+                raw[arm]["subjects"].append([cases[i].name for i in split[0]])
+                raw[arm]["n_test"].append(len(split[1]))
+                bar.update()
+        for arm in arms:
+            per_label = torch.tensor(raw[arm]["per_seed_per_label"]).mean(0).tolist()
+            results[arm][str(k)] = {**summarize(raw[arm]["per_seed"]),
+                                    "per_label": dict(zip(map(str, labels), per_label, strict=True)),
+                                    **raw[arm]}
+    bar.close()
+    both = results["pretrained"] is not None and results["scratch"] is not None
+    results["gain"] = _paired_gain(results["pretrained"], results["scratch"]) if both else None
+    settings = {
+        "data": str(folder), "checkpoint": checkpoint, "dim": dim, "net_config": dict(template.config),
+        "shots": shots, "seeds": seeds, "steps": steps, "batch_size": budget.batch(dim),
+        "device": str(device), "lrs": {arm: budget.lr(arm) for arm in arms},
+        "augment": asdict(budget.augment), "labels": labels, "grid": list(grid), "n_cases": len(cases),
+        "max_test": max_test,
+        "test_cases": ([cases[i].name for i in _case_order(len(cases))[:max_test]] if max_test is not None
+                       else "every case the seed did not train on"),
+        "probe_backbone": "pretrained" if pretrained is not None else "random (the scratch initialisation)",
+        "split_seed": SPLIT_SEED, "seconds": time.perf_counter() - started,
+    }
+    return {"settings": settings, **results}
