@@ -26,6 +26,7 @@ from .data import (
     load_nifti,
     msd_entries,
     normalize_intensity,
+    pick_name,
     resample,
     resolve_data,
 )
@@ -98,18 +99,6 @@ def random_contrast(image: torch.Tensor, generator: torch.Generator, monotone: b
     return values[lower] * (1 - fraction) + values[lower + 1] * fraction
 
 
-def _pick(names: Sequence[str], wanted: str, what: str) -> str:
-    """Match a name exactly, else case-insensitively, else as a unique case-insensitive prefix."""
-    if wanted in names:
-        return wanted
-    matches = ([n for n in names if n.lower() == wanted.lower()]
-               or [n for n in names if n.lower().startswith(wanted.lower())])
-    if len(matches) == 1:
-        return matches[0]
-    reason = "is ambiguous" if matches else "is unknown"
-    raise ValueError(f"{what} {wanted!r} {reason}; available: {', '.join(sorted(names))}")
-
-
 def _load_net(checkpoint: str, device: torch.device) -> tuple[nn.Module, str]:
     """The 3D feature network and a sentence saying what it is (a random init is stated, never hidden).
 
@@ -160,7 +149,7 @@ def _coregistered_protocol(folder: Path, names: tuple[str, str], features: Seque
                            net: nn.Module | None, seeds: Sequence[int], size: int, device: torch.device,
                            config: RegistrationConfig, protocol: ProtocolConfig) -> dict:
     subject = load_coregistered(folder)
-    fixed, moving = (_pick(list(subject.contrasts), name, f"{role} contrast")
+    fixed, moving = (pick_name(list(subject.contrasts), name, f"{role} contrast")
                      for name, role in zip(names, ("fixed", "moving"), strict=True))
     fixed_image, spacing = working_grid(subject.contrasts[fixed], size)
     fixed_image = fixed_image.to(device)
@@ -197,7 +186,7 @@ def _msd_protocol(folder: Path, names: tuple[str | None, str | None], features: 
     for seed in seeds:
         generator = torch.Generator().manual_seed(seed)
         drawn = torch.randperm(len(ordered), generator=generator)[:2].tolist()
-        pair = [_pick(ordered, name, f"{role} case") if name else ordered[index]
+        pair = [pick_name(ordered, name, f"{role} case") if name else ordered[index]
                 for name, role, index in zip(names, ("fixed", "moving"), drawn, strict=True)]
         loaded = [(load_nifti(cases[n][0]), load_nifti(cases[n][1], kind="label")) for n in pair]
         shape = tuple(max(image.array.shape[k] for image, _ in loaded) for k in range(3))

@@ -22,12 +22,11 @@ seconds) and ``checkpoint.pt`` (see :mod:`synthlab.checkpoint`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,7 +46,7 @@ from .checkpoint import (
 from .data import RealCropSource, list_nifti, load_unlabeled
 from .dist import Runtime, gather_to_main, mean_over_ranks, start_runtime, wrap_ddp
 from .io import CsvLog, write_json_atomic
-from .losses import OBJECTIVES, build_objective
+from .losses import OBJECTIVES, build_objective, make_config
 from .nets import build_unet
 from .profiles import get_profile
 from .synth import SynthConfig, SynthEngine
@@ -87,6 +86,14 @@ class TrainConfig:
         warmup_fraction: share of ``steps`` with a linear learning-rate warm-up (at least one step).
         min_lr_fraction: the cosine decays from ``lr`` to ``lr * min_lr_fraction``.
         grad_clip: clip the global gradient norm to this value; None disables clipping.
+        synth: settings of the synthetic engine laid over :class:`~synthlab.synth.SynthConfig`'s defaults, as
+            nested groups or dotted keys (``{"appearance.noise_p": 0.1}``); ``dim``, ``size`` and ``labels``
+            come from the fields above and ``n_views`` from the objective. ``pretrain --synth FILE.json`` and
+            ``--synth-set KEY=VALUE`` fill it.
+        objective_config: fields of the objective's config dataclass (e.g. ``{"temperature": 0.2}`` for
+            :class:`~synthlab.losses.supcon.SupConConfig`); ``--objective-set KEY=VALUE`` fills it.
+        probe_every: steps between feature probes written to ``log.csv`` (0: none); the probe itself is
+            passed to :func:`pretrain` (see :class:`synthlab.probe.TrainingProbe`).
     """
 
     objective: str
@@ -109,6 +116,9 @@ class TrainConfig:
     warmup_fraction: float = 0.05
     min_lr_fraction: float = 0.1
     grad_clip: float | None = 1.0
+    synth: dict[str, Any] = field(default_factory=dict)
+    objective_config: dict[str, Any] = field(default_factory=dict)
+    probe_every: int = 0
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -126,6 +136,24 @@ class TrainConfig:
             raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
         if self.data is not None and self.labels is not None:
             raise ValueError("data and labels exclude each other: real volumes carry no label maps")
+        if int(self.probe_every) < 0:
+            raise ValueError(f"probe_every must be >= 0, got {self.probe_every!r}")
+        make_config(OBJECTIVES[self.objective][1], self.objective_config)  # names an unknown field
+        if self.synth:
+            if self.data is not None:
+                raise ValueError("synth: settings of the synthetic engine do not apply to real volumes (--data)")
+            self.synth_config()  # names the first bad field
+
+    def synth_config(self) -> SynthConfig:
+        """The synthetic engine's full config: the run's dim, size and labels, the objective's view count,
+        then the ``synth`` overrides."""
+        fixed = sorted({"dim", "size", "labels", "n_views"} & {str(k).split(".")[0] for k in self.synth})
+        if fixed:
+            raise ValueError(f"synth: {fixed[0]!r} is set by the run (--dim, --size, --labels, the objective), "
+                             "not by synth settings")
+        base = SynthConfig(dim=self.dim, size=self.size, n_views=OBJECTIVES[self.objective][0].n_views,
+                           labels=str(self.labels or "procedural"))
+        return base.with_overrides(self.synth)
 
     def resolved(self) -> TrainConfig:
         """A copy with ``preset`` filled in from the active profile, as stored in checkpoints."""
@@ -174,8 +202,7 @@ class _SynthSource:
     """The synthetic engine: label maps and two rendered views per sample, drawn on ``device``."""
 
     def __init__(self, config: TrainConfig, device: torch.device, seed: int) -> None:
-        self.config = SynthConfig(dim=config.dim, size=config.size, n_views=2,
-                                  labels=str(config.labels or "procedural"))
+        self.config = config.synth_config()
         self.engine = SynthEngine(self.config, device=device, seed=seed)
 
     def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -187,7 +214,7 @@ class _SynthSource:
 
     def describe(self) -> dict[str, Any]:
         """The engine's config as plain JSON types (``SynthConfig.from_dict`` rebuilds it)."""
-        return json.loads(json.dumps(dataclasses.asdict(self.config), default=str))
+        return self.config.as_dict()
 
 
 # ----------------------------------------------------------------------------------------------- set-up
@@ -201,7 +228,7 @@ def _build(config: TrainConfig, device: torch.device) -> tuple[nn.Module, nn.Mod
         net.check_input(torch.empty((1, net.in_channels) + (config.size,) * config.dim, device="meta"))
     except ValueError as err:
         raise ValueError(f"size {config.size} does not fit preset {config.preset!r}: {err}") from err
-    objective = build_objective(config.objective, net, config.dim)
+    objective = build_objective(config.objective, net, config.dim, **config.objective_config)
     if config.data is not None and objective.requires_labels:
         raise ValueError(f"data: objective {config.objective!r} needs label maps, so it trains on synthetic "
                          "data only; real unlabeled volumes (--data) suit 'voco'")
@@ -262,7 +289,8 @@ def train_step(model: nn.Module, objective: nn.Module, optimizer: torch.optim.Op
 # ----------------------------------------------------------------------------------------------- loop
 
 
-def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None = None) -> dict[str, Any]:
+def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None = None,
+             probe: Callable[[nn.Module], dict[str, float]] | None = None) -> dict[str, Any]:
     """Train ``config.steps`` steps (the remaining ones with ``resume``) and return a summary.
 
     Everything a user can get wrong is checked before the run folder or any file is created.
@@ -271,22 +299,28 @@ def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None 
         config: the run.
         callback: called on every rank after each step (after logging and checkpointing) with a
             :class:`StepReport`; an exception it raises stops the run as a kill would.
+        probe: measures the network (e.g. :class:`synthlab.probe.TrainingProbe`) on rank 0 every
+            ``config.probe_every`` steps and at the end; its numbers join that step's ``log.csv`` row (the
+            columns are blank in between) and its time is not counted in ``seconds``. It must not touch the
+            training random streams, so a probed run trains exactly like an unprobed one.
     Returns:
-        ``{"final_loss", "steps", "seconds", "checkpoint", "log", "world_size", "device"}``.
+        ``{"final_loss", "steps", "seconds", "checkpoint", "log", "world_size", "device", "probe"}``
+        (``probe``: the last probe's numbers, or None).
     """
     config = config.resolved()
     volumes = load_unlabeled(list_nifti(config.data), config.dim, config.size) if config.data else None
     checkpoint = _checked_resume(config)
     runtime = start_runtime(config.device)
     try:
-        return _run(config, runtime, volumes, checkpoint, callback)
+        return _run(config, runtime, volumes, checkpoint, callback, probe if config.probe_every else None)
     finally:
         if runtime.owns_group:
             dist.destroy_process_group()
 
 
 def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | None,
-         checkpoint: dict[str, Any] | None, callback: Callable[[StepReport], None] | None) -> dict[str, Any]:
+         checkpoint: dict[str, Any] | None, callback: Callable[[StepReport], None] | None,
+         probe: Callable[[nn.Module], dict[str, float]] | None) -> dict[str, Any]:
     device, out, rank_seed = runtime.device, Path(config.out), config.seed + runtime.rank
     net, objective = _build(config, device)
     source: BatchSource = (RealCropSource(volumes, config.dim, config.size, device, rank_seed)
@@ -317,6 +351,11 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
                                         "torch": torch.__version__})
         log = CsvLog(out / LOG_NAME, step)
 
+    # The probe at the start: the untrained baseline of a new run (logged as step 0 with the first row), and
+    # the columns of the log either way.
+    probed = probe(net) if probe is not None and runtime.is_main else None
+    baseline = probed if step == 0 else None
+    probe_columns = dict.fromkeys(sorted(probed), "") if probed else {}
     model.train()
     with tqdm(total=config.steps, initial=step, disable=not runtime.is_main,
               desc=f"pretrain {config.objective}") as bar:
@@ -332,8 +371,16 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"loss became {loss_value} at step {step}; try a lower --lr")
             seconds += time.perf_counter() - started
-            if log is not None and (step % config.log_every == 0 or step == config.steps):
-                log.append({"step": step, "loss": loss_value, **logs, "seconds": round(seconds, 3)})
+            measured: dict[str, float] = {}
+            if probed is not None and (step % config.probe_every == 0 or step == config.steps):
+                probed = measured = probe(net)  # type: ignore[misc]
+                net.train()
+            if log is not None and (measured or step % config.log_every == 0 or step == config.steps):
+                if baseline is not None:  # step 0 under the same columns as every later row
+                    log.append({"step": 0, "loss": "", **dict.fromkeys(logs, ""), "seconds": 0.0, **baseline})
+                    baseline = None
+                log.append({"step": step, "loss": loss_value, **logs, "seconds": round(seconds, 3),
+                            **probe_columns, **measured})
                 bar.set_postfix(loss=f"{loss_value:.4f}")
             bar.update(1)
             if step % config.checkpoint_every == 0 or step == config.steps:
@@ -348,4 +395,4 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
                 callback(StepReport(step, loss_value, dict(logs), seconds, net, objective, views))
     return {"final_loss": loss_value, "steps": step, "seconds": seconds,
             "checkpoint": str(out / CHECKPOINT_NAME), "log": str(out / LOG_NAME),
-            "world_size": runtime.world_size, "device": str(device)}
+            "world_size": runtime.world_size, "device": str(device), "probe": probed}

@@ -353,7 +353,7 @@ def test_objectives_finite_on_single_label_absent_ids_and_batch_of_one(name, mak
     torch.manual_seed(0)
     net = build_unet("tiny", 2)
     small = {"supcon": {"samples": 16, "head_hidden": 8, "head_out": 4},
-             "voco": {"head_hidden": 8, "head_out": 4}, "rasd": {}}[name]
+             "voco": {"head_hidden": 8, "head_out": 4}, "rasd": {}, "voxnce": {"samples": 16}}[name]
     objective = build_objective(name, net, 2, **small)
     labels = make_labels((48, 48))
     out = objective(net, _views(labels), labels, _gen(21))
@@ -374,8 +374,9 @@ def test_build_objective_rejects_unknown_names_and_settings():
         build_objective("supcon", net, 2, temprature=0.1)
     with pytest.raises(ValueError, match="3D"):
         build_objective("rasd", build_unet("tiny", 3), 2)
-    assert sorted(OBJECTIVES) == ["rasd", "supcon", "voco"]
-    assert [OBJECTIVES[k][0].requires_labels for k in ("supcon", "voco", "rasd")] == [True, False, True]
+    assert sorted(OBJECTIVES) == ["rasd", "supcon", "voco", "voxnce"]
+    assert [OBJECTIVES[k][0].requires_labels for k in ("supcon", "voco", "rasd", "voxnce")] == [True, False, True,
+                                                                                                False]
 
 
 def test_all_gather_grad_is_identity_when_not_distributed():
@@ -440,3 +441,43 @@ def test_all_gather_grad_sums_gradients_across_gloo_ranks():
     assert (results[0][2] + results[1][2]) / 2 == pytest.approx(full.item(), rel=1e-5)
     rank_grads = torch.tensor([results[0][3], results[1][3]]).flatten(0, 1)
     assert torch.allclose(rank_grads, 2 * z.grad, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------- voxnce
+
+
+def test_voxnce_loss_is_log_n_for_collapsed_features_and_small_for_distinct_ones():
+    from synthlab.losses.voxnce import voxnce_loss
+
+    n = 8
+    collapsed = torch.nn.functional.normalize(torch.ones(1, n, 4), dim=-1)
+    assert voxnce_loss(collapsed, collapsed, 0.1).item() == pytest.approx(math.log(n), rel=1e-5)
+    distinct = torch.eye(n)[None]
+    assert voxnce_loss(distinct, distinct, 0.1).item() < 1e-3
+    assert voxnce_loss(distinct, distinct.roll(1, dims=1), 0.1).item() > math.log(n)
+
+
+def test_voxnce_neighbour_locations_stay_inside_and_near_their_parents():
+    from synthlab.losses.voxnce import sample_locations
+
+    index = sample_locations((10, 12), 40, 0.5, 2, torch.Generator().manual_seed(0))
+    assert index.shape == (40,) and int(index.min()) >= 0 and int(index.max()) < 120
+
+
+def test_voxnce_objective_learns_a_fixed_pair_and_refuses_a_single_view():
+    torch.manual_seed(0)
+    net = build_unet("tiny", 2)
+    objective = build_objective("voxnce", net, 2, samples=64)
+    views = torch.rand(2, 2, 1, 16, 16)
+    views[:, 1] = 1 - views[:, 0]  # the same layout under an inverted contrast
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = objective(net, views, None, torch.Generator().manual_seed(1)).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+    with pytest.raises(ValueError, match="two aligned views"):
+        objective(net, views[:, :1], None, torch.Generator())

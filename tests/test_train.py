@@ -285,3 +285,57 @@ def test_real_volume_training_feeds_single_view_crops(tmp_path: Path, dim: int) 
     assert tuple(crops[0].shape) == (2, 1, 1, *(16,) * dim)
     assert 0.0 <= float(crops[0].min()) and float(crops[0].max()) <= 1.0
     assert not torch.equal(crops[0], crops[1])
+
+
+# ----------------------------------------------------------------------------------------------- configs and probes
+
+
+def test_synth_and_objective_settings_reach_the_engine_the_objective_and_the_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = _config(out, steps=2, synth={"appearance.noise_p": 0.0, "procedural": {"n_labels": [3, 3]}},
+                     objective_config={"temperature": 0.5})
+    seen = []
+    pretrain(config, callback=lambda report: seen.append(report.objective.config.temperature))
+    assert seen == [0.5, 0.5]
+    saved = load_checkpoint(out / "checkpoint.pt")
+    assert saved["synth"]["appearance"]["noise_p"] == 0.0 and saved["synth"]["procedural"]["n_labels"] == [3, 3]
+    assert saved["synth"]["appearance"]["gamma_p"] == 0.5  # a partial group keeps its other defaults
+    assert saved["config"]["objective_config"] == {"temperature": 0.5}
+    with pytest.raises(ValueError, match="synth"):  # a resume must train the same data
+        pretrain(dataclasses.replace(config, steps=3, resume=True, synth={"appearance.noise_p": 0.5}))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [({"synth": {"appearance.nosie_p": 0.1}}, "nosie_p"), ({"synth": {"size": 32}}, "size"),
+     ({"synth": {"appearance.gamma_p": 2.0}}, "gamma_p"), ({"objective_config": {"temprature": 0.1}}, "temprature")],
+    ids=["unknown-synth-field", "run-owned-field", "bad-probability", "unknown-objective-field"],
+)
+def test_bad_synth_or_objective_settings_are_named_before_any_file(tmp_path: Path, overrides: dict,
+                                                                  named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        _config(tmp_path / "run", **overrides)
+    assert not (tmp_path / "run").exists()
+
+
+def test_voco_renders_only_the_view_it_uses(tmp_path: Path) -> None:
+    shapes = []
+    pretrain(_config(tmp_path / "run", "voco", steps=1, size=32),
+             callback=lambda report: shapes.append(tuple(report.views.shape)))
+    assert shapes[0][1] == 1
+
+
+def test_probes_join_the_log_at_step_0_every_n_steps_and_at_the_end(tmp_path: Path) -> None:
+    calls = []
+
+    def probe(net: torch.nn.Module) -> dict[str, float]:
+        calls.append(net.training)
+        return {"probe_a": float(len(calls))}
+
+    straight = pretrain(_config(tmp_path / "probed", "rasd", steps=5, probe_every=2), probe=probe)
+    rows = _log_rows(tmp_path / "probed")
+    assert [row["step"] for row in rows] == ["0", "1", "2", "3", "4", "5"]
+    assert [row["probe_a"] for row in rows] == ["1.0", "", "2.0", "", "3.0", "4.0"]
+    assert rows[0]["loss"] == "" and straight["probe"] == {"probe_a": 4.0}
+    unprobed = pretrain(_config(tmp_path / "plain", "rasd", steps=5))
+    assert unprobed["final_loss"] == straight["final_loss"]  # probing does not change the training

@@ -7,7 +7,17 @@ lives, ``unlabeled`` feeds real volumes to pretraining. Everything is re-exporte
 
 from __future__ import annotations
 
-from .layouts import Case, Subject, find_data_root, load_coregistered, load_icbm, load_msd, msd_entries, resolve_data
+from .layouts import (
+    Case,
+    Subject,
+    find_data_root,
+    load_coregistered,
+    load_icbm,
+    load_msd,
+    msd_entries,
+    pick_name,
+    resolve_data,
+)
 from .nifti import (
     NIFTI_SUFFIXES,
     Volume,
@@ -37,6 +47,7 @@ __all__ = [
     "load_nifti",
     "load_unlabeled",
     "msd_entries",
+    "pick_name",
     "normalize_intensity",
     "reorient",
     "resample",

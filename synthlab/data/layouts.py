@@ -18,7 +18,7 @@ import torch
 from .nifti import NIFTI_SUFFIXES, Volume, check_pair, load_nifti, stem
 
 __all__ = ["Case", "Subject", "find_data_root", "load_coregistered", "load_icbm", "load_msd", "msd_entries",
-           "resolve_data"]
+           "pick_name", "resolve_data"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,3 +173,19 @@ def load_icbm(resolution: int = 2, threshold: float = 0.5) -> Subject:
     for volume in (gm, wm, mask):
         check_pair(t1, volume)
     return Subject(f"icbm152_2009a_{resolution}mm", {"t1": t1}, Volume(label, t1.affine), {"gm": gm, "wm": wm})
+
+
+def pick_name(names: list[str] | tuple[str, ...], wanted: str, what: str) -> str:
+    """Match a name exactly, else case-insensitively, else as a unique case-insensitive prefix.
+
+    Lets a user say ``--fixed t1pre`` for ``T1prereg``; an ambiguous or unknown name is a ValueError that lists
+    the choices.
+    """
+    if wanted in names:
+        return wanted
+    matches = ([n for n in names if n.lower() == wanted.lower()]
+               or [n for n in names if n.lower().startswith(wanted.lower())])
+    if len(matches) == 1:
+        return matches[0]
+    reason = "is ambiguous" if matches else "is unknown"
+    raise ValueError(f"{what} {wanted!r} {reason}; available: {', '.join(sorted(names))}")

@@ -35,6 +35,7 @@ class Objective(nn.Module):
 
     name: str = "objective"
     requires_labels: bool = False
+    n_views: int = 2  # renderings of each label map the objective uses; the engine draws no more than these
 
     def __init__(self, dim: int, net_dim: int | None = None):
         super().__init__()

@@ -195,6 +195,7 @@ class VoCoObjective(Objective):
 
     name = "voco"
     requires_labels = False
+    n_views = 1  # one rendering per volume: the crops come from it
 
     def __init__(self, net: UNet, dim: int, config: VoCoConfig | None = None):
         super().__init__(dim, net.dim)

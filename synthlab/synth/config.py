@@ -12,7 +12,7 @@ A range ``(lo, hi)`` means a uniform draw in ``[lo, hi]``; ``lo == hi`` fixes th
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ __all__ = [
     "ShapeBankConfig",
     "SpatialAugConfig",
     "SynthConfig",
+    "merge_nested",
+    "nest_dotted",
 ]
 
 Range = tuple[float, float]
@@ -79,6 +81,34 @@ def _from_dict(cls: type, values: dict[str, Any]) -> Any:
             value = tuple(value)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def nest_dotted(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``{"appearance.noise_p": 0.1}`` -> ``{"appearance": {"noise_p": 0.1}}``; nested dicts pass through."""
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        *parents, leaf = str(key).split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {key!r} descends into {part!r}, which is not a group of settings")
+        if isinstance(value, dict):
+            node[leaf] = merge_nested(node.get(leaf, {}), nest_dotted(value))
+        else:
+            node[leaf] = value
+    return nested
+
+
+def merge_nested(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``overrides`` laid over it, group by group (dicts merge, anything else replaces)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_nested(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 @dataclass
@@ -320,6 +350,21 @@ class SynthConfig:
     def from_dict(cls, values: dict[str, Any]) -> SynthConfig:
         """Inverse of ``dataclasses.asdict``: rebuild a config saved in a checkpoint or a JSON file."""
         return _from_dict(cls, values)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON types (tuples as lists, paths as strings); :meth:`from_dict` rebuilds the config."""
+        def plain(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            return str(value) if isinstance(value, Path) else value
+        return plain(asdict(self))
+
+    def with_overrides(self, overrides: dict[str, Any]) -> SynthConfig:
+        """A new config with ``overrides`` (nested groups or dotted keys such as ``"appearance.noise_p"``)
+        laid over this one; only the named fields change, so a partial group keeps its other settings."""
+        return SynthConfig.from_dict(merge_nested(self.as_dict(), nest_dotted(overrides)))
 
     def shape_bank_sides(self) -> tuple[int, float | None]:
         """``(max_side, span)`` in voxels for :meth:`ShapeBank.from_path` at this output size."""
