@@ -18,17 +18,21 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from .bench import main as bench_main
 from .eval_reg import evaluate_registration
 from .eval_seg import evaluate_segmentation
 from .io import write_json_atomic
+from .losses import OBJECTIVES
+from .probe import ProbeConfig, TrainingProbe, evaluate_features
 from .train import TrainConfig, pretrain
 
 __all__ = ["build_parser", "main"]
 
-OBJECTIVES = ("supcon", "voco", "rasd")
 FEATURE_SETS = ("intensity", "mind", "network", "network+mind")
 
 
@@ -50,6 +54,21 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--log-every", type=int, default=1)
+    p.add_argument("--synth", default=None, metavar="FILE.json",
+                   help="synthetic-engine settings (a SynthConfig dict, e.g. saved by notebook 01), laid over the "
+                        "defaults")
+    p.add_argument("--synth-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="one synthetic-engine setting, e.g. appearance.noise_p=0.1 (JSON value; repeatable; "
+                        "applied after --synth)")
+    p.add_argument("--objective-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="one field of the objective's config, e.g. temperature=0.2 (JSON value; repeatable)")
+    p.add_argument("--probe-every", type=int, default=0,
+                   help="steps between feature probes logged to log.csv (0: none)")
+    p.add_argument("--probe-data", default=None,
+                   help="co-registered folder (or name under $SYNTHLAB_DATA) for a real-image match rate in the "
+                        "probes; without it the probes are synthetic only")
+    p.add_argument("--probe-contrasts", nargs=2, default=["T1", "FLAIR"], metavar=("FIXED", "MOVING"),
+                   help="contrast names (or unique prefixes) of --probe-data")
 
 
 def _add_eval_reg(sub: argparse._SubParsersAction) -> None:
@@ -84,12 +103,58 @@ def _add_eval_seg(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="results.json")
 
 
+def _add_eval_features(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval-features", help="do a network's features find the same voxel in another contrast?")
+    p.add_argument("--data", required=True, help="folder of co-registered contrasts (or a name under $SYNTHLAB_DATA)")
+    p.add_argument("--fixed", required=True, help="contrast of the query image (file stem or unique prefix)")
+    p.add_argument("--moving", required=True, help="contrast searched for the match")
+    p.add_argument("--checkpoint", default="none",
+                   help="checkpoint path, a shipped name, or 'none' (then only mind and random are probed)")
+    p.add_argument("--dim", type=int, default=2, choices=(2, 3), help="2: slice by slice; 3: isotropic volume")
+    p.add_argument("--size", type=int, default=None,
+                   help="working side in voxels (default 256 in 2D, the longest in-plane side; 128 in 3D)")
+    p.add_argument("--radius", type=int, default=6, help="half-side of the search cube in working voxels")
+    p.add_argument("--queries", type=int, default=2000, help="query voxels in the fixed image's foreground")
+    p.add_argument("--seed", type=int, default=0, help="seeds the queries and the random baseline")
+    p.add_argument("--preset", default="small", help="architecture of the random baseline without a checkpoint")
+    p.add_argument("--out", required=True, help="results.json")
+
+
+def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
+    """``["a.b=0.1", "c=[1, 2]"]`` -> ``{"a.b": 0.1, "c": [1, 2]}``; values are JSON, else plain strings."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag}: expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+def _synth_settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    if args.synth is not None:
+        path = Path(args.synth)
+        try:
+            settings = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"synth: cannot read {path} as JSON ({err})") from err
+        if not isinstance(settings, dict):
+            raise ValueError(f"synth: {path} must hold a JSON object of SynthConfig settings")
+        settings = {k: v for k, v in settings.items() if k not in ("dim", "size", "labels", "n_views")}
+    return {**settings, **_key_values(args.synth_set, "--synth-set")}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthlab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_pretrain(sub)
     _add_eval_reg(sub)
     _add_eval_seg(sub)
+    _add_eval_features(sub)
     bench = sub.add_parser("bench", help="benchmarks (same as python -m synthlab.bench)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
@@ -97,8 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "pretrain":
-        options = {k: v for k, v in vars(args).items() if k != "command"}
-        pretrain(TrainConfig(**options))
+        skip = {"command", "synth", "synth_set", "objective_set", "probe_data", "probe_contrasts"}
+        options = {k: v for k, v in vars(args).items() if k not in skip}
+        config = TrainConfig(**options, synth=_synth_settings(args),
+                             objective_config=_key_values(args.objective_set, "--objective-set"))
+        probe = None
+        if config.probe_every:
+            probe = TrainingProbe.from_names(config.dim, config.synth_config(), args.probe_data,
+                                             args.probe_contrasts)
+        summary = pretrain(config, probe=probe)
+        print(f"checkpoint {summary['checkpoint']}: {summary['steps']} steps, final loss "
+              f"{summary['final_loss']:.4f}, {summary['seconds'] / 60:.1f} min")
         return 0
     if args.command == "eval-reg":
         results = evaluate_registration(data=args.data, fixed=args.fixed, moving=args.moving,
@@ -115,6 +189,17 @@ def _run(args: argparse.Namespace) -> int:
                                                              ("lr_finetune", args.lr_finetune),
                                                              ("lr_probe", args.lr_probe)) if v is not None})
         write_json_atomic(args.out, results)
+        print(f"wrote {args.out}")
+        return 0
+    if args.command == "eval-features":
+        size = args.size or (256 if args.dim == 2 else 128)
+        config = ProbeConfig(dim=args.dim, size=size, radius=args.radius, queries=args.queries, seed=args.seed)
+        results = evaluate_features(args.data, args.fixed, args.moving, args.checkpoint, config, args.preset)
+        write_json_atomic(args.out, results)
+        chance = results["settings"]["chance_rate"]
+        print(f"match rate (chance {chance:.3f}), median error in voxels, pair cosine:")
+        for method, row in results["methods"].items():
+            print(f"  {method:<13} {row['match_rate']:.3f}  {row['median_error_vox']:.2f}  {row['pair_cosine']:.3f}")
         print(f"wrote {args.out}")
         return 0
     if args.command == "bench":

@@ -15,18 +15,21 @@ against collapse: features that are all alike (1.0) cannot tell anything apart.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .data import Volume, normalize_intensity, resample
+from .checkpoint import load_backbone, random_backbone
+from .data import Volume, load_coregistered, normalize_intensity, pick_name, resample, resolve_data
 from .features import extract_features
 from .mind import mind_ssc
-from .nets import build_unet
+from .synth import SynthConfig, SynthEngine
 
-__all__ = ["FeatureProbe", "ProbeConfig", "prepare_pair", "probe_features"]
+__all__ = ["FeatureProbe", "ProbeConfig", "TrainingProbe", "evaluate_features", "prepare_pair", "probe_features"]
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ def probe_features(fixed: Volume, moving: Volume, config: ProbeConfig, net: nn.M
     """Run the probe for ``mind``, ``random`` and, given ``net``, ``network`` and ``network+mind``.
 
     ``random`` is an untrained network of ``net``'s architecture (``random_preset`` without one), initialised
-    from ``config.seed``, so a trained network is compared with itself before training.
+    from ``config.seed``, so a trained network is compared with the same network before training.
 
     Returns:
         ``{"settings": {..., "chance_rate"}, "methods": {method: {"match_rate", "median_error_vox",
@@ -193,11 +196,8 @@ def probe_features(fixed: Volume, moving: Volume, config: ProbeConfig, net: nn.M
     fixed_image, moving_image = prepare_pair(fixed, moving, config)
     probe = FeatureProbe(fixed_image, moving_image, config)
     mind = (_mind(fixed_image, config.dim), _mind(moving_image, config.dim))
-    with torch.random.fork_rng(devices=[]):  # a fixed init that leaves the caller's generator untouched
-        torch.manual_seed(config.seed)
-        random_net = (type(net)(**net.config) if net is not None and hasattr(net, "config")
-                      else build_unet(random_preset, config.dim))
-    random_net.eval()
+    random_net = (random_backbone(net.config, config.seed) if net is not None
+                  else load_backbone("none", config.dim, preset=random_preset, seed=config.seed)).eval()
     methods = {"mind": probe.score(*mind), "random": probe.score_net(random_net)}
     if net is not None:
         fixed_net, moving_net = probe.features(net)
@@ -207,3 +207,75 @@ def probe_features(fixed: Volume, moving: Volume, config: ProbeConfig, net: nn.M
     settings = {**asdict(config), "chance_rate": config.chance_rate, "grid": list(fixed_image.shape),
                 "n_queries": len(probe.queries)}
     return {"settings": settings, "methods": methods}
+
+
+def evaluate_features(data: str | Path, fixed: str, moving: str, checkpoint: str | None = None,
+                      config: ProbeConfig | None = None, preset: str = "small") -> dict[str, Any]:
+    """``synthlab eval-features``: the probe on two co-registered contrasts of a data folder.
+
+    Args:
+        data: a folder of co-registered contrasts, or its name under ``$SYNTHLAB_DATA``.
+        fixed, moving: contrast names (file stems, or unique case-insensitive prefixes).
+        checkpoint: a checkpoint path or shipped name; None or ``"none"`` probes ``mind`` and ``random`` only.
+        config: probe settings.
+        preset: architecture of the ``random`` baseline when there is no checkpoint.
+    """
+    config = config or ProbeConfig()
+    folder = resolve_data(data)
+    subject = load_coregistered(folder)
+    names = list(subject.contrasts)
+    fixed_name = pick_name(names, fixed, "fixed contrast")
+    moving_name = pick_name(names, moving, "moving contrast")
+    net = None if checkpoint in (None, "none") else load_backbone(checkpoint, config.dim)
+    results = probe_features(subject.contrasts[fixed_name], subject.contrasts[moving_name], config, net, preset)
+    results["settings"].update({"data": str(folder), "fixed": fixed_name, "moving": moving_name,
+                                "checkpoint": checkpoint or "none"})
+    return results
+
+
+class TrainingProbe:
+    """Cheap probes for a training loop: does what the loss rewards also transfer?
+
+    On a fixed synthetic batch (two aligned renderings of the same label maps) it reports the correspondence
+    match rate between the views (``synth_match``), the mean cosine between the two views' features at the
+    same voxel (``synth_agreement``) and between random voxel pairs (``synth_pair_cosine``: 1.0 means the
+    features collapsed). Given a real co-registered pair it adds ``real_match`` and ``real_pair_cosine``.
+    Calling it puts the network in eval mode for the duration and draws nothing from the training streams.
+    """
+
+    def __init__(self, dim: int, synth: SynthConfig, real: tuple[Volume, Volume] | None = None,
+                 seed: int = 0, queries: int = 500) -> None:
+        synth = synth.with_overrides({"n_views": 2})
+        batch = SynthEngine(synth, seed=seed).sample(8 if dim == 2 else 1)
+        first, second = batch.views[:, 0, 0], batch.views[:, 1, 0]  # 2D: the samples act as slices
+        if dim == 3:
+            first, second = first[0], second[0]
+        radius = max(1, min(6, (min(synth.size) - 1) // 4))
+        self.synthetic = FeatureProbe(first, second, ProbeConfig(dim=dim, radius=radius, queries=queries,
+                                                                 foreground=0.0, seed=seed, window=None))
+        self.real = None
+        if real is not None:
+            config = ProbeConfig(dim=dim, size=256 if dim == 2 else 96, queries=queries, seed=seed)
+            self.real = FeatureProbe(*prepare_pair(real[0], real[1], config), config)
+
+    def __call__(self, net: nn.Module) -> dict[str, float]:
+        first, second = self.synthetic.features(net)
+        scores = self.synthetic.score(first, second)
+        agreement = (_unit(first.flatten(1)) * _unit(second.flatten(1))).sum(0).mean()
+        out = {"synth_match": scores["match_rate"], "synth_agreement": float(agreement),
+               "synth_pair_cosine": scores["pair_cosine"]}
+        if self.real is not None:
+            real = self.real.score_net(net)
+            out.update({"real_match": real["match_rate"], "real_pair_cosine": real["pair_cosine"]})
+        return out
+
+    @classmethod
+    def from_names(cls, dim: int, synth: SynthConfig, data: str | Path | None = None,
+                   contrasts: Sequence[str] = ("T1", "FLAIR")) -> TrainingProbe:
+        """Build from a co-registered data folder (name or path) and two contrast names; no data: synthetic only."""
+        real = None
+        if data is not None:
+            subject = load_coregistered(resolve_data(data))
+            names = list(subject.contrasts)
+            real = tuple(subject.contrasts[pick_name(names, c, "probe contrast")] for c in contrasts)
+        return cls(dim, synth, real)  # type: ignore[arg-type]

@@ -1,0 +1,120 @@
+"""Tests for synthlab.probe: the correspondence probe finds true matches, misses shifted ones, and says so."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from synthlab.__main__ import main
+from synthlab.data import Volume
+from synthlab.nets import build_unet
+from synthlab.probe import FeatureProbe, ProbeConfig, TrainingProbe, probe_features
+from synthlab.synth import SynthConfig
+
+
+def _texture(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """A random image with structure at every scale, so no query sits in a flat region."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(shape, generator=generator)
+
+
+def test_chance_rate_is_the_share_of_the_cube_inside_the_tolerance_block() -> None:
+    assert ProbeConfig(dim=2, radius=6).chance_rate == pytest.approx(9 / 169)
+    assert ProbeConfig(dim=3, radius=2).chance_rate == pytest.approx(27 / 125)
+
+
+def test_identical_features_always_match_and_shifted_ones_never_do() -> None:
+    image = _texture((3, 40, 40), 0)
+    config = ProbeConfig(dim=2, radius=6, queries=200, foreground=0.0)
+    probe = FeatureProbe(image, image, config)
+    features = torch.stack([image, image.roll(1, dims=2), image.roll(1, dims=1)])  # a local descriptor
+    same = probe.score(features, features)
+    assert same["match_rate"] == 1.0 and same["median_error_vox"] == 0.0
+    shifted = probe.score(features, features.roll(4, dims=3))  # the match now sits 4 voxels away
+    assert shifted["match_rate"] == 0.0 and shifted["median_error_vox"] == pytest.approx(4.0)
+
+
+def test_collapsed_features_have_pair_cosine_one_and_match_no_better_than_a_tie() -> None:
+    image = _texture((2, 32, 32), 1)
+    probe = FeatureProbe(image, image, ProbeConfig(dim=2, radius=4, queries=100, foreground=0.0))
+    constant = torch.ones(4, 2, 32, 32)
+    scores = probe.score(constant, constant)
+    assert scores["pair_cosine"] == pytest.approx(1.0)
+    assert scores["match_rate"] == 0.0  # every candidate ties; the first (a corner) is never in the block
+
+
+def test_queries_stay_inside_the_foreground_and_away_from_the_border() -> None:
+    image = torch.zeros(16, 24, 24)
+    image[4:12, 5:20, 5:20] = 1.0
+    probe = FeatureProbe(image, image, ProbeConfig(dim=3, radius=3, queries=50, foreground=0.5))
+    assert bool((image[tuple(probe.queries.T)] > 0.5).all())
+    with pytest.raises(ValueError, match="no foreground"):
+        FeatureProbe(torch.zeros(8, 8, 8), torch.zeros(8, 8, 8), ProbeConfig(dim=3, radius=2))
+
+
+def _volume(array: torch.Tensor, spacing: tuple[float, float, float]) -> Volume:
+    return Volume(array, np.diag([*spacing, 1.0]))
+
+
+def test_probe_features_reports_every_method_in_the_documented_schema() -> None:
+    base = _texture((40, 36, 6), 2) * 100
+    fixed, moving = _volume(base, (1.0, 1.0, 4.0)), _volume(100 - base, (1.0, 1.0, 4.0))  # inverted contrast
+    config = ProbeConfig(dim=2, size=32, radius=3, queries=100)
+    net = build_unet("tiny", 2)
+    results = probe_features(fixed, moving, config, net=net)
+    assert set(results["methods"]) == {"mind", "random", "network", "network+mind"}
+    assert results["settings"]["chance_rate"] == pytest.approx(9 / 49)
+    assert results["settings"]["grid"] == [6, 32, 29]  # slices along the coarse axis, 32 along the longest side
+    for row in results["methods"].values():
+        assert 0.0 <= row["match_rate"] <= 1.0 and math.isfinite(row["median_error_vox"])
+        assert -1.0 <= row["pair_cosine"] <= 1.0
+    assert set(probe_features(fixed, moving, config)["methods"]) == {"mind", "random"}
+    with pytest.raises(ValueError, match="3D"):
+        probe_features(fixed, moving, ProbeConfig(dim=3, size=16), net=net)
+
+
+def test_training_probe_reads_a_network_without_touching_the_global_random_state() -> None:
+    probe = TrainingProbe(2, SynthConfig(dim=2, size=32))
+    net = build_unet("tiny", 2)
+    net.train()
+    before = torch.get_rng_state()
+    scores = probe(net)
+    assert torch.equal(before, torch.get_rng_state())
+    assert set(scores) == {"synth_match", "synth_agreement", "synth_pair_cosine"}
+    assert all(math.isfinite(v) for v in scores.values())
+
+
+def _coregistered(folder: Path) -> Path:
+    folder.mkdir()
+    base = np.random.default_rng(0).uniform(10, 100, size=(36, 32, 5)).astype(np.float32)
+    for name, array in (("T1", base), ("FLAIR", 110 - base)):
+        nib.save(nib.Nifti1Image(array, np.diag([1.0, 1.0, 4.0, 1.0])), folder / f"{name}.nii.gz")
+    return folder
+
+
+def test_eval_features_command_writes_the_documented_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = _coregistered(tmp_path / "subject")
+    out = tmp_path / "features.json"
+    code = main(["eval-features", "--data", str(data), "--fixed", "t1", "--moving", "flair", "--size", "32",
+                 "--radius", "3", "--queries", "50", "--out", str(out)])
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert results["settings"]["fixed"] == "T1" and results["settings"]["moving"] == "FLAIR"
+    assert set(results["methods"]) == {"mind", "random"}
+    assert {"match_rate", "median_error_vox", "pair_cosine"} <= set(results["methods"]["mind"])
+    assert "mind" in capsys.readouterr().out
+
+
+def test_eval_features_names_an_unknown_contrast_and_writes_nothing(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    data = _coregistered(tmp_path / "subject")
+    out = tmp_path / "features.json"
+    assert main(["eval-features", "--data", str(data), "--fixed", "T2", "--moving", "FLAIR", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "T2" in err and "\n" not in err and not out.exists()
