@@ -34,6 +34,7 @@ from .nets import UNet, build_unet
 from .profiles import get_profile
 
 __all__ = [
+    "ALIASES",
     "FORMAT_VERSION",
     "WEIGHTS_DIR",
     "capture_rng",
@@ -50,6 +51,8 @@ __all__ = [
 
 FORMAT_VERSION = 1
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# The best shipped network of each dimension by the correspondence probe (docs/experiments.md).
+ALIASES = {"synthlab-2d": "synthlab-voxnce-2d", "synthlab-3d": "synthlab-voxnce-3d"}
 _REQUIRED_KEYS = ("format", "model_config", "model")
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 _LOAD_ERRORS = (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError)
@@ -72,7 +75,7 @@ def resolve_checkpoint(path_or_name: str | Path) -> Path:
     if path.is_file():
         return path
     name = str(path_or_name)
-    shipped = WEIGHTS_DIR / f"{name}.pt"
+    shipped = WEIGHTS_DIR / f"{ALIASES.get(name, name)}.pt"
     if shipped.is_file():
         return shipped
     if path.exists():

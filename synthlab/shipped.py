@@ -1,0 +1,107 @@
+"""The weights synthlab ships: each one rebuilt from scratch by ``make weights`` from its committed recipe.
+
+For every shipped name ``synthlab/weights/`` holds three files:
+
+* ``NAME.json`` — the recipe: :class:`~synthlab.train.TrainConfig` fields (``out`` aside), so the run that made
+  the weights is one command away (``python -m synthlab.shipped build NAME``);
+* ``NAME.pt`` — a slim checkpoint (network, its config, the run config and synthetic settings, the final loss
+  and probe numbers; no optimiser or random state), loaded by ``synthlab.load_pretrained(NAME)``;
+* ``NAME.log.csv`` — the run's loss and probe log, for the curves in notebook 02.
+
+``synthlab-2d`` and ``synthlab-3d`` are aliases for the best network of each dimension (:data:`ALIASES`), chosen by
+the correspondence probe in the experiment log (docs/experiments.md).
+
+Usage::
+
+    python -m synthlab.shipped list
+    python -m synthlab.shipped build synthlab-voxnce-2d [--runs runs/weights]   # or: make weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import ALIASES, FORMAT_VERSION, WEIGHTS_DIR, load_checkpoint, save_checkpoint
+from .probe import TrainingProbe
+from .train import CHECKPOINT_NAME, LOG_NAME, TrainConfig, pretrain
+
+__all__ = ["build", "recipe", "recipe_names"]
+
+# The real-image probe logged while the shipped weights train, when the data is at hand (numbers only; the
+# recipe is fixed beforehand and never picked by these two images).
+PROBE_DATA = "brain_tumor_mri/study1"
+PROBE_CONTRASTS = ("T1prereg", "FLAIRreg")
+
+
+def recipe_names() -> list[str]:
+    """Every shipped name that has a committed recipe."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json"))
+
+
+def recipe(name: str, out: str | Path) -> TrainConfig:
+    """The committed training config of shipped weights ``name``, writing its run into ``out``."""
+    name = ALIASES.get(name, name)
+    path = WEIGHTS_DIR / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no recipe {path.name} in {WEIGHTS_DIR}; known: {', '.join(recipe_names())}")
+    fields: dict[str, Any] = json.loads(path.read_text())
+    return TrainConfig(**{**fields, "out": Path(out)})
+
+
+def build(name: str, runs: str | Path = "runs/weights", resume: bool = False, probe_data: str | None = None) -> Path:
+    """Train ``name`` from its recipe (resuming a killed run with ``resume``) and install the slim checkpoint."""
+    name = ALIASES.get(name, name)
+    config = recipe(name, Path(runs) / name)
+    config = TrainConfig(**{**config.__dict__, "resume": resume})
+    probe = None
+    if config.probe_every:
+        try:
+            probe = TrainingProbe.from_names(config.dim, config.synth_config(), probe_data, PROBE_CONTRASTS)
+        except FileNotFoundError:
+            probe = TrainingProbe.from_names(config.dim, config.synth_config())
+    summary = pretrain(config, probe=probe)
+    full = load_checkpoint(Path(config.out) / CHECKPOINT_NAME)
+    slim = {key: full[key] for key in ("format", "config", "model_config", "model", "synth", "step", "seconds",
+                                       "loss")}
+    slim["config"] = {**slim["config"], "out": None, "resume": False}
+    slim["probe"] = summary["probe"]
+    assert slim["format"] == FORMAT_VERSION
+    target = save_checkpoint(WEIGHTS_DIR / f"{name}.pt", slim)
+    shutil.copyfile(Path(config.out) / LOG_NAME, WEIGHTS_DIR / f"{name}.log.csv")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m synthlab.shipped", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="shipped names, their aliases and whether the weights are installed")
+    b = sub.add_parser("build", help="train shipped weights from their committed recipe")
+    b.add_argument("names", nargs="+", help="shipped names (or 'all')")
+    b.add_argument("--runs", default="runs/weights", help="folder for the full training runs")
+    b.add_argument("--resume", action="store_true", help="continue killed runs exactly")
+    b.add_argument("--probe-data", default=PROBE_DATA,
+                   help="co-registered folder for the real-image probe column of the log (skipped if absent)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            for name in recipe_names():
+                state = "installed" if (WEIGHTS_DIR / f"{name}.pt").is_file() else "not built"
+                aliases = [a for a, target in ALIASES.items() if target == name]
+                print(f"{name:<22} {state}{'  (= ' + ', '.join(aliases) + ')' if aliases else ''}")
+            return 0
+        names = recipe_names() if args.names == ["all"] else args.names
+        for name in names:
+            print(f"built {build(name, args.runs, args.resume, args.probe_data)}")
+        return 0
+    except (ValueError, FileNotFoundError) as err:
+        print(f"synthlab.shipped: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
