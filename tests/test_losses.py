@@ -457,11 +457,21 @@ def test_voxnce_loss_is_log_n_for_collapsed_features_and_small_for_distinct_ones
     assert voxnce_loss(distinct, distinct.roll(1, dims=1), 0.1).item() > math.log(n)
 
 
-def test_voxnce_neighbour_locations_stay_inside_and_near_their_parents():
+def test_voxnce_locations_stay_inside_their_box_and_neighbours_near_their_parents():
     from synthlab.losses.voxnce import sample_locations
 
-    index = sample_locations((10, 12), 40, 0.5, 2, torch.Generator().manual_seed(0))
-    assert index.shape == (40,) and int(index.min()) >= 0 and int(index.max()) < 120
+    low, high = torch.tensor([2, 3]), torch.tensor([9, 12])
+    coords = sample_locations(low, high, 40, 0.5, 2, torch.Generator().manual_seed(0))
+    assert coords.shape == (40, 2)
+    assert bool(((coords >= low) & (coords < high)).all())
+
+
+def test_voxnce_windows_differ_between_views_and_fit_the_network():
+    net = build_unet("tiny", 2)  # downsample factor 8
+    objective = build_objective("voxnce", net, 2)
+    assert objective.crop_size((64, 40)) == (48, 24)
+    with pytest.raises(ValueError, match="too small"):
+        objective.crop_size((8, 8))
 
 
 def test_voxnce_objective_learns_a_fixed_pair_and_refuses_a_single_view():

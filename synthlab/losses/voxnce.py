@@ -9,7 +9,9 @@ is what registration and the correspondence probe (:mod:`synthlab.probe`) ask of
 
 Negatives near the anchor are what teach localisation: a share of the sampled locations (``local_fraction``)
 are drawn as small offsets from other sampled ones, so every batch contains neighbours that must be told
-apart from the true voxel.
+apart from the true voxel. Each view is seen through its own random window (``crop_fraction``), so the
+matching voxel sits at a different place in each input: the network cannot answer with "where in the
+window am I", a shortcut it otherwise learns within a thousand steps (docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -40,38 +42,50 @@ def voxnce_loss(first: torch.Tensor, second: torch.Tensor, temperature: float) -
     return 0.5 * (F.cross_entropy(logits.transpose(1, 2), target) + F.cross_entropy(logits, target))
 
 
-def sample_locations(size: tuple[int, ...], count: int, local_fraction: float, local_radius: int,
+def sample_locations(low: torch.Tensor, high: torch.Tensor, count: int, local_fraction: float, local_radius: int,
                      generator: torch.Generator) -> torch.Tensor:
-    """``count`` flat voxel indices: uniform ones, then near neighbours of them (offsets up to ``local_radius``).
+    """``(count, dim)`` voxel coordinates in the box ``[low, high)``: uniform ones, then near neighbours of them
+    (offsets of up to ``local_radius`` voxels, kept inside the box).
 
     Duplicates are possible but rare; a duplicate location is an unavoidable false negative of weight 1/N.
     """
     n_local = int(round(count * local_fraction))
     n_uniform = count - n_local
     device = generator.device
-    sizes = torch.tensor(size, device=device)
-    coords = (torch.rand((n_uniform, len(size)), generator=generator, device=device) * sizes).long()
+    low, high = low.to(device), high.to(device)
+    coords = low + (torch.rand((n_uniform, low.numel()), generator=generator, device=device)
+                    * (high - low)).long().clamp_max(high - low - 1)
     if n_local:
         parents = coords[torch.randint(n_uniform, (n_local,), generator=generator, device=device)]
         offsets = torch.randint(-local_radius, local_radius + 1, parents.shape, generator=generator, device=device)
-        coords = torch.cat([coords, (parents + offsets).clamp(min=torch.zeros_like(sizes), max=sizes - 1)])
-    strides = torch.tensor([int(torch.tensor(size[k + 1:]).prod()) for k in range(len(size))], device=device)
-    return coords @ strides
+        coords = torch.cat([coords, (parents + offsets).clamp(min=low, max=high - 1)])
+    return coords
+
+
+def _flat_index(coords: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    strides = [1] * len(size)
+    for k in range(len(size) - 2, -1, -1):
+        strides[k] = strides[k + 1] * size[k + 1]
+    return coords @ torch.tensor(strides, device=coords.device)
 
 
 @dataclass
 class VoxNCEConfig:
     """Settings of the voxel-correspondence objective."""
 
-    temperature: float = 0.1  # softmax temperature on cosine similarities
+    temperature: float = 0.2  # softmax temperature on cosine similarities
     samples: int = 1024  # voxel locations per volume (each a positive pair and everyone's negative)
-    local_fraction: float = 0.5  # share of locations drawn as near neighbours of the others
-    local_radius: int = 3  # neighbour offsets in voxels (the probe's tolerance is 1)
+    local_fraction: float = 0.25  # share of locations drawn as near neighbours of the others
+    local_radius: int = 4  # neighbour offsets in voxels (the probe's tolerance is 1)
     center: bool = True  # subtract each image's mean feature before the cosine (removes the shared component)
+    # Each view is cut from its own random window of this fraction of the side (rounded down to the network's
+    # downsample factor). Without it the views share one grid and "where in the crop am I" (readable from the
+    # zero padding) solves the task: a shortcut that transfers to nothing (docs/experiments.md).
+    crop_fraction: float = 0.75
 
 
 class VoxNCEObjective(Objective):
-    """Same-voxel InfoNCE between two aligned views, on the network's output features."""
+    """Same-voxel InfoNCE between two differently cropped views, on the network's output features."""
 
     name = "voxnce"
     requires_labels = False
@@ -79,10 +93,21 @@ class VoxNCEObjective(Objective):
     def __init__(self, net: UNet, dim: int, config: VoxNCEConfig | None = None):
         super().__init__(dim, net.dim)
         self.config = config or VoxNCEConfig()
+        self.factor = net.downsample_factor
         cfg = self.config
         if cfg.temperature <= 0 or cfg.samples < 2 or not 0 <= cfg.local_fraction < 1 or cfg.local_radius < 1:
             raise ValueError(f"need temperature > 0, samples >= 2, local_fraction in [0, 1) and local_radius "
                              f">= 1, got {cfg}")
+        if not 0 < cfg.crop_fraction <= 1:
+            raise ValueError(f"crop_fraction must lie in (0, 1], got {cfg.crop_fraction}")
+
+    def crop_size(self, size: tuple[int, ...]) -> tuple[int, ...]:
+        """The side of each view's window: ``crop_fraction`` of the view, a multiple of the downsample factor."""
+        f = self.factor
+        crop = tuple(max(2 * f, int(s * self.config.crop_fraction) // f * f) for s in size)
+        if any(c > s for c, s in zip(crop, size, strict=True)):
+            raise ValueError(f"views of size {size} are too small for the network (sides of at least {2 * f})")
+        return crop
 
     def forward(self, net: nn.Module, views: torch.Tensor, labels: torch.Tensor | None,
                 generator: torch.Generator) -> LossOutput:
@@ -91,15 +116,28 @@ class VoxNCEObjective(Objective):
         if n_views < 2:
             raise ValueError("objective 'voxnce' needs at least two aligned views per sample (synthetic data)")
         size = tuple(views.shape[3:])
-        features = net(views[:, :2].flatten(0, 1)).float().flatten(2)  # (2B, C, S)
+        crop = self.crop_size(size)
+        room = torch.tensor(size) - torch.tensor(crop)  # window corners lie in [0, room]
+        corners = (torch.rand((batch, 2, len(size)), generator=generator, device=generator.device).cpu()
+                   * (room + 1)).long().clamp_max(room)
+        crops = [views[(b, v, slice(None), *(slice(int(c), int(c) + w)
+                                             for c, w in zip(corners[b, v], crop, strict=True)))]
+                 for b in range(batch) for v in range(2)]
+        features = net(torch.stack(crops)).float().flatten(2)  # (2B, C, prod(crop))
         if self.config.center:
             features = features - features.mean(2, keepdim=True)
         flat = F.normalize(features, dim=1).unflatten(0, (batch, 2))  # (B, 2, C, S)
-        index = torch.stack([sample_locations(size, self.config.samples, self.config.local_fraction,
-                                              self.config.local_radius, generator) for _ in range(batch)])
-        index = index.to(views.device)[:, None, None, :].expand(-1, 2, flat.shape[2], -1)
-        picked = flat.gather(3, index).transpose(2, 3)  # (B, 2, N, C)
-        loss = voxnce_loss(picked[:, 0], picked[:, 1], self.config.temperature)
+        cfg, window = self.config, torch.tensor(crop)
+        first, second = [], []
+        for b in range(batch):
+            shift = corners[b, 0] - corners[b, 1]  # voxel x of window 1 is voxel x + shift of window 2
+            low, high = (-shift).clamp_min(0), torch.minimum(window, window - shift)
+            coords = sample_locations(low, high, cfg.samples, cfg.local_fraction, cfg.local_radius, generator)
+            coords = coords.to(views.device)
+            first.append(flat[b, 0][:, _flat_index(coords, crop)].T)
+            second.append(flat[b, 1][:, _flat_index(coords + shift.to(views.device), crop)].T)
+        picked_first, picked_second = torch.stack(first), torch.stack(second)  # (B, N, C)
+        loss = voxnce_loss(picked_first, picked_second, cfg.temperature)
         with torch.no_grad():
-            positive = (picked[:, 0] * picked[:, 1]).sum(-1).mean()
+            positive = (picked_first * picked_second).sum(-1).mean()
         return LossOutput(loss, {"voxnce": float(loss.detach()), "voxnce_pos_cos": float(positive)})
