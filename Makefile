@@ -4,6 +4,8 @@
 #   make lab       JupyterLab;  make sync   pair notebooks/*.py with their .ipynb (jupytext)
 #   make bench     the synthesis benchmark (installs the benchmark-only TorchIO extra)
 #   make results   regenerate the README's results table from notebooks/results/*.json (written by notebook 05)
+#   make gpu-check on a GPU machine: synthesis, bf16 vs fp32, CUDA/CPU agreement, a short GPU pretraining
+#   make weights   retrain every shipped network from its committed recipe (synthlab/weights/*.json; minutes each)
 
 PYTHON ?= python3
 VENV := .venv
@@ -17,7 +19,7 @@ SYNTHLAB_DATA ?= $(wildcard $(CURDIR)/../shared/data)
 export SYNTHLAB_DATA
 export PYTHONHASHSEED := 0
 
-.PHONY: install test unit notebooks-test run-all lab sync lint bench results clean
+.PHONY: install test unit notebooks-test run-all lab sync lint bench results weights gpu-check clean
 
 install: $(STAMP)
 
@@ -62,6 +64,15 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python -m synthlab.bench synth --dim 3 --size 128 --n 8 --device cpu
+
+# One thread per run: on a 2-core machine two single-threaded jobs beat one two-threaded job. A killed build
+# continues exactly with `make weights RESUME=--resume`.
+weights: $(STAMP)
+	OMP_NUM_THREADS=1 TQDM_DISABLE=1 $(BIN)/python -m synthlab.shipped build all $(RESUME)
+
+# On a GPU machine only (about 9 minutes on one H100/H200): every pending GPU figure in one JSON.
+gpu-check: $(STAMP)
+	$(BIN)/python -m synthlab.gpu_check --out results/gpu_check.json
 
 results: $(STAMP)
 	$(BIN)/python -m synthlab.results --update README.md --results notebooks/results

@@ -20,17 +20,18 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import ALIASES, FORMAT_VERSION, WEIGHTS_DIR, load_checkpoint, save_checkpoint
+from .checkpoint import ALIASES, WEIGHTS_DIR, load_checkpoint, save_checkpoint
 from .probe import TrainingProbe
 from .train import CHECKPOINT_NAME, LOG_NAME, TrainConfig, pretrain
 
-__all__ = ["build", "recipe", "recipe_names"]
+__all__ = ["build", "install", "read_log", "recipe", "recipe_names", "summary"]
 
 # The real-image probe logged while the shipped weights train, when the data is at hand (numbers only; the
 # recipe is fixed beforehand and never picked by these two images).
@@ -53,11 +54,39 @@ def recipe(name: str, out: str | Path) -> TrainConfig:
     return TrainConfig(**{**fields, "out": Path(out)})
 
 
+def read_log(name: str) -> list[dict[str, str]]:
+    """The training log (loss and probe columns) of shipped weights ``name``, as rows of strings."""
+    name = ALIASES.get(name, name)
+    path = WEIGHTS_DIR / f"{name}.log.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no training log {path.name} in {WEIGHTS_DIR}; build it with "
+                                f"`python -m synthlab.shipped build {name}`")
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def summary(name: str) -> dict[str, Any]:
+    """What :func:`~synthlab.train.pretrain` returned when the shipped weights ``name`` were trained: the name to
+    load them by, final loss, steps, seconds and the last probe's numbers."""
+    payload = load_checkpoint(name)
+    return {"checkpoint": name, "final_loss": payload["loss"], "steps": payload["step"],
+            "seconds": payload["seconds"], "probe": payload.get("probe")}
+
+
 def build(name: str, runs: str | Path = "runs/weights", resume: bool = False, probe_data: str | None = None) -> Path:
     """Train ``name`` from its recipe (resuming a killed run with ``resume``) and install the slim checkpoint."""
     name = ALIASES.get(name, name)
     config = recipe(name, Path(runs) / name)
-    config = TrainConfig(**{**config.__dict__, "resume": resume})
+    return install(name, TrainConfig(**{**config.__dict__, "resume": resume}), probe_data)
+
+
+def install(name: str, config: TrainConfig, probe_data: str | None = None) -> Path:
+    """Run ``config`` (probed against ``probe_data`` when it is at hand) and install its network as ``name``.
+
+    Without ``config.resume`` the run folder is emptied first (it holds only this run, never the weights).
+    """
+    if not config.resume:
+        shutil.rmtree(config.out, ignore_errors=True)
     probe = None
     if config.probe_every:
         try:
@@ -70,7 +99,6 @@ def build(name: str, runs: str | Path = "runs/weights", resume: bool = False, pr
                                        "loss")}
     slim["config"] = {**slim["config"], "out": None, "resume": False}
     slim["probe"] = summary["probe"]
-    assert slim["format"] == FORMAT_VERSION
     target = save_checkpoint(WEIGHTS_DIR / f"{name}.pt", slim)
     shutil.copyfile(Path(config.out) / LOG_NAME, WEIGHTS_DIR / f"{name}.log.csv")
     return target

@@ -20,6 +20,7 @@ __all__ = [
     "mid_slices",
     "pca_rgb",
     "plot_deformation_grid",
+    "plot_logs",
     "show_matrices",
     "show_planes",
     "show_row",
@@ -177,6 +178,30 @@ def show_matrices(matrices: dict[str, torch.Tensor | np.ndarray], vmin: float = 
         ax.set_xlabel(label)
         ax.set_ylabel(label)
         fig.colorbar(shown, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def plot_logs(logs: dict[str, Sequence[dict[str, str]]], columns: Sequence[str],
+              titles: Sequence[str] | None = None, references: dict[str, float] | None = None) -> plt.Figure:
+    """Curves of ``log.csv`` columns against the step, one panel per column, one line per run.
+
+    Rows with a blank entry (probes run every N steps) are skipped for that column. ``references`` draws
+    dotted horizontal lines (e.g. ``{"MIND": 0.22}``) on every panel whose column is a match rate, so a curve
+    is read against its baselines. The step-0 row of a probed log is the untrained network.
+    """
+    titles = list(titles or columns)
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.2), squeeze=False)
+    for ax, column, title in zip(axes[0], columns, titles, strict=True):
+        for name, rows in logs.items():
+            points = [(int(r["step"]), float(r[column])) for r in rows if r.get(column) not in (None, "")]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="." if len(points) < 40 else None, label=name)
+        if references and "match" in column:
+            for (label, value), style in zip(references.items(), (":", "-.", "--"), strict=False):
+                ax.axhline(value, color="gray", linestyle=style, linewidth=1, label=label)
+        ax.set(xlabel="step", title=title)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
