@@ -35,10 +35,10 @@ $(STAMP): pyproject.toml
 test: unit notebooks-test
 
 unit: $(STAMP)
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest tests -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -q
 
 notebooks-test: $(STAMP)
-	SYNTHLAB_PROFILE=ci TQDM_DISABLE=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax \
+	OMP_NUM_THREADS=1 SYNTHLAB_PROFILE=ci TQDM_DISABLE=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax \
 		--nbval-current-env --nbval-cell-timeout=900 notebooks/*.ipynb
 
 run-all: $(STAMP)
@@ -53,7 +53,7 @@ run-all: $(STAMP)
 	done
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --allow-root notebooks/  # root is common in containers; the URL is printed on start
 
 sync: $(STAMP)
 	$(BIN)/jupytext --sync $(NOTEBOOKS)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .bench import main as bench_main
+from .dist import configure_threads
 from .eval_reg import evaluate_registration
 from .eval_seg import evaluate_segmentation
 from .io import write_json_atomic
@@ -33,11 +34,14 @@ from .train import TrainConfig, pretrain
 
 __all__ = ["build_parser", "main"]
 
+_DEFAULTS = argparse.ArgumentDefaultsHelpFormatter  # every --help line shows its default
 FEATURE_SETS = ("intensity", "mind", "network", "network+mind")
 
 
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pretrain", help="pretrain a backbone with one objective on synthetic (or real unlabeled) data")
+    p = sub.add_parser(
+        "pretrain", formatter_class=_DEFAULTS,
+        help="pretrain a backbone with one objective on synthetic (or real unlabeled) data")
     p.add_argument("--objective", required=True, choices=OBJECTIVES)
     p.add_argument("--dim", type=int, default=3, choices=(2, 3))
     p.add_argument("--size", type=int, default=64, help="side of the (cubic/square) training volumes in voxels")
@@ -72,7 +76,9 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_eval_reg(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval-reg", help="register real images with several feature sets and report the metrics")
+    p = sub.add_parser(
+        "eval-reg", formatter_class=_DEFAULTS,
+        help="register real images with several feature sets and report the metrics")
     p.add_argument("--data", required=True, help="folder of co-registered contrasts (or a name under $SYNTHLAB_DATA)")
     p.add_argument("--fixed", default=None, help="contrast of the fixed image (file stem or unique prefix)")
     p.add_argument("--moving", default=None, help="contrast of the moving image; for an MSD folder (labels, "
@@ -86,7 +92,9 @@ def _add_eval_reg(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_eval_seg(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval-seg", help="few-shot segmentation: fine-tune pretrained vs scratch on an MSD data set")
+    p = sub.add_parser(
+        "eval-seg", formatter_class=_DEFAULTS,
+        help="few-shot segmentation: fine-tune pretrained vs scratch on an MSD data set")
     p.add_argument("--data", required=True, help="MSD folder (dataset.json, imagesTr/, labelsTr/) or a name")
     p.add_argument("--checkpoint", default="none", help="checkpoint path, a shipped name, or 'none'")
     p.add_argument("--shots", type=int, nargs="+", default=[1, 3, 5])
@@ -104,7 +112,9 @@ def _add_eval_seg(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_eval_features(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval-features", help="do a network's features find the same voxel in another contrast?")
+    p = sub.add_parser(
+        "eval-features", formatter_class=_DEFAULTS,
+        help="do a network's features find the same voxel in another contrast?")
     p.add_argument("--data", required=True, help="folder of co-registered contrasts (or a name under $SYNTHLAB_DATA)")
     p.add_argument("--fixed", required=True, help="contrast of the query image (file stem or unique prefix)")
     p.add_argument("--moving", required=True, help="contrast searched for the match")
@@ -155,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_reg(sub)
     _add_eval_seg(sub)
     _add_eval_features(sub)
-    bench = sub.add_parser("bench", help="benchmarks (same as python -m synthlab.bench)", add_help=False)
+    bench = sub.add_parser(
+        "bench", help="benchmarks (same as python -m synthlab.bench)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
@@ -211,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 for bad input, with one line on stderr)."""
     args = build_parser().parse_args(argv)
     try:
+        configure_threads()  # SYNTHLAB_THREADS=N overrides; see dist.configure_threads
         return _run(args)
     except (ValueError, FileNotFoundError) as err:
         print(f"synthlab {args.command}: error: {err}", file=sys.stderr)

@@ -74,3 +74,21 @@ def test_json_without_profile_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "comparison_x.json").write_text(json.dumps({"dim": 2}))
     with pytest.raises(ValueError, match="comparison_x.json"):
         load_runs(tmp_path)
+
+
+def test_feature_probe_rows_show_network_random_and_mind(tmp_path: Path) -> None:
+    from synthlab.results import features_summary
+
+    report = {"methods": {"mind": {"match_rate": 0.2}, "random": {"match_rate": 0.3},
+                          "network": {"match_rate": 0.5}, "network+mind": {"match_rate": 0.6}}}
+    other = {"methods": {k: {"match_rate": v["match_rate"] / 2} for k, v in report["methods"].items()}}
+    match = features_summary({"voxnce": [report, other]})
+    assert match["voxnce"]["network"] == pytest.approx(0.375)  # the mean over the image pairs
+    run = _fake_run("ci", 2, 0.0)
+    run["summary"]["feature_match"] = match
+    (tmp_path / "comparison_ci_2d.json").write_text(json.dumps(run))
+    table = render_table(load_runs(tmp_path))
+    voxnce = next(line for line in table.splitlines() if line.startswith("| synthlab"))
+    assert "2D: network 0.375 vs random 0.225 vs mind 0.150" in voxnce
+    supcon = next(line for line in table.splitlines() if "same voxel across MR" in line)
+    assert "not run" in supcon  # no supcon entry in this run's probe

@@ -339,3 +339,18 @@ def test_probes_join_the_log_at_step_0_every_n_steps_and_at_the_end(tmp_path: Pa
     assert rows[0]["loss"] == "" and straight["probe"] == {"probe_a": 4.0}
     unprobed = pretrain(_config(tmp_path / "plain", "rasd", steps=5))
     assert unprobed["final_loss"] == straight["final_loss"]  # probing does not change the training
+
+
+def test_thread_count_follows_the_argument_then_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthlab.dist import configure_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("SYNTHLAB_THREADS", "1")
+        assert configure_threads() == 1 and torch.get_num_threads() == 1
+        assert configure_threads(2) == 2 and torch.get_num_threads() == 2
+        monkeypatch.setenv("SYNTHLAB_THREADS", "0")
+        with pytest.raises(ValueError, match="threads"):
+            configure_threads()
+    finally:
+        torch.set_num_threads(before)
