@@ -15,12 +15,12 @@
 # ---
 
 # %% [markdown]
-# # 02 · Pretraining: three ways to learn features without real labels
+# # 02 · Pretraining: four ways to learn features without real labels
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/synthlab/synthlab/blob/main/notebooks/02_pretraining.ipynb)
 #
-# A UNet maps every voxel of an image to a feature vector. Three objectives teach it useful features with no
-# human annotation:
+# A UNet maps every voxel of an image to a feature vector. Three published objectives teach it features with
+# no human annotation:
 #
 # * **supcon** (anatomix): two renderings of one synthetic label map go through the network; voxels with
 #   the same label are pulled together *across views*, all others pushed apart;
@@ -29,8 +29,13 @@
 # * **rasd** (RaSD): every region of a synthetic label map gets a *prototype* (its mean feature); prototypes
 #   must differ from each other and every voxel must be closest to its own region's prototype.
 #
-# We first draw each idea, then train one objective with `synthlab.train.pretrain` and look at what the
-# network learned.
+# and synthlab adds a fourth, its own (not from the papers):
+#
+# * **voxnce**: the two renderings share one grid, so voxel *x* of view 1 and voxel *x* of view 2 are the same
+#   anatomy; the network must pick that one voxel out of hundreds of others, nearby ones included.
+#
+# We first draw each idea, then train one objective with `synthlab.train.pretrain`, read the curves of the
+# weights synthlab ships (a run that learns), and look at what the network learned.
 
 # %%
 import importlib.util
@@ -52,13 +57,14 @@ from IPython.display import display
 from matplotlib.patches import Rectangle
 
 import synthlab
-from synthlab import viz
-from synthlab.checkpoint import load_pretrained
-from synthlab.data import load_icbm
+from synthlab import shipped, viz
+from synthlab.checkpoint import load_pretrained, random_backbone
+from synthlab.data import find_data_root, load_icbm
 from synthlab.features import extract_features, normalize_features, prototype_similarity, view_agreement
 from synthlab.losses.supcon import sample_voxels
 from synthlab.losses.voco import grid_boxes, overlap_fractions, random_boxes
 from synthlab.nets import build_unet
+from synthlab.probe import ProbeConfig, TrainingProbe, evaluate_features
 from synthlab.profiles import get_profile
 from synthlab.spatial import identity_grid, resize
 from synthlab.synth import SynthConfig, SynthEngine
@@ -66,7 +72,7 @@ from synthlab.train import TrainConfig, pretrain
 
 # %% tags=["parameters"]
 profile = os.environ.get("SYNTHLAB_PROFILE", "ci")
-objective = "supcon"  # "supcon", "voco" or "rasd"
+objective = "supcon"  # "supcon", "voco", "rasd" or "voxnce"
 dim = 2  # 2 or 3
 seed = 0
 
@@ -74,6 +80,7 @@ seed = 0
 P = get_profile(profile)
 SIZE = int(P.for_dim("pretrain_size", dim))
 PRESET = str(P.for_dim("preset", dim))
+SHIPPED = f"synthlab-{objective}-{dim}d"  # the weights synthlab ships for this objective (section 6)
 print(f"profile {P.name!r}: {objective} in {dim}D, crops {SIZE}^{dim}, preset {PRESET!r}, "
       f"{P.pretrain_steps} steps of batch {P.pretrain_batch}")
 
@@ -175,43 +182,73 @@ plt.show()
 # ## 5 · Train
 #
 # `pretrain` runs the whole loop: synthetic batches, the chosen objective, AdamW with warm-up and cosine
-# decay, a CSV log and a self-describing checkpoint. The `ci` profile trains the tiny network for a few
-# dozen steps (about half a minute on one CPU thread): the loss curve is short and noisy, but the features
-# already change. The `cpu` and `gpu` profiles train longer and larger (the `gpu` one: anatomix at full
-# size).
+# decay, a CSV log and a self-describing checkpoint. A *probe* rides along: every few steps it measures, on a
+# fixed synthetic pair, whether the network finds the same voxel in both views (`synth_match`) and whether
+# its features collapsed (`synth_pair_cosine` near 1). A loss curve alone cannot say whether anything useful
+# was learned. The `ci` profile trains the tiny network for a few dozen steps (about half a minute on one CPU
+# thread): this run shows the loop, not a result. The `cpu` and `gpu` profiles train longer and larger.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 run_dir = tempfile.mkdtemp(prefix=f"synthlab_{objective}{dim}d_")
-result = pretrain(TrainConfig(objective=objective, dim=dim, size=SIZE, steps=P.pretrain_steps,
-                              batch_size=P.pretrain_batch, out=run_dir, preset=PRESET, seed=seed,
-                              device="auto"))
+config = TrainConfig(objective=objective, dim=dim, size=SIZE, steps=P.pretrain_steps,
+                     batch_size=P.pretrain_batch, out=run_dir, preset=PRESET, seed=seed, device="auto",
+                     probe_every=max(1, P.pretrain_steps // 3))
+result = pretrain(config, probe=TrainingProbe(dim, config.synth_config()))
 print(f"{result['steps']} steps in {result['seconds']:.1f} s on {result['device']}, "
       f"final loss {result['final_loss']:.3f}\ncheckpoint: {result['checkpoint']}")
 
 # %%
 with open(result["log"], newline="") as handle:
     rows = list(csv.DictReader(handle))
-steps = [int(row["step"]) for row in rows]
-losses = [float(row["loss"]) for row in rows]
-fig, ax = plt.subplots(figsize=(5, 3))
-ax.plot(steps, losses, marker=".")
-ax.set_xlabel("step")
-ax.set_ylabel(f"{objective} loss")
-ax.set_title("training loss (log.csv)", fontsize=9)
-fig.tight_layout()
+fig = viz.plot_logs({f"this run ({objective})": rows}, ["loss", "synth_match", "synth_pair_cosine"],
+                    ["training loss", "same voxel found across views", "cosine of random voxel pairs"])
 plt.show()
+
+# %% [markdown]
+# ## 5b · A run that learns: the weights synthlab ships
+#
+# `make weights` trains every shipped network from a committed recipe (`synthlab/weights/*.json`, a few
+# minutes of two CPU cores each) and keeps its log. The recipe was found by the experiments in
+# `docs/experiments.md`. Here are those logs: the loss on the left, and the probes that say whether the
+# features transfer. `real_match` asks the question on *real* MRI: for voxels of a patient's T1, is the most
+# similar feature in the same patient's FLAIR at the same place (within one voxel, among 169 candidates;
+# chance 0.05)? Step 0 is the untrained network; MIND-SSC, a hand-made descriptor built for exactly this, is
+# the dotted line. Only a curve that rises above its own step 0 has learned something that transfers.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+logs = {}
+for name in ("supcon", "voco", "rasd", "voxnce"):
+    try:
+        logs[name] = shipped.read_log(f"synthlab-{name}-{dim}d")
+    except FileNotFoundError as err:
+        print(err)
+data_root = find_data_root()
+references = {}
+if data_root is not None and (data_root / "brain_tumor_mri" / "study1").is_dir():
+    baseline = evaluate_features("brain_tumor_mri/study1", "T1prereg", "FLAIRreg", None,
+                                 ProbeConfig(dim=dim, size=256 if dim == 2 else 96, queries=500))
+    references["real_match"] = {"MIND-SSC": baseline["methods"]["mind"]["match_rate"]}
+if logs:
+    fig = viz.plot_logs(logs, ["loss", "synth_match", "real_match"],
+                        ["loss (each objective its own scale)", "synthetic: same voxel across views",
+                         "real: T1 voxel found in FLAIR"], references)
+    plt.show()
 
 # %% [markdown]
 # ## 6 · What did the network learn?
 #
-# The trained network is rebuilt from its checkpoint alone with `load_pretrained`. Projecting each voxel's
+# From here on we look at the shipped network of the chosen objective (`SHIPPED`), which trained for
+# minutes rather than the seconds of the run above; `load_pretrained` rebuilds either from its file alone
+# (`load_pretrained(result["checkpoint"])` for the run above). Projecting each voxel's
 # features on their first three principal components and showing them as RGB makes the representation
 # visible: voxels the network considers alike get alike colours. We look at a fresh synthetic image and at a
 # real brain (the ICBM152 T1 template shipped with nilearn) resized to the training size.
 
 # %%
-trained, untrained = load_pretrained(result["checkpoint"]), untrained_net()
+trained = load_pretrained(SHIPPED)
+untrained = random_backbone(trained.config, seed).eval()  # the same architecture before training
 test = SynthEngine(SynthConfig(dim=dim, size=SIZE, n_views=2), seed=seed + 1).sample(1)
 test_labels, test_views = test.labels[0], test.views[0]
 synthetic_features = extract_features(trained, test_views[0], progress=False)
@@ -257,7 +294,8 @@ for name, cosine in agreement.items():
 # clearest change for `objective = "rasd"`, which optimises exactly this.
 
 # %%
-viz.show_matrices({"untrained": before, "trained": prototype_similarity(trained, views[0], labels)})
+viz.show_matrices({"untrained": prototype_similarity(untrained, views[0], labels),
+                   "trained": prototype_similarity(trained, views[0], labels)})
 plt.show()
 
 # %% [markdown]

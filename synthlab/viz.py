@@ -183,12 +183,13 @@ def show_matrices(matrices: dict[str, torch.Tensor | np.ndarray], vmin: float = 
 
 
 def plot_logs(logs: dict[str, Sequence[dict[str, str]]], columns: Sequence[str],
-              titles: Sequence[str] | None = None, references: dict[str, float] | None = None) -> plt.Figure:
+              titles: Sequence[str] | None = None,
+              references: dict[str, dict[str, float]] | None = None) -> plt.Figure:
     """Curves of ``log.csv`` columns against the step, one panel per column, one line per run.
 
-    Rows with a blank entry (probes run every N steps) are skipped for that column. ``references`` draws
-    dotted horizontal lines (e.g. ``{"MIND": 0.22}``) on every panel whose column is a match rate, so a curve
-    is read against its baselines. The step-0 row of a probed log is the untrained network.
+    Rows with a blank entry (probes run every N steps) are skipped for that column. ``references`` draws dotted
+    horizontal lines per column (e.g. ``{"real_match": {"MIND-SSC": 0.26}}``), so a curve is read against its
+    baselines. The step-0 row of a probed log is the untrained network.
     """
     titles = list(titles or columns)
     fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.2), squeeze=False)
@@ -197,9 +198,9 @@ def plot_logs(logs: dict[str, Sequence[dict[str, str]]], columns: Sequence[str],
             points = [(int(r["step"]), float(r[column])) for r in rows if r.get(column) not in (None, "")]
             if points:
                 ax.plot(*zip(*points, strict=True), marker="." if len(points) < 40 else None, label=name)
-        if references and "match" in column:
-            for (label, value), style in zip(references.items(), (":", "-.", "--"), strict=False):
-                ax.axhline(value, color="gray", linestyle=style, linewidth=1, label=label)
+        for (label, value), style in zip((references or {}).get(column, {}).items(), (":", "-.", "--"),
+                                         strict=False):
+            ax.axhline(value, color="gray", linestyle=style, linewidth=1, label=label)
         ax.set(xlabel="step", title=title)
         ax.legend(fontsize=7)
     fig.tight_layout()

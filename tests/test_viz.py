@@ -16,6 +16,7 @@ from synthlab.viz import (  # noqa: E402
     mid_slices,
     pca_rgb,
     plot_deformation_grid,
+    plot_logs,
     show_matrices,
     show_planes,
     show_row,
@@ -70,4 +71,15 @@ def test_show_matrices_draws_each_matrix_on_one_shared_scale() -> None:
     assert len(images) == 2  # one panel per matrix (the other axes are their colour bars)
     assert all(image.get_clim() == (0.0, 1.0) for image in images)
     assert images[0].get_array().tolist() == torch.eye(3).tolist()
+    plt.close(fig)
+
+
+def test_plot_logs_skips_blank_probe_rows_and_draws_references_on_their_column():
+    rows = [{"step": "0", "loss": "", "real_match": "0.5"}, {"step": "1", "loss": "2.0", "real_match": ""},
+            {"step": "2", "loss": "1.5", "real_match": "0.6"}]
+    fig = plot_logs({"run": rows}, ["loss", "real_match"], references={"real_match": {"MIND": 0.3}})
+    loss_ax, match_ax = fig.axes
+    assert list(loss_ax.lines[0].get_xdata()) == [1, 2]
+    assert list(match_ax.lines[0].get_ydata()) == [0.5, 0.6]
+    assert len(loss_ax.lines) == 1 and len(match_ax.lines) == 2  # the reference line on its own panel only
     plt.close(fig)
