@@ -66,9 +66,9 @@ def test_unreadable_or_foreign_files_raise_value_errors_naming_them(tmp_path: Pa
 
 def test_names_resolve_to_shipped_weights_and_a_missing_name_says_none_ship(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ckpt, "WEIGHTS_DIR", tmp_path)  # an installation without shipped weights
     with pytest.raises(FileNotFoundError, match="ships no pretrained weights"):
         ckpt.load_pretrained("synthlab-3d-not-shipped")
-    monkeypatch.setattr(ckpt, "WEIGHTS_DIR", tmp_path)
     net = _trained_like_net()
     ckpt.save_checkpoint(tmp_path / "demo-2d.pt", _payload(net))
     assert ckpt.resolve_checkpoint("demo-2d") == tmp_path / "demo-2d.pt"
