@@ -27,7 +27,7 @@ from .bench import main as bench_main
 from .dist import configure_threads
 from .eval_reg import evaluate_registration
 from .eval_seg import evaluate_segmentation
-from .io import write_json_atomic
+from .io import check_output_file, write_json_atomic
 from .losses import OBJECTIVES
 from .probe import ProbeConfig, TrainingProbe, evaluate_features
 from .train import TrainConfig, pretrain
@@ -223,9 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         configure_threads()  # SYNTHLAB_THREADS=N overrides; see dist.configure_threads
+        if args.command.startswith("eval-"):
+            check_output_file(args.out)  # before any compute
         return _run(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:  # what a user can cause or fix
         print(f"synthlab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (OSError, MemoryError) as err:  # a full disk, no memory: one line too; a bug keeps its traceback
+        print(f"synthlab {args.command}: error: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
 
 

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["CsvLog", "write_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = ["CsvLog", "RunLock", "check_output_file", "check_output_folder", "write_atomic", "write_json_atomic",
+           "write_text_atomic"]
 
 
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -46,6 +47,93 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` as indented JSON with a final newline, atomically."""
     return write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+
+
+def _writable_parent(path: Path, flag: str) -> None:
+    """The nearest existing ancestor of ``path`` must be a writable folder (so the folders can be created)."""
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag}: {path} lies under {parent}, which is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag}: cannot write under {parent} (permission denied)")
+
+
+def check_output_file(path: str | Path, flag: str = "out") -> Path:
+    """Refuse, before any compute, a results path that is a folder, lies under a file or cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag}: {path} is a folder; give the path of a results file such as {path}/results.json")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{flag}: {path} exists and is not writable")
+    _writable_parent(path, flag)
+    return path
+
+
+def check_output_folder(path: str | Path, flag: str = "out") -> Path:
+    """Refuse, before any compute, a run folder that is a file, lies under a file or cannot be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag}: {path} is a file; a run needs a folder")
+    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag}: cannot write into {path} (permission denied)")
+    _writable_parent(path, flag)
+    return path
+
+
+class RunLock:
+    """``FOLDER/.lock`` holding the owner's PID, so that two runs never share one run folder.
+
+    A second run fails at once naming the first one's PID; a lock whose process is gone (a killed run) is stale
+    and taken over. Released when the ``with`` block ends, however it ends.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / self.NAME
+        self.created = False
+
+    def __enter__(self) -> RunLock:
+        self.created = not self.path.parent.exists()  # a run that fails before writing leaves no empty folder
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and owner != os.getpid() and _alive(owner):
+                    raise ValueError(f"out: {self.path.parent} is in use by another run (PID {owner}); wait for "
+                                     "it or choose another folder") from None
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(handle, "w") as stream:
+                stream.write(f"{os.getpid()}\n")
+            return self
+        raise ValueError(f"out: could not take the lock {self.path}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._owner() == os.getpid():
+            self.path.unlink(missing_ok=True)
+        if self.created and self.path.parent.is_dir() and not any(self.path.parent.iterdir()):
+            self.path.parent.rmdir()
+
+    def _owner(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip() or -1)
+        except (OSError, ValueError):
+            return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class CsvLog:

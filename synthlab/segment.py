@@ -47,11 +47,21 @@ class FineTuneConfig:
     lr_probe: float = 1e-2  # only a 1x1 head on standardised features trains
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    def __post_init__(self) -> None:
+        if self.steps < 0:  # 0 steps is the untrained network, a baseline
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        for name in ("lr_scratch", "lr_finetune", "lr_probe"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
     def lr(self, arm: str) -> float:
         return {"pretrained": self.lr_finetune, "scratch": self.lr_scratch, "probe": self.lr_probe}[arm]
 
     def batch(self, dim: int) -> int:
-        return self.batch_size or {2: 16, 3: 2}[check_dim(dim)]
+        return self.batch_size if self.batch_size is not None else {2: 16, 3: 2}[check_dim(dim)]
 
 
 @dataclass(frozen=True)

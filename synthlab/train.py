@@ -21,6 +21,7 @@ seconds) and ``checkpoint.pt`` (see :mod:`synthlab.checkpoint`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -45,7 +46,7 @@ from .checkpoint import (
 )
 from .data import RealCropSource, list_nifti, load_unlabeled
 from .dist import Runtime, gather_to_main, mean_over_ranks, start_runtime, wrap_ddp
-from .io import CsvLog, write_json_atomic
+from .io import CsvLog, RunLock, check_output_folder, write_json_atomic
 from .losses import OBJECTIVES, build_objective, make_config
 from .nets import build_unet
 from .profiles import get_profile
@@ -128,8 +129,8 @@ class TrainConfig:
         for name in ("size", "steps", "batch_size", "checkpoint_every", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         if not 0 <= self.warmup_fraction < 1 or not 0 <= self.min_lr_fraction <= 1:
             raise ValueError("warmup_fraction must lie in [0, 1) and min_lr_fraction in [0, 1]")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -308,11 +309,13 @@ def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None 
         (``probe``: the last probe's numbers, or None).
     """
     config = config.resolved()
+    check_output_folder(config.out)
     volumes = load_unlabeled(list_nifti(config.data), config.dim, config.size) if config.data else None
     checkpoint = _checked_resume(config)
     runtime = start_runtime(config.device)
-    try:
-        return _run(config, runtime, volumes, checkpoint, callback, probe if config.probe_every else None)
+    try:  # rank 0 holds OUT/.lock: a second run into the same folder fails at once
+        with RunLock(config.out) if runtime.is_main else contextlib.nullcontext():
+            return _run(config, runtime, volumes, checkpoint, callback, probe if config.probe_every else None)
     finally:
         if runtime.owns_group:
             dist.destroy_process_group()

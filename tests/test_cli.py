@@ -127,3 +127,62 @@ def test_eval_commands_fail_cleanly_without_results_file(tmp_path: Path, capsys:
     assert main(["eval-reg", "--data", str(tmp_path / "missing"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "missing" in err and not out.exists()
+
+
+# ------------------------------------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [(lambda tmp: ["--lr", "inf"], "lr"), (lambda tmp: ["--out", str(_a_file(tmp) / "run")], "is a file"),
+     (lambda tmp: ["--out", str(_a_file(tmp))], "is a file")],
+    ids=["lr-inf", "out-under-a-file", "out-is-a-file"],
+)
+def test_more_bad_pretrain_input_exits_2_before_any_compute(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          flags: Callable[[Path], list[str]], named: str) -> None:
+    args = ["pretrain", "--objective", "rasd", "--dim", "2", "--size", "16", *TINY_FLAGS]
+    extra = flags(tmp_path)
+    if "--out" not in extra:
+        extra += ["--out", str(tmp_path / "run")]
+    assert main(args + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and named in err
+    assert not (tmp_path / "run").exists()
+
+
+def _a_file(tmp: Path) -> Path:
+    path = tmp / "a_file"
+    path.write_text("not a folder")
+    return path
+
+
+def test_a_second_run_into_a_busy_folder_fails_at_once_and_a_stale_lock_is_taken_over(tmp_path: Path) -> None:
+    from synthlab.io import RunLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text("999999999\n")  # a killed run's lock: that process does not exist
+    assert _pretrain(out, "--objective", "rasd", "--dim", "2", "--size", "16") == 0
+    assert not (out / ".lock").exists()  # released at the end
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / ".lock").write_text("1\n")  # PID 1 is always alive: another run owns the folder
+    assert _pretrain(busy, "--objective", "rasd", "--dim", "2", "--size", "16") == 2
+    assert (busy / ".lock").read_text() == "1\n" and not (busy / "log.csv").exists()
+    with pytest.raises(ValueError, match="in use by another run"), RunLock(busy):
+        pass
+
+
+def test_eval_commands_refuse_a_folder_as_results_file_before_computing(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    assert main(["eval-seg", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a folder" in err and "\n" not in err
+    from tests.test_segment import _write_cubes
+
+    data = _write_cubes(tmp_path / "cubes", n=4)
+    for flag, value in (("--batch-size", "0"), ("--lr-scratch", "inf")):
+        assert main(["eval-seg", "--data", str(data), "--shots", "1", "--seeds", "1", "--steps", "1", "--dim", "2",
+                     flag, value, "--out", str(tmp_path / "r.json")]) == 2
+        assert flag[2:].replace("-", "_") in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
