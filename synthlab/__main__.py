@@ -158,6 +158,20 @@ def _synth_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {**settings, **_key_values(args.synth_set, "--synth-set")}
 
 
+def _print_segmentation(results: dict[str, Any]) -> None:
+    """Mean test Dice ± SE over seeds per arm and shot count, and the paired gain of the pretrained arm."""
+    arms = [arm for arm in ("pretrained", "scratch", "probe") if results.get(arm)]
+    shots = list(results[arms[0]]) if arms else []
+    print("mean Dice ± SE over seeds:" + "".join(f"{f'{k} shot(s)':>18}" for k in shots))
+    rows = [(arm, results[arm]) for arm in arms]
+    if results.get("gain"):
+        rows.append(("gain (paired)", results["gain"]))
+    for name, by_shot in rows:
+        cells = "".join(f"{by_shot[k]['mean']:>+11.3f} ± {by_shot[k]['sem'] or 0:.3f}" if name.startswith("gain")
+                        else f"{by_shot[k]['mean']:>11.3f} ± {by_shot[k]['sem'] or 0:.3f}" for k in shots)
+        print(f"  {name:<24}{cells}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthlab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,6 +204,10 @@ def _run(args: argparse.Namespace) -> int:
                                         checkpoint=args.checkpoint, features=args.features, seeds=args.seeds,
                                         size=args.size, device=args.device)
         write_json_atomic(args.out, results)
+        print(f"{results.get('network', '')}; mean ± SD over seeds:")
+        for name, row in results["results"].items():
+            print(f"  {name:<13} " + ", ".join(f"{metric} {v['mean']:.3f} ± {v['std']:.3f}"
+                                               for metric, v in row.items() if isinstance(v, dict)))
         print(f"wrote {args.out}")
         return 0
     if args.command == "eval-seg":
@@ -200,6 +218,7 @@ def _run(args: argparse.Namespace) -> int:
                                                              ("lr_finetune", args.lr_finetune),
                                                              ("lr_probe", args.lr_probe)) if v is not None})
         write_json_atomic(args.out, results)
+        _print_segmentation(results)
         print(f"wrote {args.out}")
         return 0
     if args.command == "eval-features":

@@ -186,3 +186,19 @@ def test_eval_commands_refuse_a_folder_as_results_file_before_computing(tmp_path
                      flag, value, "--out", str(tmp_path / "r.json")]) == 2
         assert flag[2:].replace("-", "_") in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_eval_reg_and_eval_seg_end_with_a_summary_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tests.test_probe import _coregistered
+    from tests.test_segment import _write_cubes
+
+    data = _coregistered(tmp_path / "subject")
+    assert main(["eval-reg", "--data", str(data), "--fixed", "T1", "--moving", "FLAIR", "--features", "mind",
+                 "--seeds", "1", "--size", "24", "--device", "cpu", "--out", str(tmp_path / "reg.json")]) == 0
+    assert "mind" in capsys.readouterr().out.split("wrote")[0]
+    cubes = _write_cubes(tmp_path / "cubes", n=5)
+    assert main(["eval-seg", "--data", str(cubes), "--checkpoint", "none", "--shots", "1", "--seeds", "1",
+                 "--steps", "2", "--dim", "2", "--preset", "tiny", "--device", "cpu",
+                 "--out", str(tmp_path / "seg.json")]) == 0
+    summary = capsys.readouterr().out
+    assert "mean Dice ± SE over seeds" in summary and "scratch" in summary
