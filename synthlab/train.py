@@ -360,8 +360,8 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
     baseline = probed if step == 0 else None
     probe_columns = dict.fromkeys(sorted(probed), "") if probed else {}
     model.train()
-    with tqdm(total=config.steps, initial=step, disable=not runtime.is_main,
-              desc=f"pretrain {config.objective}") as bar:
+    quiet = {} if runtime.is_main else {"disable": True}  # rank 0 leaves `disable` to TQDM_DISABLE
+    with tqdm(total=config.steps, initial=step, desc=f"pretrain {config.objective}", **quiet) as bar:
         while step < config.steps:
             started = time.perf_counter()
             views, labels = source.sample(config.batch_size)
