@@ -71,8 +71,9 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--probe-data", default=None,
                    help="co-registered folder (or name under $SYNTHLAB_DATA) for a real-image match rate in the "
                         "probes; without it the probes are synthetic only")
-    p.add_argument("--probe-contrasts", nargs=2, default=["T1", "FLAIR"], metavar=("FIXED", "MOVING"),
-                   help="contrast names (or unique prefixes) of --probe-data")
+    p.add_argument("--probe-contrasts", nargs=2, default=None, metavar=("FIXED", "MOVING"),
+                   help="contrast names (or unique prefixes) of --probe-data, e.g. T1prereg FLAIRreg; required "
+                        "with --probe-data")
 
 
 def _add_eval_reg(sub: argparse._SubParsersAction) -> None:
@@ -191,6 +192,9 @@ def _run(args: argparse.Namespace) -> int:
         options = {k: v for k, v in vars(args).items() if k not in skip}
         config = TrainConfig(**options, synth=_synth_settings(args),
                              objective_config=_key_values(args.objective_set, "--objective-set"))
+        if args.probe_data is not None and args.probe_contrasts is None:
+            raise ValueError("probe-contrasts: --probe-data needs the two contrasts to compare, e.g. "
+                             "--probe-contrasts T1prereg FLAIRreg")
         probe = None
         if config.probe_every:
             probe = TrainingProbe.from_names(config.dim, config.synth_config(), args.probe_data,

@@ -271,10 +271,13 @@ class TrainingProbe:
 
     @classmethod
     def from_names(cls, dim: int, synth: SynthConfig, data: str | Path | None = None,
-                   contrasts: Sequence[str] = ("T1", "FLAIR")) -> TrainingProbe:
-        """Build from a co-registered data folder (name or path) and two contrast names; no data: synthetic only."""
+                   contrasts: Sequence[str] | None = None) -> TrainingProbe:
+        """Build from a co-registered data folder (name or path) and its two contrast names (fixed, moving);
+        no data: synthetic only."""
         real = None
         if data is not None:
+            if contrasts is None or len(contrasts) != 2:
+                raise ValueError(f"probe: data {data} needs two contrast names, got {contrasts!r}")
             subject = load_coregistered(resolve_data(data))
             names = list(subject.contrasts)
             real = tuple(subject.contrasts[pick_name(names, c, "probe contrast")] for c in contrasts)

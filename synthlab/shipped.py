@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import shutil
 import sys
@@ -77,7 +78,7 @@ def build(name: str, runs: str | Path = "runs/weights", resume: bool = False, pr
     """Train ``name`` from its recipe (resuming a killed run with ``resume``) and install the slim checkpoint."""
     name = ALIASES.get(name, name)
     config = recipe(name, Path(runs) / name)
-    return install(name, TrainConfig(**{**config.__dict__, "resume": resume}), probe_data)
+    return install(name, dataclasses.replace(config, resume=resume), probe_data)
 
 
 def install(name: str, config: TrainConfig, probe_data: str | None = None) -> Path:

@@ -202,3 +202,18 @@ def test_eval_reg_and_eval_seg_end_with_a_summary_table(tmp_path: Path, capsys: 
                  "--out", str(tmp_path / "seg.json")]) == 0
     summary = capsys.readouterr().out
     assert "mean Dice ± SE over seeds" in summary and "scratch" in summary
+
+
+def test_pretrain_probes_a_real_pair_into_the_log_and_needs_its_contrast_names(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tests.test_probe import _coregistered
+
+    data = _coregistered(tmp_path / "subject")
+    flags = ["--objective", "voxnce", "--dim", "2", "--size", "16", "--probe-every", "1", "--probe-data", str(data)]
+    assert _pretrain(tmp_path / "bare", *flags) == 2
+    assert "probe-contrasts" in capsys.readouterr().err and not (tmp_path / "bare").exists()
+    assert _pretrain(tmp_path / "run", *flags, "--probe-contrasts", "t1", "flair") == 0
+    with (tmp_path / "run" / "log.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["step"] for row in rows] == ["0", "1", "2"]
+    assert all(0.0 <= float(row["real_match"]) <= 1.0 for row in rows)
