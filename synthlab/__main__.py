@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .bench import main as bench_main
 from .dist import configure_threads
 from .eval_reg import evaluate_registration
 from .eval_seg import evaluate_segmentation
-from .io import check_output_file, write_json_atomic
+from .io import check_free_space, check_output_file, write_json_atomic
 from .losses import OBJECTIVES
 from .probe import ProbeConfig, TrainingProbe, evaluate_features
 from .train import TrainConfig, pretrain
@@ -173,6 +177,32 @@ def _print_segmentation(results: dict[str, Any]) -> None:
         print(f"  {name:<24}{cells}")
 
 
+def _print_registration(results: dict[str, Any]) -> None:
+    """Mean ± SD over seeds of each metric, per feature set (and per contrast change for an MSD folder)."""
+    print(f"{results.get('network', '')}; mean ± SD over seeds:")
+
+    def cells(row: dict[str, Any]) -> str:
+        return ", ".join(f"{metric} {v['mean']:.3f} ± {v['std']:.3f}" for metric, v in row.items()
+                         if isinstance(v, dict) and "mean" in v)
+
+    for name, row in results["results"].items():
+        nested = all(isinstance(v, dict) and "mean" not in v for v in row.values())
+        for change, by_change in (row.items() if nested else [("", row)]):
+            label = f"{name} ({change})" if change else name
+            print(f"  {label:<28} {cells(by_change)}")
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Warnings as one line each on stderr, without the source line Python would quote under them."""
+    print(f"synthlab: warning: {message}", file=sys.stderr)
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """torch reports a failed allocation as a RuntimeError (OutOfMemoryError on CUDA)."""
+    return isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in str(err)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthlab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -208,10 +238,7 @@ def _run(args: argparse.Namespace) -> int:
                                         checkpoint=args.checkpoint, features=args.features, seeds=args.seeds,
                                         size=args.size, device=args.device)
         write_json_atomic(args.out, results)
-        print(f"{results.get('network', '')}; mean ± SD over seeds:")
-        for name, row in results["results"].items():
-            print(f"  {name:<13} " + ", ".join(f"{metric} {v['mean']:.3f} ± {v['std']:.3f}"
-                                               for metric, v in row.items() if isinstance(v, dict)))
+        _print_registration(results)
         print(f"wrote {args.out}")
         return 0
     if args.command == "eval-seg":
@@ -244,17 +271,32 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 for bad input, with one line on stderr)."""
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         configure_threads()  # SYNTHLAB_THREADS=N overrides; see dist.configure_threads
         if args.command.startswith("eval-"):
             check_output_file(args.out)  # before any compute
+            check_free_space(args.out, 2**20)
         return _run(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:  # what a user can cause or fix
-        print(f"synthlab {args.command}: error: {err}", file=sys.stderr)
+        print(f"synthlab {args.command}: error: {_first_line(err)}", file=sys.stderr)
         return 2
     except (OSError, MemoryError) as err:  # a full disk, no memory: one line too; a bug keeps its traceback
-        print(f"synthlab {args.command}: error: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"synthlab {args.command}: error: {type(err).__name__}: {_first_line(err)}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        if not _out_of_memory(err):
+            raise
+        wanted = re.search(r"allocate (\d+) bytes", str(err))
+        size = f" (an allocation of {int(wanted.group(1)) / 2**30:.1f} GiB failed)" if wanted else ""
+        print(f"synthlab {args.command}: error: out of memory{size}; lower --batch-size or --size",
+              file=sys.stderr)
+        return 2
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ a checkpoint, a shipped name, or ``"none"`` (a seeded random network of a named 
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from collections.abc import Container, Mapping
 from pathlib import Path
 from typing import Any
@@ -55,7 +53,6 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 ALIASES = {"synthlab-2d": "synthlab-voxnce-2d", "synthlab-3d": "synthlab-voxnce-3d"}
 _REQUIRED_KEYS = ("format", "model_config", "model")
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
-_LOAD_ERRORS = (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError)
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -97,15 +94,32 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = resolve_checkpoint(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except _LOAD_ERRORS as err:
-        reason = f"{type(err).__name__}: {err}"
-        raise ValueError(f"{path} is not a readable synthlab checkpoint ({reason})") from err
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - arbitrary bytes make the unpickler raise almost anything
+        raise ValueError(f"{path} is not a readable synthlab checkpoint ({_load_failure(err)})") from err
     if not isinstance(payload, dict) or any(key not in payload for key in _REQUIRED_KEYS):
         raise ValueError(f"{path} is not a synthlab checkpoint (a dict with keys {list(_REQUIRED_KEYS)})")
     if payload["format"] != FORMAT_VERSION:
         raise ValueError(f"{path} has checkpoint format {payload['format']!r}; this synthlab reads format "
                          f"{FORMAT_VERSION}")
+    if not isinstance(payload["model_config"], Mapping) or not all(isinstance(k, str) for k in payload["model_config"]):
+        raise ValueError(f"{path}: model_config must be a dict of UNet arguments, got "
+                         f"{type(payload['model_config']).__name__}")
+    model = payload["model"]
+    if not isinstance(model, Mapping) or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        raise ValueError(f"{path}: 'model' must be a state dict (names -> tensors)")
     return payload
+
+
+def _load_failure(err: Exception) -> str:
+    """One line for why ``torch.load`` failed; torch's ``weights_only`` refusal spans half a screen."""
+    text = str(err)
+    if "Unsupported global" in text:  # a pickled Python object: synthlab checkpoints hold tensors and containers
+        culprit = text.split("Unsupported global:", 1)[1].split(" was not", 1)[0].strip()
+        return f"it holds a pickled Python object ({culprit}), which weights-only loading refuses"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(err).__name__}: {first[:200]}" if first else type(err).__name__
 
 
 def strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -126,11 +140,25 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> UNe
         >>> features = net(image)                                  # (B, out_channels, *size)
     """
     payload = load_checkpoint(path, map_location="cpu")
-    net = UNet(**payload["model_config"])
     try:
-        net.load_state_dict(strip_prefixes(payload["model"]))
-    except RuntimeError as err:
-        raise ValueError(f"{path}: the weights do not match the stored model_config ({err})") from err
+        net = UNet(**payload["model_config"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: model_config does not describe a synthlab UNet ({err})") from err
+    state = strip_prefixes(payload["model"])
+    expected = net.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{path}: the weights do not match the stored model_config ({len(missing)} missing, "
+                         f"{len(unexpected)} unexpected tensors, e.g. {(missing or unexpected)[0]!r})")
+    wrong = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
+    if wrong:
+        raise ValueError(f"{path}: tensor {wrong[0]!r} has shape {tuple(state[wrong[0]].shape)}, the stored "
+                         f"model_config needs {tuple(expected[wrong[0]].shape)}")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:  # a diverged run: its features are NaN and every score computed from them meaningless
+        raise ValueError(f"{path}: the weights hold NaN or infinite values ({broken[0]!r}, {len(broken)} tensors "
+                         "in all); the run diverged, use an earlier checkpoint or retrain with a lower --lr")
+    net.load_state_dict(state)
     return net.to(device).eval()
 
 

@@ -46,7 +46,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device: {str(device)!r} is not a device; use cpu, cuda, cuda:N or auto") from err
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: synthlab runs on cpu or cuda, got {str(device)!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
     return device

@@ -21,7 +21,9 @@ from torch import nn
 from .checkpoint import load_backbone
 from .data import (
     Volume,
+    check_label_ids,
     crop_or_pad,
+    declared_labels,
     load_coregistered,
     load_nifti,
     msd_entries,
@@ -33,6 +35,7 @@ from .data import (
 from .dist import resolve_device
 from .metrics import endpoint_error, folding_percent, mean_dice, summarize
 from .noise import multiscale_noise
+from .progress import ProgressLike, progress_bar
 from .register import FEATURE_SETS, RegistrationConfig, RegistrationResult, register
 from .spatial import warp
 
@@ -130,9 +133,13 @@ def working_grid(volume: Volume, size: int) -> tuple[torch.Tensor, float]:
 
 
 def _run_all(fixed: torch.Tensor, moving: torch.Tensor, features: Sequence[str], net: nn.Module | None,
-             config: RegistrationConfig) -> dict[str, RegistrationResult]:
-    return {name: register(fixed, moving, name, net if "network" in name else None, config=config)
-            for name in features}
+             config: RegistrationConfig, bar: ProgressLike) -> dict[str, RegistrationResult]:
+    results = {}
+    for name in features:
+        results[name] = register(fixed, moving, name, net if "network" in name else None, config=config)
+        bar.set_postfix(last=name)
+        bar.update(1)
+    return results
 
 
 def known_answer_scores(result: RegistrationResult, truth: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
@@ -147,13 +154,16 @@ def known_answer_scores(result: RegistrationResult, truth: torch.Tensor, mask: t
 
 def _coregistered_protocol(folder: Path, names: tuple[str, str], features: Sequence[str],
                            net: nn.Module | None, seeds: Sequence[int], size: int, device: torch.device,
-                           config: RegistrationConfig, protocol: ProtocolConfig) -> dict:
+                           config: RegistrationConfig, protocol: ProtocolConfig, bar: ProgressLike) -> dict:
     subject = load_coregistered(folder)
     fixed, moving = (pick_name(list(subject.contrasts), name, f"{role} contrast")
                      for name, role in zip(names, ("fixed", "moving"), strict=True))
     fixed_image, spacing = working_grid(subject.contrasts[fixed], size)
     fixed_image = fixed_image.to(device)
     moving_image = working_grid(subject.contrasts[moving], size)[0].to(device)
+    if not bool((fixed_image > protocol.foreground).any()):
+        raise ValueError(f"{subject.contrasts[fixed].name} has no voxel above the foreground threshold "
+                         f"{protocol.foreground} once scaled to [0, 1]; is the image empty?")
     label = None if subject.label is None else resample(subject.label, spacing).array[None, None].to(device)
     rows: dict[str, list[dict]] = {name: [] for name in features}
     for seed in seeds:
@@ -161,7 +171,7 @@ def _coregistered_protocol(folder: Path, names: tuple[str, str], features: Seque
         truth = random_deformation(fixed_image.shape, (spacing,) * 3, generator, protocol).to(device)
         deformed = warp(fixed_image[None, None], truth[None])[0, 0]
         mask = deformed > protocol.foreground
-        for name, result in _run_all(deformed, moving_image, features, net, config).items():
+        for name, result in _run_all(deformed, moving_image, features, net, config, bar).items():
             row = {"seed": seed, **known_answer_scores(result, truth, mask)}
             if label is not None:
                 row["dice"] = mean_dice(warp(label, result.displacement[None], mode="nearest")[0, 0],
@@ -177,8 +187,10 @@ def _coregistered_protocol(folder: Path, names: tuple[str, str], features: Seque
 
 def _msd_protocol(folder: Path, names: tuple[str | None, str | None], features: Sequence[str],
                   net: nn.Module | None, seeds: Sequence[int], device: torch.device,
-                  config: RegistrationConfig, protocol: ProtocolConfig) -> dict:
+                  config: RegistrationConfig, protocol: ProtocolConfig, bar: ProgressLike) -> dict:
     cases = {image.name.split(".")[0]: (image, label) for image, label in msd_entries(folder) if label}
+    manifest = folder / "dataset.json"
+    declared = declared_labels(manifest)
     if len(cases) < 2:
         raise ValueError(f"{folder} needs at least two labelled cases for inter-subject registration")
     ordered = sorted(cases)
@@ -189,6 +201,8 @@ def _msd_protocol(folder: Path, names: tuple[str | None, str | None], features: 
         pair = [pick_name(ordered, name, f"{role} case") if name else ordered[index]
                 for name, role, index in zip(names, ("fixed", "moving"), drawn, strict=True)]
         loaded = [(load_nifti(cases[n][0]), load_nifti(cases[n][1], kind="label")) for n in pair]
+        for _, label in loaded if declared is not None else ():
+            check_label_ids(label, declared, manifest)
         shape = tuple(max(image.array.shape[k] for image, _ in loaded) for k in range(3))
         (fixed, fixed_label), (moving, moving_label) = [
             (crop_or_pad(normalize_intensity(image.array), shape).to(device),
@@ -198,7 +212,7 @@ def _msd_protocol(folder: Path, names: tuple[str | None, str | None], features: 
                    "monotone": random_contrast(moving, generator, True, protocol.contrast_knots),
                    "non-monotone": random_contrast(moving, generator, False, protocol.contrast_knots)}
         for change, image in changes.items():
-            for name, result in _run_all(fixed, image, features, net, config).items():
+            for name, result in _run_all(fixed, image, features, net, config, bar).items():
                 moved = warp(moving_label[None, None], result.displacement[None], mode="nearest")[0, 0]
                 rows[name].setdefault(change, []).append({
                     "seed": seed, "fixed": pair[0], "moving": pair[1], "dice_before": before,
@@ -217,7 +231,7 @@ def evaluate_registration(data: str | Path, fixed: str | None = None, moving: st
                           checkpoint: str = "none", features: Sequence[str] = FEATURE_SETS, seeds: int = 3,
                           size: int | None = None, device: str | torch.device = "auto",
                           config: RegistrationConfig | None = None,
-                          protocol: ProtocolConfig | None = None) -> dict:
+                          protocol: ProtocolConfig | None = None, progress: bool = True) -> dict:
     """Compare feature sets on real images where the right answer is known; returns a JSON-able dict.
 
     * Co-registered contrasts (``brain_tumor_mri/study1``): ``fixed`` / ``moving`` name contrasts (file
@@ -245,15 +259,17 @@ def evaluate_registration(data: str | Path, fixed: str | None = None, moving: st
     device = resolve_device(device)
     net, network = (_load_net(checkpoint, device) if any("network" in name for name in features)
                     else (None, "not used"))
-    with torch.no_grad():
-        if (folder / "dataset.json").is_file():
+    msd = (folder / "dataset.json").is_file()
+    if not msd and (fixed is None or moving is None):
+        raise ValueError(f"{folder} holds co-registered contrasts: name the fixed and the moving one")
+    runs = seeds * len(features) * (3 if msd else 1)  # the MSD protocol registers three contrast changes
+    with torch.no_grad(), progress_bar(runs, "eval-reg", enabled=progress) as bar:
+        if msd:
             report = _msd_protocol(folder, (fixed, moving), features, net, range(seeds), device, config,
-                                   protocol)
-        elif fixed is None or moving is None:
-            raise ValueError(f"{folder} holds co-registered contrasts: name the fixed and the moving one")
+                                   protocol, bar)
         else:
             report = _coregistered_protocol(folder, (fixed, moving), features, net, range(seeds),
-                                            size or protocol.size, device, config, protocol)
+                                            size or protocol.size, device, config, protocol, bar)
     return {"data": str(folder), "checkpoint": checkpoint, "network": network, "features": list(features),
             "seeds": list(range(seeds)), "device": str(device), **report,
             "registration_config": asdict(config), "protocol_config": asdict(protocol)}

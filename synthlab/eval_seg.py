@@ -10,19 +10,19 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from .augment import AugmentConfig
 from .checkpoint import load_backbone, random_backbone
-from .data import load_msd, resolve_data
+from .data import Case, declared_labels, label_counts, load_msd, relabel, resolve_data, warn_stray_labels
 from .dist import resolve_device
 from .metrics import dice_per_label, summarize
 from .nets import UNet
+from .progress import progress_bar
 from .segment import ARMS, FineTuneConfig, PreparedCase, fit_arm, predict, prepare_cases, stable_seed
 from .spatial import check_dim
 
@@ -56,6 +56,27 @@ def split_subjects(n_cases: int, shots: int, seed: int, max_test: int | None, st
     return train, test if max_test is not None else [i for i in order if i not in train]
 
 
+def _numbered_cases(folder: Path) -> tuple[list[Case], list[int], dict[int, str] | None]:
+    """The cases of an MSD folder with foreground labels numbered 1..n, the original ids and their names.
+
+    The ids are those ``dataset.json`` declares (undeclared values are refused by :func:`load_msd`), else the
+    values present, with a warning for any covering a handful of voxels.
+    """
+    names = declared_labels(folder / "dataset.json")
+    cases = load_msd(folder)
+    if any(case.label is None for case in cases):
+        raise ValueError(f"data: every case in {folder / 'dataset.json'} needs a label map for segmentation")
+    if names is not None:
+        ids = [i for i in names if i != 0]
+    else:
+        counts = label_counts(case.label for case in cases)  # type: ignore[misc]
+        warn_stray_labels(counts, folder)
+        ids = sorted(i for i in counts if i != 0)
+    if not ids:
+        raise ValueError(f"data: {folder} holds only background labels")
+    return [replace(case, label=relabel(case.label, ids)) for case in cases], ids, names  # type: ignore[arg-type]
+
+
 def _paired_gain(pretrained: dict[str, Any], scratch: dict[str, Any]) -> dict[str, Any]:
     """Per shot count, pretrained - scratch seed by seed (same subjects, same draws), with mean and SEM."""
     gain = {}
@@ -69,9 +90,10 @@ def _run_arm(arm: str, backbone: UNet, cases: list[PreparedCase], split: tuple[l
              labels: list[int], key: tuple[int, int], budget: FineTuneConfig, device: torch.device,
              progress: bool) -> torch.Tensor:
     """Train one arm on the cases ``split[0]``; return its Dice ``(n_test, n_labels)`` on ``split[1]``."""
+    classes = range(1, len(labels) + 1)  # the cases carry labels numbered 1..n (see _numbered_cases)
     model = fit_arm(arm, backbone, cases, split[0], len(labels) + 1, key, budget, device, progress)
     scores = [torch.tensor(list(dice_per_label(predict(model, cases[i].image) * cases[i].valid, cases[i].label,
-                                               labels).values()), dtype=torch.float64)
+                                               classes).values()), dtype=torch.float64)
               for i in split[1]]
     return torch.stack(scores)
 
@@ -119,17 +141,15 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
     pretrained = None if checkpoint == "none" else template
     arms = [arm for arm in arms if pretrained is not None or arm != "pretrained"]
     folder = resolve_data(data)
-    cases, grid = prepare_cases(load_msd(folder), template.downsample_factor, dim)
+    cases, labels, names = _numbered_cases(folder)
+    cases, grid = prepare_cases(cases, template.downsample_factor, dim)
     if max_test is not None and max_test >= len(cases):
         raise ValueError(f"max_test={max_test} leaves no training case among the {len(cases)} in {folder}")
     for k in shots:  # fail on a bad shot count before any training
         split_subjects(len(cases), k, 0, max_test, stride=max(shots))
-    labels = list(range(1, int(max(case.label.max() for case in cases)) + 1))
-    if not labels:
-        raise ValueError(f"data: {folder} holds only background labels")
     device = resolve_device(device)
     results: dict[str, Any] = {arm: ({} if arm in arms else None) for arm in ARMS}
-    bar = tqdm(total=len(shots) * seeds * len(arms), desc="eval-seg", disable=not progress)
+    bar = progress_bar(len(shots) * seeds * len(arms), "eval-seg", enabled=progress)
     for k in shots:
         raw = {arm: {"per_seed": [], "per_seed_per_label": [], "subjects": [], "n_test": []} for arm in arms}
         for seed in range(seeds):
@@ -156,7 +176,9 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
         "data": str(folder), "checkpoint": checkpoint, "dim": dim, "net_config": dict(template.config),
         "shots": shots, "seeds": seeds, "steps": steps, "batch_size": budget.batch(dim),
         "device": str(device), "lrs": {arm: budget.lr(arm) for arm in arms},
-        "augment": asdict(budget.augment), "labels": labels, "grid": list(grid), "n_cases": len(cases),
+        "augment": asdict(budget.augment), "labels": labels,
+        "label_names": {str(i): names[i] for i in labels} if names is not None else None,
+        "grid": list(grid), "n_cases": len(cases),
         "max_test": max_test,
         "test_cases": ([cases[i].name for i in _case_order(len(cases))[:max_test]] if max_test is not None
                        else "every case the seed did not train on"),

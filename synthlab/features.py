@@ -17,8 +17,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from .progress import progress_iter
 from .regions import prototype_softmax
 from .spatial import check_dim
 
@@ -157,7 +157,7 @@ def extract_features(
     norm = torch.zeros(padded_size, device=device)
     with _EvalMode(net), torch.inference_mode():
         groups = list(_batched(starts, batch_size))
-        for group in tqdm(groups, desc="features", disable=not progress, leave=False):
+        for group in progress_iter(groups, "features", enabled=progress, nested=True):
             crops = []
             for corner in group:
                 crop = padded

@@ -9,15 +9,17 @@ anything fails. This module imports nothing from synthlab, so every layer may us
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["CsvLog", "RunLock", "check_output_file", "check_output_folder", "write_atomic", "write_json_atomic",
-           "write_text_atomic"]
+__all__ = ["CsvLog", "RunLock", "check_free_space", "check_output_file", "check_output_folder", "write_atomic",
+           "write_json_atomic", "write_text_atomic"]
 
 
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -58,6 +60,17 @@ def _writable_parent(path: Path, flag: str) -> None:
         raise ValueError(f"{flag}: {path} lies under {parent}, which is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"{flag}: cannot write under {parent} (permission denied)")
+
+
+def check_free_space(path: str | Path, needed: int, flag: str = "out") -> None:
+    """Refuse, before any compute, to start work whose results would not fit on the disk holding ``path``."""
+    existing = Path(path)
+    while not existing.exists():
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        raise ValueError(f"{flag}: only {free / 2**20:.1f} MiB free on the disk holding {existing}; the results "
+                         f"need about {needed / 2**20:.1f} MiB")
 
 
 def check_output_file(path: str | Path, flag: str = "out") -> Path:
@@ -137,7 +150,11 @@ def _alive(pid: int) -> bool:
 
 
 class CsvLog:
-    """A step-indexed CSV log (``log.csv``): header from the first row; a resume drops rows past its step."""
+    """A step-indexed CSV log (``log.csv``): header from the first row; a resume drops rows past its step.
+
+    Rows are only ever appended; the one rewrite (a resume dropping rows logged after its checkpoint) replaces the
+    file atomically, so a kill at any moment leaves a complete log.
+    """
 
     def __init__(self, path: Path, resume_step: int) -> None:
         self.path, self.fields = path, None
@@ -147,11 +164,12 @@ class CsvLog:
                 reader = csv.DictReader(handle)
                 rows = [row for row in reader if int(row["step"]) <= resume_step]
                 self.fields = list(reader.fieldnames or [])
-        with path.open("w", newline="") as handle:
-            if self.fields:
-                writer = csv.DictWriter(handle, self.fields)
-                writer.writeheader()
-                writer.writerows(rows)
+        kept = io.StringIO(newline="")
+        if self.fields:
+            writer = csv.DictWriter(kept, self.fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        write_text_atomic(path, kept.getvalue())
 
     def append(self, row: dict[str, Any]) -> None:
         """Add one row; columns it lacks stay empty, columns the header lacks are dropped."""

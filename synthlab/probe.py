@@ -68,6 +68,9 @@ class ProbeConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if not 0.0 <= self.foreground < 1.0:
             raise ValueError(f"foreground must lie in [0, 1), got {self.foreground!r}")
+        if self.size <= 2 * self.radius:  # queries sit `radius` voxels inside the border on every side
+            raise ValueError(f"size {self.size} leaves no query voxel {self.radius} voxels from the border; "
+                             f"use a size above {2 * self.radius} or a smaller radius")
 
     @property
     def chance_rate(self) -> float:

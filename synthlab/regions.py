@@ -41,6 +41,7 @@ def prototype_softmax(features: torch.Tensor, labels: torch.Tensor, temperature:
         ``(R, R)`` for the R present regions in id order; row ``j`` says which prototype region ``j``
         resembles most, so a network that tells the regions apart gives the identity.
     """
-    protos, present = prototypes(features[None], labels[None], int(labels.max()) + 1)
+    ids, numbered = torch.unique(labels, return_inverse=True)  # ids present, as 0..R-1 in id order
+    protos, present = prototypes(features[None], numbered[None], len(ids))
     protos = protos[0, present[0]]
     return torch.softmax(protos @ protos.T / temperature, dim=1)

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .augment import AugmentConfig, draw_batch
 from .data import Case, crop_or_pad, normalize_intensity
 from .nets import UNet
+from .progress import progress_iter
 from .spatial import check_dim, conv_fn
 
 __all__ = ["ARMS", "FineTuneConfig", "PreparedCase", "SegmentationNet", "dice_ce_loss", "fit_arm",
@@ -181,7 +181,7 @@ def train_model(model: SegmentationNet, images: torch.Tensor, labels: torch.Tens
     device = next(model.parameters()).device
     model.train()
     losses = []
-    for _ in tqdm(range(steps), desc="train", leave=False, disable=not progress):
+    for _ in progress_iter(range(steps), "train", enabled=progress, nested=True):
         x, y = draw_batch(images, labels, batch_size, augment, generator)
         loss = dice_ce_loss(model(x.to(device)), y.to(device))
         optimizer.zero_grad(set_to_none=True)

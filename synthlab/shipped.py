@@ -30,7 +30,8 @@ from typing import Any
 
 from .checkpoint import ALIASES, WEIGHTS_DIR, load_checkpoint, save_checkpoint
 from .probe import TrainingProbe
-from .train import CHECKPOINT_NAME, LOG_NAME, TrainConfig, pretrain
+from .runs import CHECKPOINT_NAME, LOG_NAME
+from .train import TrainConfig, pretrain
 
 __all__ = ["build", "install", "read_log", "recipe", "recipe_names", "summary"]
 

@@ -34,32 +34,30 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
-from .checkpoint import (
-    FORMAT_VERSION,
-    capture_rng,
-    check_same_run,
-    load_checkpoint,
-    restore_rng,
-    save_checkpoint,
-)
+from .checkpoint import FORMAT_VERSION, capture_rng, restore_rng, save_checkpoint
 from .data import RealCropSource, list_nifti, load_unlabeled
 from .dist import Runtime, gather_to_main, mean_over_ranks, start_runtime, wrap_ddp
-from .io import CsvLog, RunLock, check_output_folder, write_json_atomic
+from .io import CsvLog, RunLock, check_free_space, check_output_folder, write_json_atomic
 from .losses import OBJECTIVES, build_objective, make_config
 from .nets import build_unet
 from .profiles import get_profile
+from .progress import progress_bar
+from .runs import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    LOG_NAME,
+    PATH_FIELDS,
+    absolute_path,
+    checked_resume,
+    discard_unfinished,
+    set_aside_foreign_log,
+)
 from .synth import SynthConfig, SynthEngine
 
 __all__ = ["StepReport", "TrainConfig", "Trainee", "lr_factor", "pretrain", "train_step"]
 
-CHECKPOINT_NAME = "checkpoint.pt"
-LOG_NAME = "log.csv"
-CONFIG_NAME = "config.json"
 ADAMW_BETAS = (0.9, 0.999)  # anatomix's AdamW (REFERENCE 1.4)
-# Fields a --resume may change: where and how the run executes, not what it computes.
-FREE_ON_RESUME = frozenset({"out", "resume", "device", "compile", "checkpoint_every", "log_every"})
 
 
 @dataclass
@@ -74,7 +72,8 @@ class TrainConfig:
         steps: total optimiser steps (the cosine schedule spans exactly these).
         data: folder of real unlabeled NIfTI volumes (VoCo's setting) instead of synthetic data.
         labels: folder (or file) of integer label maps for the synthetic shape bank; None = procedural shapes.
-        resume: continue from ``OUT/checkpoint.pt``; every field outside :data:`FREE_ON_RESUME` must match.
+        resume: continue from ``OUT/checkpoint.pt``; every field outside
+            :data:`synthlab.runs.FREE_ON_RESUME` must match.
         preset: network preset; None = the active profile's preset for ``dim``.
         batch_size: samples per step and per rank.
         lr: peak learning rate (anatomix uses 2e-4).
@@ -137,6 +136,8 @@ class TrainConfig:
             raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
         if self.data is not None and self.labels is not None:
             raise ValueError("data and labels exclude each other: real volumes carry no label maps")
+        if not 0 <= int(self.seed) < 2**63:
+            raise ValueError(f"seed must lie in [0, 2**63), got {self.seed!r}")
         if int(self.probe_every) < 0:
             raise ValueError(f"probe_every must be >= 0, got {self.probe_every!r}")
         make_config(OBJECTIVES[self.objective][1], self.objective_config)  # names an unknown field
@@ -157,9 +158,11 @@ class TrainConfig:
         return base.with_overrides(self.synth)
 
     def resolved(self) -> TrainConfig:
-        """A copy with ``preset`` filled in from the active profile, as stored in checkpoints."""
+        """A copy with ``preset`` filled in from the active profile and absolute ``data`` / ``labels`` paths, as
+        stored in checkpoints (so a resume from another folder compares the same paths)."""
         preset = self.preset or str(get_profile().for_dim("preset", self.dim))
-        return dataclasses.replace(self, preset=preset)
+        paths = {key: absolute_path(getattr(self, key)) for key in PATH_FIELDS if getattr(self, key) is not None}
+        return dataclasses.replace(self, preset=preset, **paths)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready fields (paths as strings)."""
@@ -236,21 +239,6 @@ def _build(config: TrainConfig, device: torch.device) -> tuple[nn.Module, nn.Mod
     return net.to(device), objective.to(device)
 
 
-def _checked_resume(config: TrainConfig) -> dict[str, Any] | None:
-    """Validate the run folder without writing anything; returns the checkpoint to resume from, if any."""
-    path = Path(config.out) / CHECKPOINT_NAME
-    if not config.resume:
-        if path.exists():
-            raise ValueError(f"out: {config.out} already holds {CHECKPOINT_NAME}; pass --resume to continue "
-                             "it or choose another folder")
-        return None
-    if not path.is_file():
-        raise FileNotFoundError(f"resume: no checkpoint at {path}")
-    checkpoint = load_checkpoint(path)
-    check_same_run(checkpoint["config"], config.as_dict(), FREE_ON_RESUME, path)
-    return checkpoint
-
-
 class Trainee(nn.Module):
     """Network and objective as one module, so that DDP all-reduces the gradients of the heads too."""
 
@@ -311,11 +299,16 @@ def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None 
     config = config.resolved()
     check_output_folder(config.out)
     volumes = load_unlabeled(list_nifti(config.data), config.dim, config.size) if config.data else None
-    checkpoint = _checked_resume(config)
+    checkpoint = checked_resume(config.as_dict(), config.out, config.resume)
     runtime = start_runtime(config.device)
     try:  # rank 0 holds OUT/.lock: a second run into the same folder fails at once
         with RunLock(config.out) if runtime.is_main else contextlib.nullcontext():
-            return _run(config, runtime, volumes, checkpoint, callback, probe if config.probe_every else None)
+            try:
+                return _run(config, runtime, volumes, checkpoint, callback, probe if config.probe_every else None)
+            except BaseException:  # a run that dies before its first checkpoint leaves nothing behind
+                if runtime.is_main and checkpoint is None:
+                    discard_unfinished(config.out)
+                raise
     finally:
         if runtime.owns_group:
             dist.destroy_process_group()
@@ -348,7 +341,12 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
 
     log = None
     if runtime.is_main:  # the first write of the run: every check has passed
+        # A checkpoint holds the weights, AdamW's two moments and the objective; saving writes a second copy.
+        state_bytes = sum(p.numel() * p.element_size() for p in (*net.parameters(), *objective.parameters()))
+        check_free_space(out, 2 * 3 * state_bytes + 2**20)
         out.mkdir(parents=True, exist_ok=True)
+        if checkpoint is None:
+            set_aside_foreign_log(out)
         write_json_atomic(out / CONFIG_NAME, {"config": config.as_dict(), "model_config": net.config,
                                         "synth": source.describe(), "world_size": runtime.world_size,
                                         "torch": torch.__version__})
@@ -360,8 +358,7 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
     baseline = probed if step == 0 else None
     probe_columns = dict.fromkeys(sorted(probed), "") if probed else {}
     model.train()
-    quiet = {} if runtime.is_main else {"disable": True}  # rank 0 leaves `disable` to TQDM_DISABLE
-    with tqdm(total=config.steps, initial=step, desc=f"pretrain {config.objective}", **quiet) as bar:
+    with progress_bar(config.steps, f"pretrain {config.objective}", enabled=runtime.is_main, initial=step) as bar:
         while step < config.steps:
             started = time.perf_counter()
             views, labels = source.sample(config.batch_size)

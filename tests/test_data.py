@@ -54,6 +54,7 @@ def test_nifti_round_trip_keeps_array_and_affine(tmp_path: Path) -> None:
     assert reloaded.array.dtype == torch.int64 and torch.equal(reloaded.array, labels.array)
 
 
+@pytest.mark.filterwarnings("ignore::synthlab.data.DataWarning")  # constant test images
 def test_trailing_singleton_fourth_axis_is_accepted(tmp_path: Path) -> None:
     volume = data.load_nifti(_write(tmp_path / "x.nii.gz", np.ones((3, 4, 5, 1), np.float32)))
     assert tuple(volume.array.shape) == (3, 4, 5)
@@ -213,6 +214,7 @@ def test_check_pair_names_both_files_on_shape_or_affine_mismatch(tmp_path: Path)
     data.check_pair(image, Volume(torch.zeros(4, 4, 4), np.eye(4) + 1e-6))  # float noise is fine
 
 
+@pytest.mark.filterwarnings("ignore::synthlab.data.DataWarning")  # constant test images
 def test_load_coregistered_reads_contrasts_and_label(tmp_path: Path) -> None:
     affine = _oblique_affine()
     _write(tmp_path / "t1.nii.gz", np.ones((4, 5, 6), np.float32), affine)
@@ -225,6 +227,7 @@ def test_load_coregistered_reads_contrasts_and_label(tmp_path: Path) -> None:
     assert subject.label is not None and subject.label.array.dtype == torch.int64
 
 
+@pytest.mark.filterwarnings("ignore::synthlab.data.DataWarning")  # constant test images
 def test_load_coregistered_rejects_mismatched_contrasts(tmp_path: Path) -> None:
     _write(tmp_path / "a.nii.gz", np.ones((4, 5, 6), np.float32))
     _write(tmp_path / "b.nii.gz", np.ones((4, 5, 7), np.float32))
@@ -290,6 +293,10 @@ def test_resolve_data_order_and_error(tmp_path: Path, monkeypatch: pytest.Monkey
     assert data.resolve_data(tmp_path / "toyset") == tmp_path / "toyset"
     with pytest.raises(FileNotFoundError, match=r"no_such_set(.|\n)*data/cache"):
         data.resolve_data("no_such_set")
+    missing = tmp_path / "gone"  # an absolute path is every candidate at once: the message names it once
+    with pytest.raises(FileNotFoundError) as error:
+        data.resolve_data(missing)
+    assert str(error.value).split("looked in:")[1].count(str(missing)) == 1
 
 
 # ------------------------------------------------------------------------------------------------ real data
@@ -329,3 +336,55 @@ def test_load_icbm_offline() -> None:
     mean = {k: float(t1[label == k].mean()) for k in (1, 2, 3)}
     assert mean[3] < mean[1] < mean[2]  # T1 contrast: CSF darker than grey matter, darker than white matter
     assert float(subject.maps["gm"].array[label == 1].mean()) > 0.5
+
+
+# ------------------------------------------------------------------------------------------------ label ids
+
+
+def test_declared_labels_are_read_and_malformed_ones_name_the_manifest(tmp_path: Path) -> None:
+    manifest = tmp_path / "dataset.json"
+    manifest.write_text(json.dumps({"labels": {"2": "posterior", "0": "background", "1": "anterior"}}))
+    assert data.declared_labels(manifest) == {0: "background", 1: "anterior", 2: "posterior"}
+    manifest.write_text(json.dumps({"training": []}))
+    assert data.declared_labels(manifest) is None
+    for bad in ({"zero": "background"}, ["background"], {"-1": "x"}, {}):
+        manifest.write_text(json.dumps({"labels": bad}))
+        with pytest.raises(ValueError, match="dataset.json"):
+            data.declared_labels(manifest)
+
+
+def test_relabel_numbers_ids_consecutively_and_check_names_a_stray_value(tmp_path: Path) -> None:
+    array = torch.tensor([[[0, 7, 100000], [7, 0, 3]]])
+    volume = Volume(array, np.eye(4), tmp_path / "case.nii.gz")
+    assert data.relabel(volume, [3, 7, 100000]).array.tolist() == [[[0, 2, 3], [2, 0, 1]]]
+    data.check_label_ids(volume, {0, 3, 7, 100000}, "dataset.json")
+    with pytest.raises(ValueError, match=r"case.nii.gz holds label 100000 \(1 voxel\), which dataset.json"):
+        data.check_label_ids(volume, {0, 3, 7}, "dataset.json")
+    with pytest.raises(ValueError, match="outside"):
+        data.relabel(volume, [3, 7])
+
+
+def test_label_counts_and_the_stray_label_warning() -> None:
+    maps = [Volume(torch.tensor([[[0, 1, 1, 1000]]]), np.eye(4)), Volume(torch.ones(1, 1, 20, dtype=torch.long),
+                                                                        np.eye(4))]
+    counts = data.label_counts(maps)
+    assert counts == {0: 1, 1: 22, 1000: 1}
+    with pytest.warns(data.DataWarning, match="label 1000 covers only 1 voxel"):
+        data.warn_stray_labels(counts, "the set")
+
+
+def test_load_msd_refuses_an_id_its_manifest_does_not_declare(tmp_path: Path) -> None:
+    folder = _msd_folder(tmp_path, [{"image": "imagesTr/case_1.nii.gz", "label": "labelsTr/case_1.nii.gz"}])
+    manifest = json.loads((folder / "dataset.json").read_text())
+    (folder / "dataset.json").write_text(json.dumps({**manifest, "labels": {"0": "background"}}))
+    with pytest.raises(ValueError, match=r"case_1.nii.gz holds label 1 .*does not declare \(declared: 0\)"):
+        data.load_msd(folder)
+
+
+def test_non_real_voxels_and_constant_images(tmp_path: Path) -> None:
+    path = _write(tmp_path / "complex.nii.gz", np.ones((4, 4, 4), np.complex64))
+    with pytest.raises(ValueError, match="complex.nii.gz stores complex64"):
+        data.load_nifti(path)
+    path = _write(tmp_path / "flat.nii.gz", np.full((4, 4, 4), 3.0, np.float32))
+    with pytest.warns(data.DataWarning, match="flat.nii.gz is constant"):
+        data.load_nifti(path)

@@ -491,3 +491,14 @@ def test_voxnce_objective_learns_a_fixed_pair_and_refuses_a_single_view():
     assert losses[-1] < 0.7 * losses[0]
     with pytest.raises(ValueError, match="two aligned views"):
         objective(net, views[:, :1], None, torch.Generator())
+
+
+def test_rasd_loss_does_not_depend_on_how_regions_are_numbered() -> None:
+    from synthlab.losses.rasd import rasd_loss
+
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 4, 6, 6, generator=generator)
+    labels = torch.randint(0, 3, (2, 1, 6, 6), generator=generator)
+    sparse = torch.tensor([0, 7, 100000])[labels]  # the same regions under huge, gappy ids
+    for a, b in zip(rasd_loss(features, labels), rasd_loss(features, sparse), strict=True):
+        torch.testing.assert_close(a, b)

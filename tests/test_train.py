@@ -354,3 +354,55 @@ def test_thread_count_follows_the_argument_then_the_environment(monkeypatch: pyt
             configure_threads()
     finally:
         torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------------------------- the run folder
+
+
+def test_resume_compares_data_paths_after_resolving_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "volumes"
+    folder.mkdir()
+    for seed in range(2):
+        _write_volume(folder / f"v{seed}.nii.gz", seed)
+    monkeypatch.chdir(tmp_path)
+
+    def kill_at_2(report: StepReport) -> None:
+        if report.step == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        pretrain(_config(tmp_path / "run", "voco", dim=3, steps=4, checkpoint_every=2, data="volumes"),
+                 callback=kill_at_2)
+    stored = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["data"]
+    assert stored == str(folder.resolve())  # absolute, whatever the folder was called on the command line
+    other = tmp_path / "copy"
+    other.mkdir()
+    _write_volume(other / "v0.nii.gz", 0)
+    with pytest.raises(ValueError, match="resume: data"):
+        pretrain(_config(tmp_path / "run", "voco", dim=3, steps=4, checkpoint_every=2, data=other, resume=True))
+    monkeypatch.chdir(folder)  # the same folder spelled differently from elsewhere
+    summary = pretrain(_config(tmp_path / "run", "voco", dim=3, steps=4, checkpoint_every=2, data="../volumes/",
+                               resume=True))
+    assert summary["steps"] == 4
+
+
+def test_a_foreign_log_is_kept_aside_with_a_warning(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "log.csv").write_text("someone,else\n1,2\n")
+    with pytest.warns(UserWarning, match="held a log.csv but no checkpoint"):
+        pretrain(_config(out, steps=2))
+    assert (out / "log.csv.old").read_text() == "someone,else\n1,2\n"
+    assert [row["step"] for row in _log_rows(out)] == ["1", "2"]
+
+
+def test_a_run_whose_checkpoints_would_not_fit_on_the_disk_stops_before_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=1000))
+    steps: list[int] = []
+    with pytest.raises(ValueError, match="only 0.0 MiB free"):
+        pretrain(_config(tmp_path / "run", steps=2), callback=lambda report: steps.append(report.step))
+    assert steps == [] and not (tmp_path / "run").exists()

@@ -1,12 +1,14 @@
 """Real images in and out: NIfTI with affines, dataset layouts, unlabeled volumes, input checks.
 
 Evaluation needs images nobody here made; this package is the one door they come in by. ``nifti`` reads and
-writes single volumes and checks them, ``layouts`` knows the MSD and co-registered folder layouts and where data
-lives, ``unlabeled`` feeds real volumes to pretraining. Everything is re-exported here: ``synthlab.data.X``.
+writes single volumes and checks them, ``label_ids`` says which label ids a set has and numbers them 1..n,
+``layouts`` knows the MSD and co-registered folder layouts and where data lives, ``unlabeled`` feeds real volumes
+to pretraining. Everything is re-exported here: ``synthlab.data.X``.
 """
 
 from __future__ import annotations
 
+from .label_ids import check_label_ids, declared_labels, label_counts, relabel, warn_stray_labels
 from .layouts import (
     Case,
     Subject,
@@ -20,11 +22,13 @@ from .layouts import (
 )
 from .nifti import (
     NIFTI_SUFFIXES,
+    DataWarning,
     Volume,
     check_pair,
     crop_or_pad,
     load_nifti,
     normalize_intensity,
+    read_array,
     reorient,
     resample,
     save_nifti,
@@ -34,12 +38,16 @@ from .unlabeled import RealCropSource, list_nifti, load_unlabeled
 __all__ = [
     "NIFTI_SUFFIXES",
     "Case",
+    "DataWarning",
     "RealCropSource",
     "Subject",
     "Volume",
+    "check_label_ids",
     "check_pair",
     "crop_or_pad",
+    "declared_labels",
     "find_data_root",
+    "label_counts",
     "list_nifti",
     "load_coregistered",
     "load_icbm",
@@ -49,8 +57,11 @@ __all__ = [
     "msd_entries",
     "pick_name",
     "normalize_intensity",
+    "read_array",
+    "relabel",
     "reorient",
     "resample",
     "resolve_data",
     "save_nifti",
+    "warn_stray_labels",
 ]

@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from .label_ids import check_label_ids, declared_labels
 from .nifti import NIFTI_SUFFIXES, Volume, check_pair, load_nifti, stem
 
 __all__ = ["Case", "Subject", "find_data_root", "load_coregistered", "load_icbm", "load_msd", "msd_entries",
@@ -59,6 +60,8 @@ def msd_entries(folder: str | Path, split: str = "training") -> list[tuple[Path,
         raise ValueError(f"{manifest} has no {split!r} list") from err
     if not isinstance(entries, list) or not all(isinstance(e, dict) and "image" in e for e in entries):
         raise ValueError(f"{manifest}: {split!r} must be a list of objects with an 'image' key")
+    if not entries:
+        raise ValueError(f"{manifest}: the {split!r} list is empty, so there are no cases to use")
     pairs = []
     for entry in entries:
         image = folder / entry["image"]
@@ -71,14 +74,22 @@ def msd_entries(folder: str | Path, split: str = "training") -> list[tuple[Path,
 
 
 def load_msd(folder: str | Path, *, limit: int | None = None, split: str = "training") -> list[Case]:
-    """Load the first ``limit`` (default all) cases of an MSD-layout folder, checking each image/label pair."""
+    """Load the first ``limit`` (default all) cases of an MSD-layout folder, checking each image/label pair.
+
+    When ``dataset.json`` declares its ``labels``, a label map holding any other id is a ValueError naming the
+    file and the value.
+    """
     pairs = msd_entries(folder, split)[:limit]
+    manifest = Path(folder) / "dataset.json"
+    declared = declared_labels(manifest)
     cases = []
     for image_path, label_path in pairs:
         image = load_nifti(image_path)
         label = load_nifti(label_path, kind="label") if label_path is not None else None
         if label is not None:
             check_pair(image, label)
+            if declared is not None:
+                check_label_ids(label, declared, manifest)
         cases.append(Case(stem(image_path), image, label))
     return cases
 
@@ -137,7 +148,7 @@ def resolve_data(name_or_path: str | Path) -> Path:
     for candidate in candidates:
         if candidate.exists():
             return candidate
-    looked = ", ".join(str(c) for c in candidates)  # one line: the command line prints errors as one line
+    looked = ", ".join(dict.fromkeys(str(c) for c in candidates))  # each place once, on one line
     raise FileNotFoundError(f"data set {str(name_or_path)!r} not found; looked in: {looked}. "
                             "Set SYNTHLAB_DATA or see data/README.md.")
 

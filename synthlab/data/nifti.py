@@ -9,6 +9,9 @@ that names the offending file. A :class:`Volume` holds one 3D array (no channel 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +25,60 @@ from nibabel import orientations
 
 from ..spatial import gaussian_blur, interp_mode
 
-__all__ = ["NIFTI_SUFFIXES", "Volume", "check_pair", "crop_or_pad", "load_nifti", "normalize_intensity",
-           "reorient", "resample", "save_nifti", "stem"]
+__all__ = ["NIFTI_SUFFIXES", "DataWarning", "Volume", "check_pair", "crop_or_pad", "load_nifti",
+           "normalize_intensity", "read_array", "reorient", "resample", "save_nifti", "stem"]
 
 Kind = Literal["image", "label"]
 NIFTI_SUFFIXES = (".nii.gz", ".nii")  # the one list; ``.nii.gz`` first, so stripping a suffix strips it whole
 # Errors nibabel, gzip and zlib raise on unreadable or truncated files (gzip.BadGzipFile is an OSError).
 _READ_ERRORS = (nib.filebasedimages.ImageFileError, EOFError, OSError, zlib.error, ValueError)
+
+
+class DataWarning(UserWarning):
+    """Input that is usable but probably not what the person meant (a constant image, say)."""
+
+
+def _memory_bytes() -> int | None:
+    """Physical memory of this machine, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _unreadable(path: Path, err: Exception) -> ValueError:
+    """One line for a file nibabel, gzip or numpy could not read (their messages can span several lines)."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return ValueError(f"cannot read {path} (corrupt or truncated?): {type(err).__name__}: {first}")
+
+
+def read_array(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The voxel array (scaling applied) and 4x4 affine of a NIfTI file, checked before it can do harm.
+
+    The header is read first: a shape that would not fit this machine's memory (a corrupt or hostile header)
+    or a non-real data type is refused before a byte of voxel data is read. Read errors of truncated or
+    non-NIfTI files become one ``ValueError`` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"NIfTI file not found: {path}")
+    try:
+        img = nib.load(path)
+        shape, dtype = tuple(int(n) for n in img.shape), img.get_data_dtype()
+    except _READ_ERRORS as err:
+        raise _unreadable(path, err) from err
+    if dtype.kind not in "biuf":
+        raise ValueError(f"{path} stores {dtype} voxels; synthlab reads real-valued images and label maps only")
+    needed = math.prod(shape) * max(dtype.itemsize, 4) * 2  # on-disk array plus the float32/int copy made of it
+    memory = _memory_bytes()
+    if memory is not None and needed > memory:
+        raise ValueError(f"{path}: the header claims a {'x'.join(map(str, shape))} volume ({needed / 2**30:.0f} "
+                         f"GiB to load), more than this machine's {memory / 2**30:.0f} GiB; is the header corrupt?")
+    try:
+        data = np.asanyarray(img.dataobj)  # on-disk dtype with scl_slope/inter applied; reads (and inflates) it all
+    except _READ_ERRORS as err:
+        raise _unreadable(path, err) from err
+    return data, np.asarray(img.affine, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -86,28 +136,27 @@ def load_nifti(path: str | Path, *, kind: Kind = "image") -> Volume:
     if kind not in ("image", "label"):
         raise ValueError(f"kind must be 'image' or 'label', got {kind!r}")
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"NIfTI file not found: {path}")
-    try:
-        img = nib.load(path)
-        data = np.asanyarray(img.dataobj)  # on-disk dtype with scl_slope/inter applied; reads (and inflates) it all
-    except _READ_ERRORS as err:
-        raise ValueError(f"cannot read {path} (corrupt or truncated?): {type(err).__name__}: {err}") from err
+    data, affine = read_array(path)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
         raise ValueError(f"{path} has shape {data.shape}; expected a 3D volume (split 4D series first)")
     if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
         raise ValueError(f"{path} contains NaN or infinite values")
+    if data.size == 0:
+        raise ValueError(f"{path} has shape {data.shape}: it holds no voxels")
     if kind == "image":
         array = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+        if data.min() == data.max():
+            warnings.warn(f"{path} is constant (every voxel {float(data.flat[0]):g}): it carries no image "
+                          "content, so every score computed on it is meaningless", DataWarning, stacklevel=2)
     else:
         if np.issubdtype(data.dtype, np.floating) and not np.array_equal(data, np.round(data)):
             raise ValueError(f"{path} is loaded as a label map but holds non-integer values")
         if data.size and data.min() < 0:
             raise ValueError(f"{path} is loaded as a label map but holds negative values (min {data.min()})")
         array = torch.from_numpy(np.ascontiguousarray(data, dtype=np.int64))
-    return Volume(array, np.asarray(img.affine, dtype=np.float64), path)
+    return Volume(array, affine, path)
 
 
 def save_nifti(volume: Volume, path: str | Path) -> Path:

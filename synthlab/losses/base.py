@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from ..fields import check_field_types
+
 __all__ = ["LossOutput", "Objective", "make_config"]
 
 ConfigT = TypeVar("ConfigT")
@@ -80,4 +82,5 @@ def make_config(cls: type[ConfigT], overrides: dict[str, Any]) -> ConfigT:
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(names)}")
+    check_field_types(cls, overrides, f"{cls.__name__}.")
     return cls(**overrides)

@@ -42,14 +42,16 @@ def rasd_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float =
         features: ``(B, C, *size)`` dense features ``f``.
         labels: ``(B, 1, *size)`` integer label maps ``y``.
         temperature: the logit temperature ``t``.
-        num_labels: number of label ids; ``labels.max() + 1`` by default.
+        num_labels: number of label ids; by default the ids present are numbered ``0..L-1`` first, so a stray
+            large id costs one prototype, not a one-hot as wide as the id (absent ids never enter the loss).
     Returns:
         ``(total, proto, seg)`` scalars: ``proto`` is the mean over present prototypes of
         ``-log softmax_k(p_j . p_k / t)[j]``, ``seg`` the mean over voxels of
         ``-log softmax_k(p_k . f(x) / t)[y(x)]``; absent ids are excluded from both softmaxes.
     """
     if num_labels is None:
-        num_labels = int(labels.max()) + 1
+        ids, labels = torch.unique(labels, return_inverse=True)
+        num_labels = len(ids)
     features = features.float()
     protos, present = prototypes(features, labels, num_labels)
 

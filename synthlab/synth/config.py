@@ -16,6 +16,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from ..fields import check_field_types
+
 __all__ = [
     "AppearanceConfig",
     "ForegroundConfig",
@@ -67,19 +69,20 @@ def _check_grids(name: str, grids: tuple[int, ...]) -> None:
         raise ValueError(f"{name} must list coarse grid sides >= 2, got {grids!r}")
 
 
-def _from_dict(cls: type, values: dict[str, Any]) -> Any:
+def _from_dict(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     """Rebuild a (nested) config dataclass from ``dataclasses.asdict`` output, e.g. out of a checkpoint."""
     kwargs = {}
     known = {f.name: f for f in fields(cls)}
     for key, value in values.items():
         if key not in known:
-            raise ValueError(f"{cls.__name__} has no field {key!r}")
+            raise ValueError(f"{cls.__name__} has no field {prefix}{key!r}")
         factory = known[key].default_factory
         if isinstance(value, dict) and factory is not MISSING and is_dataclass(default := factory()):
-            value = _from_dict(type(default), value)
+            value = _from_dict(type(default), value, f"{prefix}{key}.")
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
+    check_field_types(cls, kwargs, prefix)
     return cls(**kwargs)
 
 

@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.nifti import NIFTI_SUFFIXES
+from ..data.nifti import NIFTI_SUFFIXES, read_array
 from ..noise import pyramid_noise
 from ..spatial import affine_matrix, identity_grid, resize, warp
 from .config import ForegroundConfig, ProceduralConfig, ShapeBankConfig
@@ -152,13 +151,14 @@ def _label_files(path: Path) -> list[Path]:
 
 def _read_label_map(file: Path) -> torch.Tensor:
     """Read one label map as int32; anything that is not a map of non-negative integers is a ValueError."""
-    data = np.asanyarray(nib.load(str(file)).dataobj)
+    try:
+        data = read_array(file)[0]
+    except ValueError as err:
+        raise ValueError(f"labels: {err}") from err
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
-    if data.ndim not in (2, 3):
-        raise ValueError(f"labels: {file} has shape {data.shape}; a label map must be 2D or 3D")
-    if data.dtype.kind not in "iubf":
-        raise ValueError(f"labels: {file} has dtype {data.dtype}; a label map must hold integers")
+    if data.ndim not in (2, 3) or data.size == 0:
+        raise ValueError(f"labels: {file} has shape {data.shape}; a label map must be a non-empty 2D or 3D array")
     with np.errstate(invalid="ignore"):
         labels = np.ascontiguousarray(data, dtype=np.int32)
     if data.dtype.kind == "f" and not np.array_equal(labels, data):

@@ -1,0 +1,74 @@
+"""Type checks for config dataclasses filled from JSON files and ``KEY=VALUE`` flags.
+
+Values from ``--synth-set temperature=hot`` or a hand-edited JSON arrive untyped; without a check they fail deep
+inside a loss with ``'<=' not supported between 'str' and 'int'``. :func:`check_field_types` compares each value
+with its field's annotation and names the field. Imports nothing from synthlab, so every config may use it.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import is_dataclass
+from pathlib import Path
+from typing import Any, Literal, Union
+
+__all__ = ["check_field_types"]
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the annotation ``hint`` (unknown annotations accept anything)."""
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is Path:
+        return isinstance(value, (str, Path))
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if origin is Literal:
+        return value in args
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args, strict=True))
+    if origin is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type) and is_dataclass(hint):
+        return isinstance(value, hint)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null",
+             Path: "a path"}
+    if hint in names:
+        return names[hint]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+        return f"a list of {len(args)} ({', '.join(_describe(a) for a in args)})"
+    return getattr(hint, "__name__", str(hint))
+
+
+def check_field_types(cls: type, values: Mapping[str, Any], prefix: str = "") -> None:
+    """A ValueError naming the first field of dataclass ``cls`` whose value in ``values`` has the wrong type."""
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if name in hints and not _matches(value, hints[name]):
+            raise ValueError(f"{prefix}{name} must be {_describe(hints[name])}, got {value!r}")
