@@ -141,6 +141,12 @@ if shape_source is not None:
 # ## 2 · Shared geometric augmentation
 # Flips, a random affine (and optionally a smooth deformation) move the label map *before* rendering, so
 # every view of a sample sees the same moved anatomy. Here the affine is forced on to make the effect visible.
+#
+# Where a transform pulls in space from outside the original field of view there is no anatomy to copy. In a
+# procedural map every id, 0 included, is an ordinary region, so those voxels get a *fresh* label, one above the
+# map's largest: the uniform band along the edges of the augmented maps, in a colour of its own. The renderer paints it as one
+# more tissue; it is not background. Shape-bank maps, whose 0 really is background, fill with 0 instead
+# (`SynthEngine.augment`).
 
 # %%
 forced = SpatialAugConfig(affine_p=1.0, deform_p=1.0)

@@ -275,15 +275,14 @@ if t1 is not None:
 #
 # Both views show the same anatomy, so a good representation gives each voxel (nearly) the same feature in
 # both. Per voxel, the cosine similarity between the L2-normalised features of view 1 and view 2, for the
-# trained network and for the same network before training (each map has its own grey scale: compare the
-# printed means).
+# trained network and for the same network before training, on one shared grey scale (the colorbars).
 
 # %%
 agreement = {name: view_agreement(net, test_views[0], test_views[1])
              for name, net in (("untrained", untrained), ("trained", trained))}
 fig = viz.show_row([test_views[0, 0], test_views[1, 0], *agreement.values()],
                    ["view 1", "view 2", *(f"cosine, {name}" for name in agreement)],
-                   kinds=["image", "image", "auto", "auto"])
+                   kinds=["image", "image", "auto", "auto"], shared=True)
 plt.show()
 for name, cosine in agreement.items():
     print(f"{name:>9}: mean per-voxel cosine between views {cosine.mean():.3f}")
@@ -313,7 +312,7 @@ def similarity_to_voxel(row: int, col: int) -> plt.Figure:
     query = test_features[0][(slice(None), *point)]
     maps = [torch.einsum("c,c...->...", query, features) for features in test_features]
     fig = viz.show_row([test_views[0, 0], *maps], ["view 1", "similarity in view 1", "similarity in view 2"],
-                       kinds=["image", "auto", "auto"])
+                       kinds=["image", "auto", "auto"], shared=True)
     if dim == 2:  # 3D panels show a rotated mid-slice, where (row, col) would land elsewhere
         fig.axes[0].plot(col, row, "r+", markersize=12)
     return fig

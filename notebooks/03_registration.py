@@ -134,13 +134,15 @@ mind_fixed = mind_ssc(deformed[None, None])[0]
 mind_moving = mind_ssc(moving[None, None])[0]
 fig = viz.show_row([deformed, moving, mind_fixed[0], mind_moving[0]],
                    titles=["deformed fixed", "moving", "MIND ch. 0 (fixed)", "MIND ch. 0 (moving)"],
-                   kinds=["image", "image", "auto", "auto"])
+                   kinds=["image", "image", "auto", "auto"], shared=True)
 
 # %% [markdown]
 # ## One registration, before and after
 #
 # Register the moving image onto the deformed fixed one with MIND features and compare the overlays:
-# the checkerboard alternates tiles of the two images, so misalignment shows as broken edges.
+# the checkerboard alternates tiles of the two images, so misalignment shows as broken edges. The two
+# difference maps share one grey scale (`shared=True`), so darker after means closer; with different
+# contrasts the difference never reaches zero, since the images differ in intensity even where aligned.
 
 # %%
 result = register(deformed, moving, "mind", config=config)
@@ -151,7 +153,7 @@ fig = viz.show_row([viz.checkerboard(deformed, moving), viz.checkerboard(deforme
                     (deformed - moving).abs(), (deformed - result.warped).abs()],
                    titles=["checkerboard before", "checkerboard after", "|difference| before",
                            "|difference| after"],
-                   kinds=["image", "image", "auto", "auto"])
+                   kinds=["image", "image", "auto", "auto"], shared=True)
 
 # %% [markdown]
 # ## Every feature set, over seeds

@@ -57,7 +57,7 @@ from IPython.display import display
 import synthlab
 from synthlab import viz
 from synthlab.checkpoint import load_backbone
-from synthlab.data import find_data_root, load_msd, normalize_intensity
+from synthlab.data import declared_labels, find_data_root, load_msd, normalize_intensity
 from synthlab.eval_seg import evaluate_segmentation, split_subjects
 from synthlab.profiles import get_profile
 from synthlab.segment import ARMS, FineTuneConfig, fit_arm, predict, prepare_cases
@@ -68,6 +68,7 @@ print(f"pretrained arm: {checkpoint}")
 data_root = find_data_root()
 folder = data_root / "hippocampus" if data_root is not None else None
 has_data = folder is not None and (folder / "dataset.json").is_file()
+label_names = declared_labels(folder / "dataset.json") if has_data else None  # {0: "background", 1: ...}
 print(f"profile {settings.name}: {settings.seg_steps} steps, shots {settings.seg_shots}, "
       f"{settings.seg_seeds} seeds, {settings.seg_max_test} test cases, dim {dim}")
 if not has_data:
@@ -80,14 +81,16 @@ print("synthlab", synthlab.__version__, "| torch", torch.__version__, "| numpy",
 # %% [markdown]
 # ## The data: small crops around the hippocampus
 #
-# Each case is a T1 crop of about 35x50x36 voxels at 1 mm; the overlay marks the two labels.
+# Each case is a T1 crop of about 35x50x36 voxels at 1 mm; the overlay marks the two labels that
+# `dataset.json` declares (the legend gives their names).
 
 # %%
 if has_data:
+    print("labels:", label_names)
     cases = load_msd(folder, limit=seed + 3)[seed:]
     for case in cases:
         fig = viz.show_planes([normalize_intensity(case.image.array)], titles=[case.name],
-                              overlay=case.label.array)
+                              overlay=case.label.array, overlay_names=label_names)
 
 # %% [markdown]
 # ## Fine-tune every arm for every number of shots
@@ -150,8 +153,8 @@ if has_data and report["gain"] is not None:
 #
 # What does a few-shot model output? One model of the evaluation above, refitted: seed 0, the largest shot
 # count, the same budget, fine-tuned from the checkpoint (or from scratch when there is none), predicting two
-# held-out cases: first the manual labels, then the prediction. (In the `ci` profile the budget is far too
-# small to learn anything, so expect an empty prediction there.)
+# held-out cases: first the manual labels, then the prediction. (The `ci` budget, 120 steps, is just past the
+# point where training leaves the all-background prediction, so expect rough outlines there, not anatomy.)
 
 # %%
 if has_data:
@@ -160,12 +163,12 @@ if has_data:
     shots = max(settings.seg_shots)
     train, test = split_subjects(len(prepared), shots, 0, settings.seg_max_test, stride=shots)
     arm = "scratch" if checkpoint == "none" else "pretrained"
-    model = fit_arm(arm, backbone, prepared, train, 3, (0, shots), FineTuneConfig(steps=settings.seg_steps),
-                    torch.device("cpu"))
+    model = fit_arm(arm, backbone, prepared, train, len(label_names), (0, shots),
+                    FineTuneConfig(steps=settings.seg_steps), torch.device("cpu"))
     for i in test[:2]:
         prediction = predict(model, prepared[i].image) * prepared[i].valid
         for title, labels in (("manual", prepared[i].label), (f"{arm}, {shots} shot(s)", prediction)):
-            fig = viz.show_planes([prepared[i].image], titles=[title], overlay=labels)
+            fig = viz.show_planes([prepared[i].image], titles=[title], overlay=labels, overlay_names=label_names)
         plt.show()
 
 # %% [markdown]
@@ -179,7 +182,8 @@ if has_data:
 # %%
 def render(index: int) -> plt.Figure:
     case = load_msd(folder, limit=index + 1)[index]
-    return viz.show_planes([normalize_intensity(case.image.array)], titles=[case.name], overlay=case.label.array)
+    return viz.show_planes([normalize_intensity(case.image.array)], titles=[case.name], overlay=case.label.array,
+                           overlay_names=label_names)
 
 
 if has_data:

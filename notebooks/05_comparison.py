@@ -77,7 +77,7 @@ out_json = Path("results") / f"comparison_{settings.name}_{dim}d.json"
 data_root = find_data_root()
 print(f"profile {settings.name}: " + ("synthlab's shipped weights" if weights == "shipped" else
       f"{dim}D preset {preset!r}, {settings.pretrain_steps} steps at {size} px, batch {settings.pretrain_batch}")
-      + f"; segmentation shots {settings.seg_shots} x {settings.seg_seeds} seeds, "
+      + f"; segmentation shots {settings.compare_shots} x {settings.seg_seeds} seeds, "
       f"{settings.seg_steps} steps; registration {settings.reg_seeds} seed(s) at {settings.reg_size} voxels")
 print("real data:", data_root if data_root is not None else "not found: the evaluations below are skipped")
 
@@ -156,9 +156,10 @@ if feature_match:
 # %% [markdown]
 # ## 3. Few-shot segmentation on real hippocampus MRI
 #
-# For every checkpoint, `evaluate_segmentation` fine-tunes all layers (`pretrained` arm) and trains the same
-# architecture from a random start (`scratch` arm) on the same subjects with the same batches; the paired
-# difference per seed is the gain. The scratch arm is therefore the control for each objective.
+# For every checkpoint, `evaluate_segmentation` fine-tunes all layers (`pretrained` arm); the same
+# architecture trained from a random start (`scratch` arm) on the same subjects with the same batches is the
+# control. All four checkpoints share one architecture, so the scratch arm is trained once and each
+# objective's gain is its paired per-seed difference from it (`segmentation_summary`).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -166,13 +167,17 @@ segmentation = None
 if data_root is None or not (data_root / "hippocampus").is_dir():
     print("hippocampus data not found: segmentation skipped (set SYNTHLAB_DATA, see data/README.md)")
 else:
-    segmentation = {objective: evaluate_segmentation(
-        "hippocampus", checkpoint=pretraining[objective]["checkpoint"], shots=settings.seg_shots,
-        seeds=settings.seg_seeds, steps=settings.seg_steps, dim=dim, max_test=settings.seg_max_test,
-        arms=("pretrained", "scratch"), progress=False) for objective in objectives}
+    def few_shot(checkpoint: str, arm: str) -> dict:
+        return evaluate_segmentation("hippocampus", checkpoint=checkpoint, shots=settings.compare_shots,
+                                     seeds=settings.seg_seeds, steps=settings.seg_steps, dim=dim,
+                                     max_test=settings.seg_max_test, arms=(arm,), progress=False)
+
+    control = few_shot(pretraining[objectives[0]]["checkpoint"], "scratch")
+    segmentation = {objective: few_shot(pretraining[objective]["checkpoint"], "pretrained")
+                    for objective in objectives}
 
 # %%
-seg_dice, seg_gain = segmentation_summary(segmentation, objectives)
+seg_dice, seg_gain = segmentation_summary(segmentation, objectives, control if segmentation else None)
 if segmentation is not None:
     print(f"{'arm':8s}" + "".join(f"{k + '-shot Dice':>22s}" for k in seg_dice["scratch"]))
     for arm, by_shot in seg_dice.items():

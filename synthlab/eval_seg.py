@@ -26,7 +26,7 @@ from .progress import progress_bar
 from .segment import ARMS, FineTuneConfig, PreparedCase, fit_arm, predict, prepare_cases, stable_seed
 from .spatial import check_dim
 
-__all__ = ["SPLIT_SEED", "evaluate_segmentation", "split_subjects"]
+__all__ = ["SPLIT_SEED", "evaluate_segmentation", "paired_gain", "split_subjects"]
 
 SPLIT_SEED = 0  # fixes the test list and the order training subjects are taken in, whatever `seeds` is
 
@@ -77,10 +77,12 @@ def _numbered_cases(folder: Path) -> tuple[list[Case], list[int], dict[int, str]
     return [replace(case, label=relabel(case.label, ids)) for case in cases], ids, names  # type: ignore[arg-type]
 
 
-def _paired_gain(pretrained: dict[str, Any], scratch: dict[str, Any]) -> dict[str, Any]:
+def paired_gain(pretrained: dict[str, Any], scratch: dict[str, Any]) -> dict[str, Any]:
     """Per shot count, pretrained - scratch seed by seed (same subjects, same draws), with mean and SEM."""
     gain = {}
     for key, entry in pretrained.items():
+        if entry["subjects"] != scratch[key]["subjects"]:
+            raise ValueError(f"{key} shot(s): the two arms trained on different subjects; no paired gain exists")
         diffs = [p - s for p, s in zip(entry["per_seed"], scratch[key]["per_seed"], strict=True)]
         gain[key] = {**summarize(diffs), "per_seed": diffs}
     return gain
@@ -171,7 +173,7 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
                                     **raw[arm]}
     bar.close()
     both = results["pretrained"] is not None and results["scratch"] is not None
-    results["gain"] = _paired_gain(results["pretrained"], results["scratch"]) if both else None
+    results["gain"] = paired_gain(results["pretrained"], results["scratch"]) if both else None
     settings = {
         "data": str(folder), "checkpoint": checkpoint, "dim": dim, "net_config": dict(template.config),
         "shots": shots, "seeds": seeds, "steps": steps, "batch_size": budget.batch(dim),

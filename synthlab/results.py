@@ -18,15 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .eval_seg import paired_gain
 from .io import write_text_atomic
 
-__all__ = ["CLAIMS", "END_MARKER", "START_MARKER", "TABLE_PROFILES", "Claim", "comparison_summary",
+__all__ = ["CLAIMS", "END_MARKER", "SMOKE_PROFILES", "START_MARKER", "TABLE_PROFILES", "Claim", "comparison_summary",
            "features_summary", "load_runs", "main", "registration_summary", "render_table", "replace_between_markers",
            "segmentation_summary", "update_readme"]
 
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
 TABLE_PROFILES = ("ci", "gpu")  # the columns of measured numbers; other profiles are listed under the table
+SMOKE_PROFILES = ("ci",)  # budgets that show the code runs end to end, not evidence for or against a claim
 
 
 @dataclass(frozen=True)
@@ -63,21 +65,27 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def segmentation_summary(segmentation: dict[str, dict[str, Any]] | None, objectives: Sequence[str]
-                         ) -> tuple[dict[str, Any], dict[str, Any]]:
+def segmentation_summary(segmentation: dict[str, dict[str, Any]] | None, objectives: Sequence[str],
+                         scratch: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """From ``evaluate_segmentation`` reports per objective: Dice per arm and the paired gain per objective.
 
-    The scratch arm is shared (same subjects, same draws), so it appears once, under ``"scratch"``.
+    The scratch arm is the same for every objective (same architecture, subjects and draws), so it appears once,
+    under ``"scratch"``: taken from ``scratch`` (a report run with ``arms=("scratch",)``, so that it is trained
+    once, not once per objective) or else from the first objective's report.
     """
     dice: dict[str, Any] = {}
     gain: dict[str, Any] = {}
     if segmentation is None:
         return dice, gain
-    dice["scratch"] = segmentation[objectives[0]]["scratch"]
+    control = scratch if scratch is not None else segmentation[objectives[0]]
+    dice["scratch"] = control["scratch"]
     for objective in objectives:
-        dice[objective] = segmentation[objective]["pretrained"]
-        gain[objective] = {k: {"mean": g["mean"], "sem": g["sem"]}
-                           for k, g in segmentation[objective]["gain"].items()}
+        report = segmentation[objective]
+        if report["settings"]["net_config"] != control["settings"]["net_config"]:
+            raise ValueError(f"{objective}: its network differs from the scratch arm's, so no paired gain exists")
+        dice[objective] = report["pretrained"]
+        paired = report["gain"] or paired_gain(report["pretrained"], control["scratch"])
+        gain[objective] = {k: {"mean": g["mean"], "sem": g["sem"]} for k, g in paired.items()}
     return dice, gain
 
 
@@ -164,7 +172,8 @@ def _provenance(profile: str, runs: list[dict[str, Any]]) -> str:
 
 def render_table(runs: dict[str, list[dict[str, Any]]]) -> str:
     """The markdown claims table plus one provenance line per run (no markers)."""
-    header = ["paper", "central claim", "protocol here", *(f"measured `{p}`" for p in TABLE_PROFILES),
+    header = ["paper", "central claim", "protocol here",
+              *(f"measured `{p}`" + (" (smoke test)" if p in SMOKE_PROFILES else "") for p in TABLE_PROFILES),
               "published (reference)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for claim in CLAIMS:
@@ -174,7 +183,8 @@ def render_table(runs: dict[str, list[dict[str, Any]]]) -> str:
     provenance = [_provenance(profile, group) for profile, group in sorted(runs.items())]
     notes = ("Gains are pretrained minus scratch mean Dice (paired seeds) ± standard error; registration cells "
              "give endpoint errors of the feature sets with that objective's network. Tiny budgets give "
-             "differences at the level of seed noise: read the `ci` column as a smoke test, not evidence.")
+             "differences at the level of seed noise: the `ci` column is a smoke test (minutes of CPU: it shows the "
+             "pipeline runs end to end), not evidence; the longer CPU studies are under Measured figures above.")
     return "\n".join([*lines, "", notes, "", "Runs:" if provenance else "Runs: none yet (run "
                       "notebooks/05_comparison).", *provenance])
 

@@ -7,12 +7,13 @@ or 3D and never changes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
 __all__ = [
     "checkerboard",
@@ -56,21 +57,24 @@ def mid_slices(volume: torch.Tensor | np.ndarray, index: Sequence[int] | None = 
     return [np.rot90(v[:, :, index[2]]), np.rot90(v[:, index[1], :]), np.rot90(v[index[0], :, :])]
 
 
-def _draw(ax: plt.Axes, image: np.ndarray, kind: str, vmax: float | None) -> None:
+def _draw(ax: plt.Axes, image: np.ndarray, kind: str, vmax: float | None, vmin: float | None = None) -> None:
     if kind == "labels":
         n = max(int(image.max()) + 1, 2)
         ax.imshow(image, cmap=label_cmap(max(n, 64)), vmin=0, vmax=max(n, 64) - 1, interpolation="nearest")
     elif kind == "rgb":
         ax.imshow(np.clip(image, 0, 1))
     else:
-        ax.imshow(image, cmap="gray", vmin=0 if kind == "image" else None, vmax=vmax, interpolation="nearest")
+        shown = ax.imshow(image, cmap="gray", vmin=0 if kind == "image" else vmin, vmax=vmax,
+                          interpolation="nearest")
+        if kind == "auto":  # a map in its own units: the colorbar says what grey means
+            ax.figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
     ax.set_xticks([])
     ax.set_yticks([])
 
 
 def show_planes(volumes: Sequence[torch.Tensor | np.ndarray], titles: Sequence[str] | None = None,
                 kinds: Sequence[str] | str = "image", overlay: torch.Tensor | np.ndarray | None = None,
-                size: float = 2.2) -> plt.Figure:
+                size: float = 2.2, overlay_names: Mapping[int, str] | None = None) -> plt.Figure:
     """One row per volume, one column per plane (three for 3D, one for 2D).
 
     Args:
@@ -78,6 +82,7 @@ def show_planes(volumes: Sequence[torch.Tensor | np.ndarray], titles: Sequence[s
         titles: row titles.
         kinds: ``"image"`` (grey, [0, 1]), ``"labels"``, ``"rgb"`` or ``"auto"`` (grey, own range); one or per row.
         overlay: optional label map drawn semi-transparently over every row.
+        overlay_names: names of the overlay's labels (e.g. from ``dataset.json``) for a legend in its colours.
     """
     kinds = [kinds] * len(volumes) if isinstance(kinds, str) else list(kinds)
     rows = [mid_slices(v) if k != "rgb" else _rgb_slices(v) for v, k in zip(volumes, kinds, strict=True)]
@@ -95,18 +100,34 @@ def show_planes(volumes: Sequence[torch.Tensor | np.ndarray], titles: Sequence[s
                 axes[r, c].set_title(PLANES[c], fontsize=9)
         if titles is not None:
             axes[r, 0].set_ylabel(titles[r], fontsize=9)
+    if overlay_names:
+        colours = label_cmap()
+        handles = [Patch(color=colours(int(label)), alpha=0.6, label=name)
+                   for label, name in overlay_names.items() if int(label) != 0]
+        axes[0, -1].legend(handles=handles, fontsize=7, loc="upper right", framealpha=0.8)
     fig.tight_layout()
     return fig
 
 
 def show_row(images: Sequence[torch.Tensor | np.ndarray], titles: Sequence[str] | None = None,
-             kinds: Sequence[str] | str = "image", size: float = 2.4) -> plt.Figure:
-    """A row of 2D images (or the axial mid-slice of 3D volumes), e.g. one effect at several strengths."""
+             kinds: Sequence[str] | str = "image", size: float = 2.4, shared: bool = False) -> plt.Figure:
+    """A row of 2D images (or the axial mid-slice of 3D volumes), e.g. one effect at several strengths.
+
+    Args:
+        kinds: per panel, as in :func:`show_planes`; ``"auto"`` panels get a colorbar.
+        shared: draw every ``"auto"`` panel on one grey scale (the row's overall range), so that two maps of the
+            same quantity, such as the difference before and after registration, compare by eye.
+    """
     kinds = [kinds] * len(images) if isinstance(kinds, str) else list(kinds)
     fig, axes = plt.subplots(1, len(images), figsize=(size * len(images), size), squeeze=False)
-    for c, (image, kind) in enumerate(zip(images, kinds, strict=True)):
-        slices = mid_slices(image) if kind != "rgb" else _rgb_slices(image)
-        _draw(axes[0, c], slices[0], kind, 1.0 if kind == "image" else None)
+    planes = [(mid_slices(image) if kind != "rgb" else _rgb_slices(image))[0]
+              for image, kind in zip(images, kinds, strict=True)]
+    maps = [plane for plane, kind in zip(planes, kinds, strict=True) if kind == "auto"]
+    low = high = None
+    if shared and maps:
+        low, high = float(min(m.min() for m in maps)), float(max(m.max() for m in maps))
+    for c, (plane, kind) in enumerate(zip(planes, kinds, strict=True)):
+        _draw(axes[0, c], plane, kind, 1.0 if kind == "image" else high, low)
         if titles is not None:
             axes[0, c].set_title(titles[c], fontsize=9)
     fig.tight_layout()

@@ -92,3 +92,23 @@ def test_feature_probe_rows_show_network_random_and_mind(tmp_path: Path) -> None
     assert "2D: network 0.375 vs random 0.225 vs mind 0.150" in voxnce
     supcon = next(line for line in table.splitlines() if "same voxel across MR" in line)
     assert "not run" in supcon  # no supcon entry in this run's probe
+
+
+def test_a_scratch_arm_trained_once_gives_each_objective_the_same_paired_gain_as_a_joint_run(
+        tmp_path: Path) -> None:
+    from synthlab.eval_seg import evaluate_segmentation
+    from synthlab.results import segmentation_summary
+    from tests.test_segment import _write_cubes
+
+    data = _write_cubes(tmp_path / "cubes", n=4)
+    common = {"shots": [1], "seeds": 2, "steps": 2, "dim": 2, "device": "cpu", "progress": False}
+    joint = evaluate_segmentation(data, "synthlab-2d", arms=("pretrained", "scratch"), **common)
+    control = evaluate_segmentation(data, "synthlab-2d", arms=("scratch",), **common)
+    alone = evaluate_segmentation(data, "synthlab-2d", arms=("pretrained",), **common)
+    assert control["scratch"]["1"]["per_seed"] == joint["scratch"]["1"]["per_seed"]
+    dice, gain = segmentation_summary({"voxnce": alone}, ["voxnce"], control)
+    assert gain["voxnce"]["1"]["mean"] == pytest.approx(joint["gain"]["1"]["mean"])
+    assert dice["scratch"] is control["scratch"]
+    other = evaluate_segmentation(data, "synthlab-supcon-2d", arms=("pretrained",), **{**common, "seeds": 1})
+    with pytest.raises(ValueError, match="different subjects"):
+        segmentation_summary({"supcon": other}, ["supcon"], control)

@@ -83,3 +83,23 @@ def test_plot_logs_skips_blank_probe_rows_and_draws_references_on_their_column()
     assert list(match_ax.lines[0].get_ydata()) == [0.5, 0.6]
     assert len(loss_ax.lines) == 1 and len(match_ax.lines) == 2  # the reference line on its own panel only
     plt.close(fig)
+
+
+def test_shared_rows_put_every_map_on_one_scale_with_colorbars_and_overlays_get_a_legend() -> None:
+    before, after = torch.rand(8, 8) * 0.9, torch.rand(8, 8) * 0.1
+    fig = show_row([torch.rand(8, 8), before, after], kinds=["image", "auto", "auto"], shared=True)
+    images = [ax.images[0] for ax in fig.axes[:3]]
+    assert len(fig.axes) == 5  # three panels and a colorbar for each map
+    assert images[1].get_clim() == images[2].get_clim() == (float(min(before.min(), after.min())),
+                                                            float(before.max()))
+    assert images[0].get_clim() == (0.0, 1.0)
+    plt.close(fig)
+    fig = show_row([before, after], kinds="auto")  # unshared: each map keeps its own range
+    assert fig.axes[0].images[0].get_clim() != fig.axes[1].images[0].get_clim()
+    plt.close(fig)
+    labels = torch.zeros(8, 8, 8, dtype=torch.long)
+    labels[2:4] = 1
+    fig = show_planes([torch.rand(8, 8, 8)], overlay=labels, overlay_names={0: "background", 1: "anterior"})
+    legend = fig.axes[2].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["anterior"]
+    plt.close(fig)
