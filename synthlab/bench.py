@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from .dist import resolve_device
 from .io import write_json_atomic
 from .losses import build_objective
 from .nets import build_unet
@@ -111,7 +112,7 @@ def bench_synth(dim: int = 3, size: int = 128, n: int = 8, device: str = "cpu", 
     """Seconds per two-view sample for each label source, and for TorchIO on the same maps."""
     if threads is not None:
         torch.set_num_threads(threads)
-    torch_device = torch.device(device)
+    torch_device = resolve_device(device)
     results: dict[str, Any] = {
         "benchmark": "synth", "dim": dim, "size": size, "n": n, "device": str(torch_device),
         "threads": torch.get_num_threads(), "torch": torch.__version__, "sources": {},
@@ -164,7 +165,7 @@ def bench_train(objective: str = "supcon", dim: int = 3, size: int = 128, preset
     """Seconds per pretraining step and the synthesis share, per precision (fp32; bf16 too on CUDA)."""
     if threads:
         torch.set_num_threads(threads)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     preset = preset or str(get_profile().for_dim("preset", dim))
     net = build_unet(preset, dim).to(dev)
     loss = build_objective(objective, net, dim).to(dev)

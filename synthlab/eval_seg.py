@@ -64,17 +64,18 @@ def _numbered_cases(folder: Path) -> tuple[list[Case], list[int], dict[int, str]
     """
     names = declared_labels(folder / "dataset.json")
     cases = load_msd(folder)
-    if any(case.label is None for case in cases):
+    maps = [case.label for case in cases if case.label is not None]
+    if len(maps) < len(cases):
         raise ValueError(f"data: every case in {folder / 'dataset.json'} needs a label map for segmentation")
     if names is not None:
         ids = [i for i in names if i != 0]
     else:
-        counts = label_counts(case.label for case in cases)  # type: ignore[misc]
+        counts = label_counts(maps)
         warn_stray_labels(counts, folder)
         ids = sorted(i for i in counts if i != 0)
     if not ids:
         raise ValueError(f"data: {folder} holds only background labels")
-    return [replace(case, label=relabel(case.label, ids)) for case in cases], ids, names  # type: ignore[arg-type]
+    return [replace(case, label=relabel(label, ids)) for case, label in zip(cases, maps, strict=True)], ids, names
 
 
 def paired_gain(pretrained: dict[str, Any], scratch: dict[str, Any]) -> dict[str, Any]:
