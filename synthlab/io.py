@@ -75,6 +75,8 @@ def check_free_space(path: str | Path, needed: int, flag: str = "out") -> None:
 
 def check_output_file(path: str | Path, flag: str = "out") -> Path:
     """Refuse, before any compute, a results path that is a folder, lies under a file or cannot be written."""
+    if not str(path).strip():
+        raise ValueError(f"{flag}: the path is empty")
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{flag}: {path} is a folder; give the path of a results file such as {path}/results.json")
@@ -86,6 +88,8 @@ def check_output_file(path: str | Path, flag: str = "out") -> Path:
 
 def check_output_folder(path: str | Path, flag: str = "out") -> Path:
     """Refuse, before any compute, a run folder that is a file, lies under a file or cannot be written."""
+    if not str(path).strip():
+        raise ValueError(f"{flag}: the path is empty")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag}: {path} is a file; a run needs a folder")

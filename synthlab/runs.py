@@ -1,8 +1,9 @@
 """The run folder of ``pretrain``: its file names, the checks before a run starts, the clean-up after one fails.
 
 A run folder holds ``config.json``, ``log.csv`` and ``checkpoint.pt`` (and ``.lock`` while a run owns it, see
-:class:`synthlab.io.RunLock`). Everything here looks at the folder without writing to it, or undoes what a run
-that never reached its first checkpoint wrote, so a failed start leaves the folder as it found it.
+:class:`synthlab.io.RunLock`). The checks here only read the folder; the one write before a run is moving a
+stranger's ``log.csv`` aside (never deleting it), and a run that never reached its first checkpoint has what it
+wrote removed, so a failed start leaves the folder as it found it.
 """
 
 from __future__ import annotations

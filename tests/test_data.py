@@ -388,3 +388,24 @@ def test_non_real_voxels_and_constant_images(tmp_path: Path) -> None:
     path = _write(tmp_path / "flat.nii.gz", np.full((4, 4, 4), 3.0, np.float32))
     with pytest.warns(data.DataWarning, match="flat.nii.gz is constant"):
         data.load_nifti(path)
+
+
+def test_degenerate_affines_huge_values_and_huge_label_ids_are_named(tmp_path: Path) -> None:
+    nifti = nib.Nifti1Image(np.random.default_rng(0).random((4, 4, 4)).astype(np.float32), None)
+    nifti.header.set_sform(np.diag([1.0, 0.0, 1.0, 1.0]), code=1)  # a y voxel size of 0 mm
+    nifti.header.set_qform(None, code=0)
+    nib.save(nifti, tmp_path / "flat.nii.gz")
+    with pytest.raises(ValueError, match="flat.nii.gz has a degenerate voxel-to-world affine"):
+        data.load_nifti(tmp_path / "flat.nii.gz")
+    with pytest.raises(ValueError, match="big.nii.gz holds values beyond the float32 range"):
+        data.load_nifti(_write(tmp_path / "big.nii.gz", np.full((4, 4, 4), 1e300)))
+    label = np.zeros((4, 4, 4), np.float64)
+    label[0, 0, 0] = 1e30
+    with pytest.raises(ValueError, match="ids.nii.gz holds label 1e\\+30, too large"):
+        data.load_nifti(_write(tmp_path / "ids.nii.gz", label), kind="label")
+
+
+def test_manifest_entries_must_name_paths_as_strings(tmp_path: Path) -> None:
+    folder = _msd_folder(tmp_path / "toy", [{"image": 5, "label": "labelsTr/case_1.nii.gz"}])
+    with pytest.raises(ValueError, match="'image' path"):
+        data.msd_entries(folder)

@@ -58,8 +58,10 @@ def msd_entries(folder: str | Path, split: str = "training") -> list[tuple[Path,
         raise ValueError(f"{manifest} is not valid JSON: {err}") from err
     except (KeyError, TypeError) as err:
         raise ValueError(f"{manifest} has no {split!r} list") from err
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and "image" in e for e in entries):
-        raise ValueError(f"{manifest}: {split!r} must be a list of objects with an 'image' key")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("image"), str)
+                                                and isinstance(e.get("label") or "", str) for e in entries):
+        raise ValueError(f"{manifest}: {split!r} must be a list of objects with an 'image' path (and optionally "
+                         "a 'label' path), both strings")
     if not entries:
         raise ValueError(f"{manifest}: the {split!r} list is empty, so there are no cases to use")
     pairs = []

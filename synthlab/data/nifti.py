@@ -145,8 +145,14 @@ def load_nifti(path: str | Path, *, kind: Kind = "image") -> Volume:
         raise ValueError(f"{path} contains NaN or infinite values")
     if data.size == 0:
         raise ValueError(f"{path} has shape {data.shape}: it holds no voxels")
+    if not np.isfinite(affine).all() or abs(float(np.linalg.det(affine[:3, :3]))) < 1e-12:
+        raise ValueError(f"{path} has a degenerate voxel-to-world affine (zero or non-finite voxel sizes); "
+                         "its header needs fixing")
     if kind == "image":
-        array = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+        with np.errstate(over="ignore"):  # overflow to inf is refused just below, naming the file
+            array = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+        if not bool(torch.isfinite(array).all()):
+            raise ValueError(f"{path} holds values beyond the float32 range (about 3.4e38)")
         if data.min() == data.max():
             warnings.warn(f"{path} is constant (every voxel {float(data.flat[0]):g}): it carries no image "
                           "content, so every score computed on it is meaningless", DataWarning, stacklevel=2)
@@ -155,6 +161,8 @@ def load_nifti(path: str | Path, *, kind: Kind = "image") -> Volume:
             raise ValueError(f"{path} is loaded as a label map but holds non-integer values")
         if data.size and data.min() < 0:
             raise ValueError(f"{path} is loaded as a label map but holds negative values (min {data.min()})")
+        if data.max() > 2**31 - 1:
+            raise ValueError(f"{path} holds label {data.max():g}, too large for a label id (at most 2**31 - 1)")
         array = torch.from_numpy(np.ascontiguousarray(data, dtype=np.int64))
     return Volume(array, affine, path)
 
