@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from .bench import main as bench_main
+from .cli import Parser
 from .dist import configure_threads
 from .eval_reg import evaluate_registration
 from .eval_seg import evaluate_segmentation
@@ -204,7 +205,7 @@ def _out_of_memory(err: BaseException) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="synthlab", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="synthlab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_pretrain(sub)
     _add_eval_reg(sub)

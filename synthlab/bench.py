@@ -30,9 +30,10 @@ from typing import Any
 
 import torch
 
+from .cli import Parser
 from .dist import resolve_device
 from .io import write_json_atomic
-from .losses import build_objective
+from .losses import OBJECTIVES, build_objective
 from .nets import build_unet
 from .profiles import get_profile
 from .synth import SynthConfig, SynthEngine
@@ -213,7 +214,7 @@ def _print_train(results: dict[str, Any]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="synthlab.bench", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="synthlab.bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="benchmark", required=True)
     synth = sub.add_parser("synth", help="synthesis speed: synthlab vs the TorchIO pipeline")
     synth.add_argument("--dim", type=int, default=3, choices=(2, 3))
@@ -226,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--no-peers", dest="peers", action="store_false", help="skip the TorchIO comparison")
     synth.add_argument("--json", default=None, help="also write the results to this JSON file")
     train = sub.add_parser("train", help="pretraining step speed and the share spent synthesising")
-    train.add_argument("--objective", default="supcon", choices=("supcon", "voco", "rasd"))
+    train.add_argument("--objective", default="supcon", choices=OBJECTIVES)
     train.add_argument("--dim", type=int, default=3, choices=(2, 3))
     train.add_argument("--size", type=int, default=128)
     train.add_argument("--preset", default=None, help="network preset (default: the profile's)")

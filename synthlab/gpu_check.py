@@ -16,7 +16,6 @@ tests or CI: the project builds and passes its tests without a GPU.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -27,6 +26,7 @@ import torch
 
 from .bench import bench_synth, bench_train
 from .checkpoint import random_backbone
+from .cli import Parser
 from .io import write_json_atomic
 from .losses import build_objective
 from .nets import build_unet
@@ -69,7 +69,7 @@ def _gpu_pretraining(steps: int, runs: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synthlab.gpu_check", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m synthlab.gpu_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="results/gpu_check.json", help="the JSON with every number")
     parser.add_argument("--steps", type=int, default=2000, help="steps of the GPU pretraining (part 4)")
     parser.add_argument("--runs", default="runs/gpu_check", help="folder for the pretraining run")

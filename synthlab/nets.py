@@ -218,7 +218,7 @@ class ProjectionHead(nn.Module):
                  norm_affine: bool = True, dropout: float = 0.0):
         super().__init__()
         if layers < 1:
-            raise ValueError(f"layers must be >= 1, got {layers}")
+            raise ValueError(f"head_layers must be >= 1, got {layers}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         # Dropout sits outside the MLP so that heads with and without it share state-dict keys (EMA teachers).

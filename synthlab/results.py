@@ -10,7 +10,6 @@ Usage: ``python -m synthlab.results --update README.md [--results results] [--ch
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .cli import Parser
 from .eval_seg import paired_gain
 from .io import write_text_atomic
 
@@ -210,7 +210,7 @@ def update_readme(readme: str | Path, results: str | Path = "results", check: bo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synthlab.results", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m synthlab.results", description=__doc__.splitlines()[0])
     parser.add_argument("--update", required=True, metavar="README", help="markdown file holding the markers")
     parser.add_argument("--results", default="results", help="folder of comparison_*.json (default: results)")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if the table is stale")

@@ -19,7 +19,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import ALIASES, WEIGHTS_DIR, load_checkpoint, save_checkpoint
+from .cli import Parser
 from .probe import TrainingProbe
 from .runs import CHECKPOINT_NAME, LOG_NAME
 from .train import TrainConfig, pretrain
@@ -107,7 +107,7 @@ def install(name: str, config: TrainConfig, probe_data: str | None = None) -> Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synthlab.shipped", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m synthlab.shipped", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="shipped names, their aliases and whether the weights are installed")
     b = sub.add_parser("build", help="train shipped weights from their committed recipe")

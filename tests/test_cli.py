@@ -63,7 +63,8 @@ def test_unknown_objective_is_an_argparse_error(tmp_path: Path, capsys: pytest.C
     with pytest.raises(SystemExit) as info:
         _pretrain(tmp_path / "run", "--objective", "simclr")
     assert info.value.code == 2
-    assert "--objective" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert "--objective" in err and "\n" not in err and err.endswith("(see synthlab pretrain --help)")
     assert not (tmp_path / "run").exists()
 
 
