@@ -64,7 +64,7 @@ from synthlab.data import find_data_root
 from synthlab.eval_reg import evaluate_registration
 from synthlab.eval_seg import evaluate_segmentation
 from synthlab.io import write_text_atomic
-from synthlab.probe import ProbeConfig, evaluate_features
+from synthlab.probe import ProbeConfig, compare_features
 from synthlab.profiles import get_profile
 from synthlab.results import comparison_summary, features_summary, registration_summary, segmentation_summary
 from synthlab.train import TrainConfig, pretrain
@@ -130,9 +130,10 @@ if data_root is None or not all((data_root / "brain_tumor_mri" / p[0]).is_dir() 
     print("brain_tumor_mri not found: the feature probe is skipped")
 else:
     probe_config = ProbeConfig(dim=dim, size=256 if dim == 2 else 96, queries=500 if settings.name == "ci" else 2000)
-    features = {objective: [evaluate_features(f"brain_tumor_mri/{study}", fixed, moving,
-                                              pretraining[objective]["checkpoint"], probe_config)
-                            for study, fixed, moving in pairs] for objective in objectives}
+    checkpoints = {objective: pretraining[objective]["checkpoint"] for objective in objectives}
+    by_pair = [compare_features(f"brain_tumor_mri/{study}", fixed, moving, checkpoints, probe_config)
+               for study, fixed, moving in pairs]  # MIND and the untrained baseline computed once per pair
+    features = {objective: [reports[objective] for reports in by_pair] for objective in objectives}
 
 # %%
 feature_match = features_summary(features)

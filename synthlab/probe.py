@@ -15,7 +15,8 @@ against collapse: features that are all alike (1.0) cannot tell anything apart.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ from .features import extract_features
 from .mind import mind_ssc
 from .synth import SynthConfig, SynthEngine
 
-__all__ = ["FeatureProbe", "ProbeConfig", "TrainingProbe", "evaluate_features", "prepare_pair", "probe_features"]
+__all__ = ["FeatureProbe", "ProbeConfig", "TrainingProbe", "compare_features", "evaluate_features", "prepare_pair",
+           "probe_features", "probe_networks"]
 
 
 @dataclass(frozen=True)
@@ -194,22 +196,57 @@ def probe_features(fixed: Volume, moving: Volume, config: ProbeConfig, net: nn.M
         ``{"settings": {..., "chance_rate"}, "methods": {method: {"match_rate", "median_error_vox",
         "pair_cosine"}}}``.
     """
-    if net is not None and getattr(net, "dim", config.dim) != config.dim:
-        raise ValueError(f"the network is {net.dim}D but the probe runs in {config.dim}D (--dim)")
+    if net is not None:
+        return probe_networks(fixed, moving, config, {"network": net})["network"]
+    fixed_image, moving_image = prepare_pair(fixed, moving, config)
+    probe = FeatureProbe(fixed_image, moving_image, config)
+    random_net = load_backbone("none", config.dim, preset=random_preset, seed=config.seed).eval()
+    methods = {"mind": probe.score(_mind(fixed_image, config.dim), _mind(moving_image, config.dim)),
+               "random": probe.score_net(random_net)}
+    return {"settings": _settings(config, probe, fixed_image), "methods": methods}
+
+
+def probe_networks(fixed: Volume, moving: Volume, config: ProbeConfig,
+                   nets: Mapping[str, nn.Module]) -> dict[str, dict[str, Any]]:
+    """:func:`probe_features` for several networks on the same draws, one report per name.
+
+    MIND, and the random baseline of each distinct architecture, are computed once and shared by the reports:
+    comparing four objectives costs four networks' features, not eight.
+    """
+    for net in nets.values():
+        if getattr(net, "dim", config.dim) != config.dim:
+            raise ValueError(f"the network is {net.dim}D but the probe runs in {config.dim}D (--dim)")
     fixed_image, moving_image = prepare_pair(fixed, moving, config)
     probe = FeatureProbe(fixed_image, moving_image, config)
     mind = (_mind(fixed_image, config.dim), _mind(moving_image, config.dim))
-    random_net = (random_backbone(net.config, config.seed) if net is not None
-                  else load_backbone("none", config.dim, preset=random_preset, seed=config.seed)).eval()
-    methods = {"mind": probe.score(*mind), "random": probe.score_net(random_net)}
-    if net is not None:
+    mind_score = probe.score(*mind)
+    baselines: dict[str, dict[str, float]] = {}  # by architecture
+    reports = {}
+    for name, net in nets.items():
+        architecture = json.dumps(net.config, sort_keys=True)
+        if architecture not in baselines:
+            baselines[architecture] = probe.score_net(random_backbone(net.config, config.seed).eval())
         fixed_net, moving_net = probe.features(net)
-        methods["network"] = probe.score(fixed_net, moving_net)
-        methods["network+mind"] = probe.score(torch.cat([_unit(fixed_net), _unit(mind[0])]),
-                                              torch.cat([_unit(moving_net), _unit(mind[1])]))
-    settings = {**asdict(config), "chance_rate": config.chance_rate, "grid": list(fixed_image.shape),
-                "n_queries": len(probe.queries)}
-    return {"settings": settings, "methods": methods}
+        methods = {"mind": mind_score, "random": baselines[architecture],
+                   "network": probe.score(fixed_net, moving_net),
+                   "network+mind": probe.score(torch.cat([_unit(fixed_net), _unit(mind[0])]),
+                                               torch.cat([_unit(moving_net), _unit(mind[1])]))}
+        reports[name] = {"settings": _settings(config, probe, fixed_image), "methods": methods}
+    return reports
+
+
+def _settings(config: ProbeConfig, probe: FeatureProbe, fixed_image: torch.Tensor) -> dict[str, Any]:
+    return {**asdict(config), "chance_rate": config.chance_rate, "grid": list(fixed_image.shape),
+            "n_queries": len(probe.queries)}
+
+
+def _load_pair(data: str | Path, fixed: str, moving: str) -> tuple[Path, str, str, Volume, Volume]:
+    folder = resolve_data(data)
+    subject = load_coregistered(folder)
+    names = list(subject.contrasts)
+    fixed_name = pick_name(names, fixed, "fixed contrast")
+    moving_name = pick_name(names, moving, "moving contrast")
+    return folder, fixed_name, moving_name, subject.contrasts[fixed_name], subject.contrasts[moving_name]
 
 
 def evaluate_features(data: str | Path, fixed: str, moving: str, checkpoint: str | None = None,
@@ -224,16 +261,27 @@ def evaluate_features(data: str | Path, fixed: str, moving: str, checkpoint: str
         preset: architecture of the ``random`` baseline when there is no checkpoint.
     """
     config = config or ProbeConfig()
-    folder = resolve_data(data)
-    subject = load_coregistered(folder)
-    names = list(subject.contrasts)
-    fixed_name = pick_name(names, fixed, "fixed contrast")
-    moving_name = pick_name(names, moving, "moving contrast")
+    folder, fixed_name, moving_name, fixed_volume, moving_volume = _load_pair(data, fixed, moving)
     net = None if checkpoint in (None, "none") else load_backbone(checkpoint, config.dim)
-    results = probe_features(subject.contrasts[fixed_name], subject.contrasts[moving_name], config, net, preset)
+    results = probe_features(fixed_volume, moving_volume, config, net, preset)
     results["settings"].update({"data": str(folder), "fixed": fixed_name, "moving": moving_name,
                                 "checkpoint": checkpoint or "none"})
     return results
+
+
+def compare_features(data: str | Path, fixed: str, moving: str, checkpoints: Mapping[str, str],
+                     config: ProbeConfig | None = None) -> dict[str, dict[str, Any]]:
+    """:func:`evaluate_features` for several checkpoints at once (``{name: checkpoint}``), one report per name,
+    each equal to what ``evaluate_features`` gives for that checkpoint; MIND and the baselines are computed once.
+    """
+    config = config or ProbeConfig()
+    folder, fixed_name, moving_name, fixed_volume, moving_volume = _load_pair(data, fixed, moving)
+    nets = {name: load_backbone(checkpoint, config.dim) for name, checkpoint in checkpoints.items()}
+    reports = probe_networks(fixed_volume, moving_volume, config, nets)
+    for name, report in reports.items():
+        report["settings"].update({"data": str(folder), "fixed": fixed_name, "moving": moving_name,
+                                   "checkpoint": checkpoints[name]})
+    return reports
 
 
 class TrainingProbe:

@@ -118,3 +118,14 @@ def test_eval_features_names_an_unknown_contrast_and_writes_nothing(tmp_path: Pa
     assert main(["eval-features", "--data", str(data), "--fixed", "T2", "--moving", "FLAIR", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "T2" in err and "\n" not in err and not out.exists()
+
+
+def test_comparing_checkpoints_at_once_equals_probing_each_alone(tmp_path: Path) -> None:
+    from synthlab.probe import compare_features, evaluate_features
+
+    folder = _coregistered(tmp_path / "subject")
+    config = ProbeConfig(dim=2, size=32, radius=3, queries=60, pairs=60)
+    checkpoints = {"voxnce": "synthlab-voxnce-2d", "rasd": "synthlab-rasd-2d"}
+    together = compare_features(folder, "t1", "flair", checkpoints, config)
+    for name, checkpoint in checkpoints.items():
+        assert together[name] == evaluate_features(folder, "t1", "flair", checkpoint, config)
