@@ -16,7 +16,7 @@ from typing import Any
 from .checkpoint import check_same_run, load_checkpoint
 
 __all__ = ["CHECKPOINT_NAME", "CONFIG_NAME", "FREE_ON_RESUME", "LOG_NAME", "PATH_FIELDS", "absolute_path",
-           "checked_resume", "discard_unfinished", "set_aside_foreign_log"]
+           "checked_resume", "discard_unfinished", "remove_stale_temporaries", "set_aside_foreign_log"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.csv"
@@ -62,6 +62,17 @@ def set_aside_foreign_log(out: str | Path) -> None:
         log.replace(kept)
         warnings.warn(f"out: {out} held a {LOG_NAME} but no checkpoint (another run's?); it is kept as {kept}",
                       stacklevel=2)
+
+
+def remove_stale_temporaries(out: str | Path) -> list[Path]:
+    """Delete the temporary files a killed writer left (``.checkpoint.pt.<random>.tmp``, see
+    :func:`synthlab.io.write_atomic`); call it holding the run's lock, when no other writer can be at work."""
+    removed = []
+    for name in (CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME):
+        for stale in Path(out).glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return removed
 
 
 def discard_unfinished(out: str | Path) -> None:

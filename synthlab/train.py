@@ -51,6 +51,7 @@ from .runs import (
     absolute_path,
     checked_resume,
     discard_unfinished,
+    remove_stale_temporaries,
     set_aside_foreign_log,
 )
 from .synth import SynthConfig, SynthEngine
@@ -345,6 +346,7 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
         state_bytes = sum(p.numel() * p.element_size() for p in (*net.parameters(), *objective.parameters()))
         check_free_space(out, 2 * 3 * state_bytes + 2**20)
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)  # a save killed mid-write; this run holds the lock, so none is live
         if checkpoint is None:
             set_aside_foreign_log(out)
         write_json_atomic(out / CONFIG_NAME, {"config": config.as_dict(), "model_config": net.config,

@@ -406,3 +406,19 @@ def test_a_run_whose_checkpoints_would_not_fit_on_the_disk_stops_before_training
     with pytest.raises(ValueError, match="only 0.0 MiB free"):
         pretrain(_config(tmp_path / "run", steps=2), callback=lambda report: steps.append(report.step))
     assert steps == [] and not (tmp_path / "run").exists()
+
+
+def test_a_resume_removes_the_temporary_file_of_a_save_that_was_killed(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+
+    def kill_at_3(report: StepReport) -> None:
+        if report.step == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        pretrain(_config(out), callback=kill_at_3)
+    stale = out / ".checkpoint.pt.k1ll3d.tmp"  # what a SIGKILL during torch.save leaves
+    stale.write_bytes(b"half a checkpoint")
+    pretrain(_config(out, resume=True))
+    assert not stale.exists()
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "log.csv"]
