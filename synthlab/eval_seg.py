@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 
 from .augment import AugmentConfig
 from .checkpoint import load_backbone, random_backbone
-from .data import Case, declared_labels, label_counts, load_msd, relabel, resolve_data, warn_stray_labels
+from .data import Case, DataWarning, declared_labels, label_counts, load_msd, relabel, resolve_data, warn_stray_labels
 from .dist import resolve_device
 from .metrics import dice_per_label, summarize
 from .nets import UNet
@@ -59,18 +60,22 @@ def split_subjects(n_cases: int, shots: int, seed: int, max_test: int | None, st
 def _numbered_cases(folder: Path) -> tuple[list[Case], list[int], dict[int, str] | None]:
     """The cases of an MSD folder with foreground labels numbered 1..n, the original ids and their names.
 
-    The ids are those ``dataset.json`` declares (undeclared values are refused by :func:`load_msd`), else the
-    values present, with a warning for any covering a handful of voxels.
+    The ids are those ``dataset.json`` declares and some map holds (undeclared values are refused by
+    :func:`load_msd`; a declared id no map holds is dropped with a warning), else the values present, with a
+    warning for any covering a handful of voxels.
     """
     names = declared_labels(folder / "dataset.json")
     cases = load_msd(folder)
     maps = [case.label for case in cases if case.label is not None]
     if len(maps) < len(cases):
         raise ValueError(f"data: every case in {folder / 'dataset.json'} needs a label map for segmentation")
+    counts = label_counts(maps)
     if names is not None:
-        ids = [i for i in names if i != 0]
+        ids = [i for i in names if i != 0 and counts[i]]
+        for i in sorted(set(names) - set(counts) - {0}):  # scored, it would earn Dice 1 for predicting nothing
+            warnings.warn(f"label {i} ({names[i]!r}) is declared in {folder / 'dataset.json'} but occurs in no "
+                          "label map; it is not scored", DataWarning, stacklevel=2)
     else:
-        counts = label_counts(maps)
         warn_stray_labels(counts, folder)
         ids = sorted(i for i in counts if i != 0)
     if not ids:

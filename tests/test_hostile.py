@@ -196,3 +196,20 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tmp_path: P
     with pytest.raises(RuntimeError, match="simulated"):
         pretrain(config, callback=crash)
     assert not out.exists()
+
+
+def test_a_declared_label_no_map_holds_is_not_scored_and_all_background_is_an_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _write_cubes(tmp_path / "cubes", n=4)
+    manifest = json.loads((data / "dataset.json").read_text())
+    manifest["labels"]["2"] = "ghost"  # declared, never drawn: scored, it would earn Dice 1 for predicting nothing
+    (data / "dataset.json").write_text(json.dumps(manifest))
+    out = tmp_path / "seg.json"
+    assert main(["eval-seg", "--data", str(data), *SEG, "--out", str(out)]) == 0
+    assert "label 2 ('ghost') is declared" in capsys.readouterr().err
+    assert json.loads(out.read_text())["settings"]["labels"] == [1]
+    for case in range(4):
+        path = data / "labelsTr" / f"cube_{case}.nii.gz"
+        nib.save(nib.Nifti1Image(np.zeros(nib.load(path).shape, np.uint8), np.eye(4)), path)
+    assert main(["eval-seg", "--data", str(data), *SEG, "--out", str(tmp_path / "empty.json")]) == 2
+    _one_error_line(capsys, "eval-seg", "only background")
