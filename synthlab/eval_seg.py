@@ -70,16 +70,15 @@ def _numbered_cases(folder: Path) -> tuple[list[Case], list[int], dict[int, str]
     if len(maps) < len(cases):
         raise ValueError(f"data: every case in {folder / 'dataset.json'} needs a label map for segmentation")
     counts = label_counts(maps)
+    ids = [i for i in names if i != 0 and counts[i]] if names is not None else sorted(i for i in counts if i != 0)
+    if not ids:
+        raise ValueError(f"data: {folder} holds only background labels")
     if names is not None:
-        ids = [i for i in names if i != 0 and counts[i]]
         for i in sorted(set(names) - set(counts) - {0}):  # scored, it would earn Dice 1 for predicting nothing
             warnings.warn(f"label {i} ({names[i]!r}) is declared in {folder / 'dataset.json'} but occurs in no "
                           "label map; it is not scored", DataWarning, stacklevel=2)
     else:
         warn_stray_labels(counts, folder)
-        ids = sorted(i for i in counts if i != 0)
-    if not ids:
-        raise ValueError(f"data: {folder} holds only background labels")
     return [replace(case, label=relabel(label, ids)) for case, label in zip(cases, maps, strict=True)], ids, names
 
 
