@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from .bench import bench_synth, bench_train
-from .checkpoint import random_backbone
+from .checkpoint import load_checkpoint, random_backbone
 from .cli import Parser
 from .io import write_json_atomic
 from .losses import build_objective
@@ -63,7 +63,7 @@ def _gpu_pretraining(steps: int, runs: Path) -> dict[str, Any]:
                                  probe_every=max(1, steps // 5), checkpoint_every=max(1, steps // 5))
     start = time.perf_counter()
     path = install("synthlab-3d-gpu", config, "brain_tumor_mri/study1")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_checkpoint(path)
     return {"weights": str(path), "steps": steps, "minutes": (time.perf_counter() - start) / 60,
             "final_loss": payload["loss"], "probe": payload.get("probe")}
 

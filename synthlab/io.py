@@ -51,11 +51,16 @@ def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
     return write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
+def _nearest_existing(path: Path) -> Path:
+    """``path`` itself if it exists, else its closest existing ancestor (what a write would have to go through)."""
+    while not path.exists():
+        path = path.parent
+    return path
+
+
 def _writable_parent(path: Path, flag: str) -> None:
     """The nearest existing ancestor of ``path`` must be a writable folder (so the folders can be created)."""
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
+    parent = _nearest_existing(path.parent)
     if not parent.is_dir():
         raise ValueError(f"{flag}: {path} lies under {parent}, which is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -64,9 +69,7 @@ def _writable_parent(path: Path, flag: str) -> None:
 
 def check_free_space(path: str | Path, needed: int, flag: str = "out") -> None:
     """Refuse, before any compute, to start work whose results would not fit on the disk holding ``path``."""
-    existing = Path(path)
-    while not existing.exists():
-        existing = existing.parent
+    existing = _nearest_existing(Path(path))
     free = shutil.disk_usage(existing).free
     if free < needed:
         raise ValueError(f"{flag}: only {free / 2**20:.1f} MiB free on the disk holding {existing}; the results "

@@ -26,7 +26,7 @@ from nibabel import orientations
 from ..spatial import gaussian_blur, interp_mode
 
 __all__ = ["NIFTI_SUFFIXES", "DataWarning", "Volume", "check_pair", "crop_or_pad", "load_nifti",
-           "normalize_intensity", "read_array", "reorient", "resample", "save_nifti", "stem"]
+           "label_values", "normalize_intensity", "read_array", "reorient", "resample", "save_nifti", "stem"]
 
 Kind = Literal["image", "label"]
 NIFTI_SUFFIXES = (".nii.gz", ".nii")  # the one list; ``.nii.gz`` first, so stripping a suffix strips it whole
@@ -157,14 +157,24 @@ def load_nifti(path: str | Path, *, kind: Kind = "image") -> Volume:
             warnings.warn(f"{path} is constant (every voxel {float(data.flat[0]):g}): it carries no image "
                           "content, so every score computed on it is meaningless", DataWarning, stacklevel=2)
     else:
-        if np.issubdtype(data.dtype, np.floating) and not np.array_equal(data, np.round(data)):
-            raise ValueError(f"{path} is loaded as a label map but holds non-integer values")
-        if data.size and data.min() < 0:
-            raise ValueError(f"{path} is loaded as a label map but holds negative values (min {data.min()})")
-        if data.max() > 2**31 - 1:
-            raise ValueError(f"{path} holds label {data.max():g}, too large for a label id (at most 2**31 - 1)")
-        array = torch.from_numpy(np.ascontiguousarray(data, dtype=np.int64))
+        array = torch.from_numpy(label_values(data, path))
     return Volume(array, affine, path)
+
+
+def label_values(data: np.ndarray, path: str | Path) -> np.ndarray:
+    """``data`` as an int64 label map; NaN, non-integer, negative or over-large ids are a ValueError naming ``path``.
+
+    The one check of label values, shared by evaluation (:func:`load_nifti`) and the synthetic shape bank.
+    """
+    whole = not np.issubdtype(data.dtype, np.floating) or (np.isfinite(data).all()
+                                                            and np.array_equal(data, np.round(data)))
+    if not whole:
+        raise ValueError(f"{path} is loaded as a label map but holds non-integer values")
+    if data.size and data.min() < 0:
+        raise ValueError(f"{path} is loaded as a label map but holds negative values (min {data.min()})")
+    if data.size and data.max() > 2**31 - 1:
+        raise ValueError(f"{path} holds label {data.max():g}, too large for a label id (at most 2**31 - 1)")
+    return np.ascontiguousarray(data, dtype=np.int64)
 
 
 def save_nifti(volume: Volume, path: str | Path) -> Path:

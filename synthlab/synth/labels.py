@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.nifti import NIFTI_SUFFIXES, read_array
+from ..data.nifti import NIFTI_SUFFIXES, label_values, read_array
 from ..noise import pyramid_noise
 from ..spatial import affine_matrix, identity_grid, resize, warp
 from .config import ForegroundConfig, ProceduralConfig, ShapeBankConfig
@@ -159,13 +159,11 @@ def _read_label_map(file: Path) -> torch.Tensor:
         data = data[..., 0]
     if data.ndim not in (2, 3) or data.size == 0:
         raise ValueError(f"labels: {file} has shape {data.shape}; a label map must be a non-empty 2D or 3D array")
-    with np.errstate(invalid="ignore"):
-        labels = np.ascontiguousarray(data, dtype=np.int32)
-    if data.dtype.kind == "f" and not np.array_equal(labels, data):
-        raise ValueError(f"labels: {file} is not an integer label map (it holds non-integer values)")
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"labels: {file} holds negative labels")
-    return torch.from_numpy(labels)
+    try:
+        labels = label_values(data, file)
+    except ValueError as err:
+        raise ValueError(f"labels: {err}") from err
+    return torch.from_numpy(labels.astype(np.int32))  # ids fit: label_values refuses anything above 2**31 - 1
 
 
 def _bounding_boxes(volume: torch.Tensor) -> dict[int, list[tuple[int, int]]]:
