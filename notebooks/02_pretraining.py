@@ -209,7 +209,7 @@ plt.show()
 # ## 5b · A run that learns: the weights synthlab ships
 #
 # `make weights` trains every shipped network from a committed recipe (`synthlab/weights/*.json`, a few
-# minutes of two CPU cores each) and keeps its log. The recipe was found by the experiments in
+# minutes of one CPU thread each) and keeps its log. The recipe was found by the experiments in
 # `docs/experiments.md`. Here are those logs: the loss on the left, and the probes that say whether the
 # features transfer. `real_match` asks the question on *real* MRI: for voxels of a patient's T1, is the most
 # similar feature in the same patient's FLAIR at the same place (within one voxel, among 169 candidates;
@@ -228,7 +228,7 @@ data_root = find_data_root()
 references = {}
 if data_root is not None and (data_root / "brain_tumor_mri" / "study1").is_dir():
     baseline = evaluate_features("brain_tumor_mri/study1", "T1prereg", "FLAIRreg", None,
-                                 ProbeConfig(dim=dim, size=256 if dim == 2 else 96, queries=500))
+                                 ProbeConfig.for_dim(dim, queries=500))  # as the shipped logs were probed
     references["real_match"] = {"MIND-SSC": baseline["methods"]["mind"]["match_rate"]}
 if logs:
     fig = viz.plot_logs(logs, ["loss", "synth_match", "real_match"],

@@ -129,7 +129,7 @@ pairs = [("study1", "T1prereg", "FLAIRreg"), ("study2", "T1post", "T2reg")]
 if data_root is None or not all((data_root / "brain_tumor_mri" / p[0]).is_dir() for p in pairs):
     print("brain_tumor_mri not found: the feature probe is skipped")
 else:
-    probe_config = ProbeConfig(dim=dim, size=256 if dim == 2 else 96, queries=500 if settings.name == "ci" else 2000)
+    probe_config = ProbeConfig.for_dim(dim, queries=settings.probe_queries)
     checkpoints = {objective: pretraining[objective]["checkpoint"] for objective in objectives}
     by_pair = [compare_features(f"brain_tumor_mri/{study}", fixed, moving, checkpoints, probe_config)
                for study, fixed, moving in pairs]  # MIND and the untrained baseline computed once per pair
@@ -276,7 +276,7 @@ print(f"seeds per shot count: {settings.seg_seeds}; pretraining steps: "
 
 # %% [markdown]
 # **Reading them honestly.** The shipped networks trained for minutes on a CPU (hundreds to 1,500 steps),
-# thousands of times less than the papers; in the `ci` profile fine-tuning takes a few dozen steps with two
+# thousands of times less than the papers; in the `ci` profile fine-tuning takes 120 steps with two
 # seeds, so segmentation differences between objectives are at the level of seed noise, and the standard
 # errors from two seeds are themselves very rough. The feature probe is the sharper instrument here: it
 # needs no fine-tuning, and its baselines (the untrained network, MIND) are measured on the same voxels. These runs check that the

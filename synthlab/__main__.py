@@ -254,8 +254,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
         return 0
     if args.command == "eval-features":
-        size = args.size or (256 if args.dim == 2 else 128)
-        config = ProbeConfig(dim=args.dim, size=size, radius=args.radius, queries=args.queries, seed=args.seed)
+        config = ProbeConfig.for_dim(args.dim, radius=args.radius, queries=args.queries, seed=args.seed,
+                                     **({"size": args.size} if args.size else {}))
         results = evaluate_features(args.data, args.fixed, args.moving, args.checkpoint, config, args.preset)
         write_json_atomic(args.out, results)
         chance = results["settings"]["chance_rate"]

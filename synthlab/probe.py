@@ -28,10 +28,14 @@ from .checkpoint import load_backbone, random_backbone
 from .data import Volume, load_coregistered, normalize_intensity, pick_name, resample, resolve_data
 from .features import extract_features
 from .mind import mind_ssc
+from .spatial import check_dim
 from .synth import SynthConfig, SynthEngine
 
-__all__ = ["FeatureProbe", "ProbeConfig", "TrainingProbe", "compare_features", "evaluate_features", "prepare_pair",
-           "probe_features", "probe_networks"]
+__all__ = ["STANDARD_SIZE", "FeatureProbe", "ProbeConfig", "TrainingProbe", "compare_features", "evaluate_features",
+           "prepare_pair", "probe_features", "probe_networks"]
+
+
+STANDARD_SIZE = {2: 256, 3: 96}  # working side per dimension of every probe number this project reports
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,11 @@ class ProbeConfig:
         if self.size <= 2 * self.radius:  # queries sit `radius` voxels inside the border on every side
             raise ValueError(f"size {self.size} leaves no query voxel {self.radius} voxels from the border; "
                              f"use a size above {2 * self.radius} or a smaller radius")
+
+    @classmethod
+    def for_dim(cls, dim: int, **overrides: Any) -> ProbeConfig:
+        """The probe as the README measures it: 256 px slices in 2D, a 96^3 isotropic volume in 3D."""
+        return cls(dim=dim, **{"size": STANDARD_SIZE[check_dim(dim)], **overrides})
 
     @property
     def chance_rate(self) -> float:
@@ -240,12 +249,14 @@ def _settings(config: ProbeConfig, probe: FeatureProbe, fixed_image: torch.Tenso
             "n_queries": len(probe.queries)}
 
 
-def _load_pair(data: str | Path, fixed: str, moving: str) -> tuple[Path, str, str, Volume, Volume]:
+def _load_pair(data: str | Path, fixed: str, moving: str,
+               role: str = "") -> tuple[Path, str, str, Volume, Volume]:
+    """A co-registered folder's two named contrasts (names or unique prefixes; ``role`` prefixes errors)."""
     folder = resolve_data(data)
     subject = load_coregistered(folder)
     names = list(subject.contrasts)
-    fixed_name = pick_name(names, fixed, "fixed contrast")
-    moving_name = pick_name(names, moving, "moving contrast")
+    fixed_name = pick_name(names, fixed, f"{role}fixed contrast")
+    moving_name = pick_name(names, moving, f"{role}moving contrast")
     return folder, fixed_name, moving_name, subject.contrasts[fixed_name], subject.contrasts[moving_name]
 
 
@@ -306,7 +317,7 @@ class TrainingProbe:
                                                                  foreground=0.0, seed=seed, window=None))
         self.real = None
         if real is not None:
-            config = ProbeConfig(dim=dim, size=256 if dim == 2 else 96, queries=queries, seed=seed)
+            config = ProbeConfig.for_dim(dim, queries=queries, seed=seed)
             self.real = FeatureProbe(*prepare_pair(real[0], real[1], config), config)
 
     def __call__(self, net: nn.Module) -> dict[str, float]:
@@ -329,7 +340,5 @@ class TrainingProbe:
         if data is not None:
             if contrasts is None or len(contrasts) != 2:
                 raise ValueError(f"probe: data {data} needs two contrast names, got {contrasts!r}")
-            subject = load_coregistered(resolve_data(data))
-            names = list(subject.contrasts)
-            real = tuple(subject.contrasts[pick_name(names, c, "probe contrast")] for c in contrasts)
-        return cls(dim, synth, real)  # type: ignore[arg-type]
+            real = _load_pair(data, *contrasts, role="probe ")[3:]
+        return cls(dim, synth, real)

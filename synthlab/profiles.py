@@ -41,6 +41,8 @@ class Profile:
     seg_max_test: int | None
     # Notebook 05 fine-tunes four checkpoints: the shot counts it evaluates (a subset of seg_shots fits CI).
     compare_shots: tuple[int, ...]
+    # Notebook 05's feature probe: query voxels per image pair (the README's tables use 2,000).
+    probe_queries: int
 
     def for_dim(self, field: str, dim: int) -> int | str:
         """Value of ``<field>_<dim>d``, e.g. ``for_dim("pretrain_size", 3)``."""
@@ -60,6 +62,7 @@ PROFILES: dict[str, Profile] = {
         pretrain_steps=30, pretrain_batch=2,
         reg_size=64, reg_iterations=40, reg_seeds=1,
         seg_steps=120, seg_shots=(1, 3), seg_seeds=2, seg_max_test=8, compare_shots=(1,),
+        probe_queries=500,
     ),
     "cpu": Profile(
         name="cpu", description="a laptop run: tens of minutes on a few cores",
@@ -68,6 +71,7 @@ PROFILES: dict[str, Profile] = {
         pretrain_steps=500, pretrain_batch=2,
         reg_size=128, reg_iterations=80, reg_seeds=3,
         seg_steps=800, seg_shots=(1, 3, 5), seg_seeds=6, seg_max_test=40, compare_shots=(1, 3, 5),
+        probe_queries=2000,
     ),
     "gpu": Profile(
         name="gpu", description="Colab or cluster GPU: the anatomix preset at 128^3",
@@ -76,6 +80,7 @@ PROFILES: dict[str, Profile] = {
         pretrain_steps=20000, pretrain_batch=4,
         reg_size=192, reg_iterations=150, reg_seeds=5,
         seg_steps=2000, seg_shots=(1, 3, 5), seg_seeds=10, seg_max_test=None, compare_shots=(1, 3, 5),
+        probe_queries=2000,
     ),
 }
 
