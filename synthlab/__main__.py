@@ -34,7 +34,7 @@ from .eval_reg import evaluate_registration
 from .eval_seg import evaluate_segmentation
 from .io import check_free_space, check_output_file, write_json_atomic
 from .losses import OBJECTIVES
-from .probe import ProbeConfig, TrainingProbe, evaluate_features
+from .probe import STANDARD_SIZE, ProbeConfig, TrainingProbe, evaluate_features
 from .train import TrainConfig, pretrain
 
 __all__ = ["build_parser", "main"]
@@ -128,7 +128,8 @@ def _add_eval_features(sub: argparse._SubParsersAction) -> None:
                    help="checkpoint path, a shipped name, or 'none' (then only mind and random are probed)")
     p.add_argument("--dim", type=int, default=2, choices=(2, 3), help="2: slice by slice; 3: isotropic volume")
     p.add_argument("--size", type=int, default=None,
-                   help="working side in voxels (default 256 in 2D, the longest in-plane side; 128 in 3D)")
+                   help=f"working side in voxels (default {STANDARD_SIZE[2]} in 2D, the longest in-plane side; "
+                        f"{STANDARD_SIZE[3]} in 3D)")
     p.add_argument("--radius", type=int, default=6, help="half-side of the search cube in working voxels")
     p.add_argument("--queries", type=int, default=2000, help="query voxels in the fixed image's foreground")
     p.add_argument("--seed", type=int, default=0, help="seeds the queries and the random baseline")
