@@ -21,11 +21,10 @@ from torch import nn
 from .checkpoint import load_backbone
 from .data import (
     Volume,
-    check_label_ids,
     crop_or_pad,
     declared_labels,
+    load_case,
     load_coregistered,
-    load_nifti,
     msd_entries,
     normalize_intensity,
     pick_name,
@@ -194,19 +193,21 @@ def _msd_protocol(folder: Path, names: tuple[str | None, str | None], features: 
     if len(cases) < 2:
         raise ValueError(f"{folder} needs at least two labelled cases for inter-subject registration")
     ordered = sorted(cases)
-    rows: dict[str, dict[str, list[dict]]] = {name: {} for name in features}
-    for seed in seeds:
+    pairs, loaded = {}, {}
+    for seed in seeds:  # every pair is drawn, loaded and checked before the first registration
         generator = torch.Generator().manual_seed(seed)
         drawn = torch.randperm(len(ordered), generator=generator)[:2].tolist()
-        pair = [pick_name(ordered, name, f"{role} case") if name else ordered[index]
-                for name, role, index in zip(names, ("fixed", "moving"), drawn, strict=True)]
-        loaded = [(load_nifti(cases[n][0]), load_nifti(cases[n][1], kind="label")) for n in pair]
-        for _, label in loaded if declared is not None else ():
-            check_label_ids(label, declared, manifest)
-        shape = tuple(max(image.array.shape[k] for image, _ in loaded) for k in range(3))
+        pairs[seed] = ([pick_name(ordered, name, f"{role} case") if name else ordered[index]
+                        for name, role, index in zip(names, ("fixed", "moving"), drawn, strict=True)], generator)
+        for name in pairs[seed][0]:
+            if name not in loaded:
+                loaded[name] = load_case(*cases[name], manifest, declared)
+    rows: dict[str, dict[str, list[dict]]] = {name: {} for name in features}
+    for seed, (pair, generator) in pairs.items():
+        shape = tuple(max(loaded[n].image.array.shape[k] for n in pair) for k in range(3))
         (fixed, fixed_label), (moving, moving_label) = [
-            (crop_or_pad(normalize_intensity(image.array), shape).to(device),
-             crop_or_pad(label.array, shape).to(device)) for image, label in loaded]
+            (crop_or_pad(normalize_intensity(loaded[n].image.array), shape).to(device),
+             crop_or_pad(loaded[n].label.array, shape).to(device)) for n in pair]
         before = mean_dice(moving_label, fixed_label)
         changes = {"none": moving,
                    "monotone": random_contrast(moving, generator, True, protocol.contrast_knots),

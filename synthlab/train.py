@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import FORMAT_VERSION, capture_rng, restore_rng, save_checkpoint
-from .data import RealCropSource, list_nifti, load_unlabeled
+from .data import RealCropSource, load_unlabeled, unlabeled_files
 from .dist import Runtime, gather_to_main, mean_over_ranks, start_runtime, wrap_ddp
 from .io import CsvLog, RunLock, check_free_space, check_output_folder, write_json_atomic
 from .losses import OBJECTIVES, build_objective, make_config
@@ -299,7 +299,7 @@ def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None 
     """
     config = config.resolved()
     check_output_folder(config.out)
-    volumes = load_unlabeled(list_nifti(config.data), config.dim, config.size) if config.data else None
+    volumes = load_unlabeled(unlabeled_files(config.data), config.dim, config.size) if config.data else None
     checkpoint = checked_resume(config.as_dict(), config.out, config.resume)
     runtime = start_runtime(config.device)
     try:  # rank 0 holds OUT/.lock: a second run into the same folder fails at once

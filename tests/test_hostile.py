@@ -213,3 +213,149 @@ def test_a_declared_label_no_map_holds_is_not_scored_and_all_background_is_an_er
         nib.save(nib.Nifti1Image(np.zeros(nib.load(path).shape, np.uint8), np.eye(4)), path)
     assert main(["eval-seg", "--data", str(data), *SEG, "--out", str(tmp_path / "empty.json")]) == 2
     _one_error_line(capsys, "eval-seg", "only background")
+
+
+# ------------------------------------------------------------------------------------------- held-out neighbours
+# A folder given to --data or --labels may hold stray files; any NIfTI may be truncated (compressed or not) or
+# claim a size it does not have; any label map may have the wrong dimensionality or grid. Each case: one line
+# naming the file, exit code 2, nothing written.
+
+
+def _nifti(path: Path, shape: tuple[int, ...], label: bool = False, affine: np.ndarray | None = None) -> Path:
+    rng = np.random.default_rng(len(shape) + sum(shape))
+    array = rng.integers(0, 3, shape).astype(np.int16) if label else rng.normal(100, 20, shape).astype(np.float32)
+    nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), path)
+    return path
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _claim_size(path: Path, shape: tuple[int, ...], compress: bool) -> None:
+    """Rewrite ``path`` as a NIfTI whose header claims ``shape`` but holds 64 voxels."""
+    raw = bytearray(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)).to_bytes())
+    header = nib.Nifti1Header.from_fileobj(io.BytesIO(bytes(raw)))
+    header.set_data_shape(shape)
+    raw[:len(header.binaryblock)] = header.binaryblock
+    path.write_bytes(gzip.compress(bytes(raw)) if compress else bytes(raw))
+
+
+def _volume_folder(tmp_path: Path, spoil) -> Path:  # noqa: ANN001 - a callable that spoils the folder
+    folder = tmp_path / "volumes"
+    folder.mkdir()
+    for k in range(2):
+        _nifti(folder / f"v{k}.nii.gz", (20, 20, 20))
+    spoil(folder)
+    return folder
+
+
+VOCO = ["pretrain", "--objective", "voco", "--size", "16", "--preset", "tiny", "--device", "cpu", "--batch-size", "1",
+        "--steps", "1"]
+
+
+@pytest.mark.parametrize(
+    ("spoil", "dim", "named"),
+    [(lambda f: (f / "notes.txt").write_text("hello"), 3, "notes.txt"),
+     (lambda f: (f / "sub").mkdir() or (f / "sub" / "notes.txt").write_text("hello"), 2, "notes.txt"),
+     (lambda f: _truncate(f / "v1.nii.gz"), 3, "v1.nii.gz"),
+     (lambda f: _claim_size(f / "v1.nii.gz", (3200, 3200, 3200), compress=True), 3, "v1.nii.gz"),
+     (lambda f: _claim_size(f / "v2.nii", (64, 64, 64), compress=False), 3, "v2.nii"),
+     (lambda f: _nifti(f / "flat.nii.gz", (20, 20, 1)), 3, "flat.nii.gz"),
+     (lambda f: _nifti(f / "series.nii.gz", (20, 20, 20, 3)), 3, "series.nii.gz")],
+    ids=["stray-file", "stray-in-subfolder", "truncated-gz", "huge-claim-gz", "short-nii", "single-slice", "4d"],
+)
+def test_a_bad_data_folder_for_pretraining_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], spoil,
+                                                       dim: int, named: str) -> None:  # noqa: ANN001
+    folder = _volume_folder(tmp_path, spoil)
+    out = tmp_path / "run"
+    assert main([*VOCO, "--dim", str(dim), "--data", str(folder), "--out", str(out)]) == 2
+    _one_error_line(capsys, "pretrain", named)
+    assert not out.exists()
+
+
+def _label_folder(tmp_path: Path, shape: tuple[int, ...], extra: str | None = None) -> Path:
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    _nifti(folder / "map.nii.gz", shape, label=True)
+    if extra:
+        (folder / extra).write_text("hello")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("shape", "dim", "extra", "named"),
+    [((24, 24), 3, None, "2D label map"), ((24, 24, 1), 3, None, "2D label map"),
+     ((12, 12, 12, 3), 3, None, "4D series"), ((12, 12, 12, 3), 2, None, "4D series"),
+     ((12, 12, 12), 3, "notes.txt", "notes.txt")],
+    ids=["2d-for-3d", "2d-as-xy1-for-3d", "4d", "4d-in-2d", "stray-file"],
+)
+def test_a_label_map_of_the_wrong_kind_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   shape: tuple[int, ...], dim: int, extra: str | None,
+                                                   named: str) -> None:
+    folder = _label_folder(tmp_path, shape, extra)
+    out = tmp_path / "run"
+    flags = [f if f != "2" else str(dim) for f in PRETRAIN]  # PRETRAIN's --dim 2 becomes the case's dim
+    assert main([*flags, "--labels", str(folder), "--out", str(out)]) == 2
+    _one_error_line(capsys, "pretrain", named)
+    assert not out.exists()
+
+
+def test_a_2d_map_stored_as_one_slice_trains_a_2d_bank(tmp_path: Path) -> None:
+    folder = _label_folder(tmp_path, (24, 24, 1))
+    assert main([*PRETRAIN, "--labels", str(folder), "--out", str(tmp_path / "run")]) == 0
+
+
+@pytest.mark.parametrize("spoil", ["shape", "affine", "truncated"])
+def test_an_msd_label_map_off_its_image_grid_stops_eval_reg_before_it_registers(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], spoil: str) -> None:
+    data = _write_cubes(tmp_path / "cubes", n=2)
+    path = data / "labelsTr" / "cube_1.nii.gz"
+    label = np.asanyarray(nib.load(path).dataobj)
+    if spoil == "shape":
+        nib.save(nib.Nifti1Image(label[:-2], np.eye(4)), path)
+    elif spoil == "affine":
+        nib.save(nib.Nifti1Image(label, np.diag([2.0, 1.0, 1.0, 1.0])), path)
+    else:
+        _truncate(path)
+    out = tmp_path / "reg.json"
+    assert main(["eval-reg", "--data", str(data), "--checkpoint", "none", "--features", "intensity", "--seeds", "1",
+                 "--out", str(out)]) == 2
+    _one_error_line(capsys, "eval-reg", "cube_1.nii.gz")
+    assert not out.exists()
+
+
+def test_a_coregistered_label_map_off_the_grid_stops_eval_reg(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "subject"
+    folder.mkdir()
+    for name in ("T1", "T2"):
+        _nifti(folder / f"{name}.nii.gz", (20, 20, 20))
+    _nifti(folder / "seg.nii.gz", (16, 20, 20), label=True)
+    out = tmp_path / "reg.json"
+    assert main(["eval-reg", "--data", str(folder), "--fixed", "T1", "--moving", "T2", "--checkpoint", "none",
+                 "--features", "intensity", "--seeds", "1", "--out", str(out)]) == 2
+    _one_error_line(capsys, "eval-reg", "seg.nii.gz")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["huge-claim-gz", "truncated-nii"])
+def test_a_bad_image_in_an_msd_folder_is_named_by_eval_seg(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           kind: str) -> None:
+    data = _write_cubes(tmp_path / "cubes", n=4)
+    path = data / "imagesTr" / "cube_2.nii.gz"
+    if kind == "huge-claim-gz":
+        _claim_size(path, (2048, 2048, 2048), compress=True)  # 32 GB of float32
+        named = "cube_2.nii.gz"
+    else:
+        plain = path.with_name("cube_2.nii")
+        nib.save(nib.load(path), plain)
+        _truncate(plain)
+        manifest = json.loads((data / "dataset.json").read_text())
+        manifest["training"][2]["image"] = "./imagesTr/cube_2.nii"
+        (data / "dataset.json").write_text(json.dumps(manifest))
+        named = "cube_2.nii"
+    out = tmp_path / "seg.json"
+    assert main(["eval-seg", "--data", str(data), *SEG, "--out", str(out)]) == 2
+    _one_error_line(capsys, "eval-seg", named)
+    assert not out.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import os
 import socket
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 from synthlab.checkpoint import load_checkpoint, load_pretrained
-from synthlab.data import list_nifti, load_unlabeled
+from synthlab.data import load_unlabeled, unlabeled_files
 from synthlab.profiles import get_profile
 from synthlab.train import StepReport, TrainConfig, lr_factor, pretrain
 
@@ -254,13 +255,34 @@ def _write_volume(path: Path, seed: int, shape: tuple[int, int, int] = (20, 18, 
 
 def test_data_folder_listing_names_stray_files_and_missing_folders(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="absent"):
-        list_nifti(tmp_path / "absent")
+        unlabeled_files(tmp_path / "absent")
     _write_volume(tmp_path / "b.nii.gz", seed=1)
     _write_volume(tmp_path / "a.nii", seed=0)
-    assert [p.name for p in list_nifti(tmp_path)] == ["a.nii", "b.nii.gz"]
-    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "more").mkdir()
+    _write_volume(tmp_path / "more" / "c.nii.gz", seed=2)
+    (tmp_path / ".hidden").write_text("skipped")
+    assert [p.name for p in unlabeled_files(tmp_path)] == ["a.nii", "b.nii.gz", "c.nii.gz"]  # sub-folders too
+    assert unlabeled_files(tmp_path / "a.nii") == [tmp_path / "a.nii"]  # one file
+    (tmp_path / "more" / "notes.txt").write_text("not an image")
     with pytest.raises(ValueError, match="notes.txt"):
-        list_nifti(tmp_path)
+        unlabeled_files(tmp_path)
+
+
+def test_an_msd_folder_given_as_data_feeds_its_images(tmp_path: Path) -> None:
+    (tmp_path / "imagesTr").mkdir()
+    for seed in range(2):
+        _write_volume(tmp_path / "imagesTr" / f"case_{seed}.nii.gz", seed)
+    entries = [{"image": f"./imagesTr/case_{seed}.nii.gz"} for seed in range(2)]
+    (tmp_path / "dataset.json").write_text(json.dumps({"training": entries}))
+    assert [p.name for p in unlabeled_files(tmp_path)] == ["case_0.nii.gz", "case_1.nii.gz"]  # not the JSON
+
+
+def test_a_single_slice_is_refused_for_3d_pretraining(tmp_path: Path) -> None:
+    files = [_write_volume(tmp_path / "slice.nii.gz", seed=0, shape=(20, 18, 1))]
+    with pytest.raises(ValueError, match="slice.nii.gz is a single slice"):
+        load_unlabeled(files, dim=3, size=16)
+    (flat,) = load_unlabeled(files, dim=2, size=16)  # a 2D image is what 2D pretraining reads
+    assert tuple(flat.shape) == (20, 18, 1)
 
 
 def test_unlabeled_volumes_are_normalised_and_padded_to_fit_a_crop(tmp_path: Path) -> None:

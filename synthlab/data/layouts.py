@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from .label_ids import check_label_ids, declared_labels
-from .nifti import NIFTI_SUFFIXES, Volume, check_pair, load_nifti, stem
+from .nifti import Volume, check_pair, is_nifti, load_nifti, nifti_files, stem
 
-__all__ = ["Case", "Subject", "find_data_root", "load_coregistered", "load_icbm", "load_msd", "msd_entries",
-           "pick_name", "resolve_data"]
+__all__ = ["Case", "Subject", "find_data_root", "list_volumes", "load_case", "load_coregistered", "load_icbm",
+           "load_msd", "msd_entries", "pick_name", "resolve_data"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,6 +75,21 @@ def msd_entries(folder: str | Path, split: str = "training") -> list[tuple[Path,
     return pairs
 
 
+def load_case(image_path: Path, label_path: Path | None, manifest: Path | None = None,
+              declared: dict[int, str] | None = None) -> Case:
+    """One image and its label map, checked: the same grid, and only ``declared`` ids (from ``manifest``).
+
+    The one place a labelled case is loaded, so segmentation and registration refuse the same bad pairs.
+    """
+    image = load_nifti(image_path)
+    label = load_nifti(label_path, kind="label") if label_path is not None else None
+    if label is not None:
+        check_pair(image, label)
+        if declared is not None:
+            check_label_ids(label, declared, manifest or label_path)
+    return Case(stem(image_path), image, label)
+
+
 def load_msd(folder: str | Path, *, limit: int | None = None, split: str = "training") -> list[Case]:
     """Load the first ``limit`` (default all) cases of an MSD-layout folder, checking each image/label pair.
 
@@ -84,16 +99,31 @@ def load_msd(folder: str | Path, *, limit: int | None = None, split: str = "trai
     pairs = msd_entries(folder, split)[:limit]
     manifest = Path(folder) / "dataset.json"
     declared = declared_labels(manifest)
-    cases = []
-    for image_path, label_path in pairs:
-        image = load_nifti(image_path)
-        label = load_nifti(label_path, kind="label") if label_path is not None else None
-        if label is not None:
-            check_pair(image, label)
-            if declared is not None:
-                check_label_ids(label, declared, manifest)
-        cases.append(Case(stem(image_path), image, label))
-    return cases
+    return [load_case(image, label, manifest, declared) for image, label in pairs]
+
+
+def list_volumes(path: str | Path, flag: str, kind: str = "image") -> list[Path]:
+    """The NIfTI files a ``--data`` or ``--labels`` argument names, checked before anything is read.
+
+    ``path`` may be one NIfTI file, a folder (searched recursively; any other file in it is a ValueError naming
+    it and ``flag``) or an MSD folder, whose ``dataset.json`` lists the images (``kind="image"``) or label maps
+    (``kind="label"``) to use.
+    """
+    path = Path(path)
+    if path.is_file():
+        if not is_nifti(path):
+            raise ValueError(f"{flag}: {path} is not a NIfTI file (.nii or .nii.gz)")
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"{flag}: no such folder or file: {path}")
+    if (path / "dataset.json").is_file():
+        pairs = msd_entries(path)
+        files = [image for image, _ in pairs] if kind == "image" else [label for _, label in pairs if label]
+    else:
+        files = nifti_files(path, recursive=True, flag=flag)
+    if not files:
+        raise ValueError(f"{flag}: {path} holds no NIfTI {'label maps' if kind == 'label' else 'volumes'}")
+    return files
 
 
 def _is_label_name(name: str) -> bool:
@@ -110,7 +140,7 @@ def load_coregistered(folder: str | Path) -> Subject:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(NIFTI_SUFFIXES))
+    files = nifti_files(folder)
     label_files = [p for p in files if _is_label_name(stem(p))]
     contrast_files = [p for p in files if p not in label_files]
     if not contrast_files:

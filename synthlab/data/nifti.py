@@ -25,8 +25,9 @@ from nibabel import orientations
 
 from ..spatial import gaussian_blur, interp_mode
 
-__all__ = ["NIFTI_SUFFIXES", "DataWarning", "Volume", "check_pair", "crop_or_pad", "load_nifti",
-           "label_values", "normalize_intensity", "read_array", "reorient", "resample", "save_nifti", "stem"]
+__all__ = ["NIFTI_SUFFIXES", "DataWarning", "Volume", "check_pair", "crop_or_pad", "is_nifti", "load_nifti",
+           "label_values", "nifti_files", "normalize_intensity", "read_array", "reorient", "resample", "save_nifti",
+           "stem"]
 
 Kind = Literal["image", "label"]
 NIFTI_SUFFIXES = (".nii.gz", ".nii")  # the one list; ``.nii.gz`` first, so stripping a suffix strips it whole
@@ -48,8 +49,43 @@ def _memory_bytes() -> int | None:
 
 def _unreadable(path: Path, err: Exception) -> ValueError:
     """One line for a file nibabel, gzip or numpy could not read (their messages can span several lines)."""
-    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return ValueError(f"cannot read {path} (corrupt or truncated?): {type(err).__name__}: {first}")
+    text = " ".join(str(err).split())  # one line, nothing cut: nibabel puts the file name on a line of its own
+    return ValueError(f"cannot read {path} (corrupt or truncated?): {type(err).__name__}: {text}")
+
+
+def is_nifti(path: Path) -> bool:
+    """A file named like a NIfTI volume (``.nii`` or ``.nii.gz``)."""
+    return path.name.endswith(NIFTI_SUFFIXES)
+
+
+def nifti_files(folder: str | Path, *, recursive: bool = False, flag: str | None = None) -> list[Path]:
+    """The NIfTI files in ``folder`` (and its sub-folders with ``recursive``), sorted; hidden entries are skipped.
+
+    With ``flag`` (the command-line option the folder came from), any other file is a ValueError naming it and
+    the flag: a stray file is pointed out before any work starts rather than skipped in silence. Without it,
+    other files are ignored (a subject folder may hold a README beside its contrasts).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{flag or 'data'}: folder not found: {folder}")
+    found, strays = [], []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            if recursive:
+                found += nifti_files(entry, recursive=True, flag=flag)
+            elif flag is not None:
+                strays.append(entry)
+        elif entry.is_file() and is_nifti(entry):
+            found.append(entry)
+        elif flag is not None:
+            strays.append(entry)
+    if strays:
+        kind = "a folder" if strays[0].is_dir() else "not a NIfTI file (.nii or .nii.gz)"
+        more = f" (and {len(strays) - 1} more stray entries)" if len(strays) > 1 else ""
+        raise ValueError(f"{flag}: {strays[0]} is {kind}{more}; the folder may hold NIfTI volumes only")
+    return found
 
 
 def read_array(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -10,34 +10,31 @@ from pathlib import Path
 
 import torch
 
-from .nifti import NIFTI_SUFFIXES, crop_or_pad, load_nifti, normalize_intensity
+from .layouts import list_volumes
+from .nifti import crop_or_pad, load_nifti, normalize_intensity
 
-__all__ = ["RealCropSource", "list_nifti", "load_unlabeled"]
+__all__ = ["RealCropSource", "load_unlabeled", "unlabeled_files"]
 
 
-def list_nifti(folder: str | Path) -> list[Path]:
-    """The NIfTI files of a ``--data`` folder; anything else in it (hidden files aside) is a ValueError."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"data: folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    strays = [p for p in files if not (p.is_file() and p.name.endswith(NIFTI_SUFFIXES))]
-    if strays:
-        raise ValueError(f"data: {strays[0]} is not a NIfTI file (.nii or .nii.gz); the folder may hold "
-                         "volumes only")
-    if not files:
-        raise ValueError(f"data: {folder} holds no NIfTI volumes")
-    return files
+def unlabeled_files(path: str | Path) -> list[Path]:
+    """The volumes a ``--data`` argument names (a file, a folder searched recursively, an MSD folder's images);
+    a stray file in a folder is a ValueError naming it (see :func:`~synthlab.data.layouts.list_volumes`)."""
+    return list_volumes(path, "data", kind="image")
 
 
 def load_unlabeled(files: list[Path], dim: int, size: int) -> list[torch.Tensor]:
     """Load, normalise to [0, 1] and zero-pad (never crop) each volume so that a ``size`` crop always fits.
 
-    In 2D only the first two axes are padded: slices are taken along the last (axial) one.
+    In 2D only the first two axes are padded: slices are taken along the last (axial) one. In 3D a single slice
+    (a 2D image stored as ``X x Y x 1``) is refused: padding it would train on a volume of zeros.
     """
     volumes = []
     for path in files:
-        array = normalize_intensity(load_nifti(path).array)
+        loaded = load_nifti(path)
+        if dim == 3 and min(loaded.array.shape) == 1:
+            raise ValueError(f"data: {path} is a single slice (shape {tuple(loaded.array.shape)}); 3D pretraining "
+                             "needs volumes (use --dim 2 for 2D images)")
+        array = normalize_intensity(loaded.array)
         padded = tuple(max(side, size) for side in array.shape[:dim]) + tuple(array.shape[dim:])
         volumes.append(crop_or_pad(array, padded))
     return volumes

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.nifti import NIFTI_SUFFIXES, label_values, read_array
+from ..data import label_values, list_volumes, read_array
 from ..noise import pyramid_noise
 from ..spatial import affine_matrix, identity_grid, resize, warp
 from .config import ForegroundConfig, ProceduralConfig, ShapeBankConfig
@@ -136,29 +136,26 @@ def apply_foreground(labels: torch.Tensor, draw: ForegroundDraw) -> torch.Tensor
 # --- Shape bank -------------------------------------------------------------------------------------------
 
 
-def _label_files(path: Path) -> list[Path]:
-    if path.is_file():
-        if not path.name.endswith(NIFTI_SUFFIXES):
-            raise ValueError(f"labels: {path} is not a NIfTI file (.nii or .nii.gz)")
-        return [path]
-    if not path.is_dir():
-        raise FileNotFoundError(f"labels: no such folder or file: {path}")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(NIFTI_SUFFIXES))
-    if not files:
-        raise ValueError(f"labels: {path} holds no .nii/.nii.gz label maps")
-    return files
+def _read_label_map(file: Path, dim: int) -> torch.Tensor:
+    """Read one label map as int32 with its singleton axes dropped (a 2D map stored as ``X x Y x 1`` is 2D).
 
-
-def _read_label_map(file: Path) -> torch.Tensor:
-    """Read one label map as int32; anything that is not a map of non-negative integers is a ValueError."""
+    Anything that is not a ``dim``-dimensional (or, for a 2D bank, 3D) map of non-negative integers is a
+    ValueError naming the file.
+    """
     try:
         data = read_array(file)[0]
     except ValueError as err:
         raise ValueError(f"labels: {err}") from err
-    while data.ndim > 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    if data.ndim not in (2, 3) or data.size == 0:
-        raise ValueError(f"labels: {file} has shape {data.shape}; a label map must be a non-empty 2D or 3D array")
+    shape = data.shape
+    if data.size == 0:
+        raise ValueError(f"labels: {file} has shape {shape}: it holds no voxels")
+    data = data.reshape([n for n in shape if n > 1])
+    if data.ndim > 3:
+        raise ValueError(f"labels: {file} has shape {shape}; a label map must be 2D or 3D, not a {data.ndim}D "
+                         "series")
+    if data.ndim < dim:
+        raise ValueError(f"labels: {file} is a {data.ndim}D label map (shape {shape}); --dim {dim} needs "
+                         f"{dim}D maps" + (" (use --dim 2 for 2D maps)" if dim == 3 and data.ndim == 2 else ""))
     try:
         labels = label_values(data, file)
     except ValueError as err:
@@ -264,10 +261,8 @@ class ShapeBank:
         """
         path = Path(path)
         pieces, offsets, extents, sources, total = [], [], [], [], 0
-        for file in _label_files(path):
-            volume = _read_label_map(file)
-            if volume.ndim < dim:
-                raise ValueError(f"labels: {file} is {volume.ndim}D but the bank is for dim={dim}")
+        for file in list_volumes(path, "labels", kind="label"):
+            volume = _read_label_map(file, dim)
             for label, shape in _cut_shapes(volume, dim, max_side, span):
                 if int(shape.sum()) < min_voxels:
                     continue
