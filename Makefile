@@ -1,6 +1,6 @@
 # synthlab: every target creates the virtual environment first if it is missing.
-#   make test      unit tests + notebooks under nbval (the CI command)
-#   make run-all   execute every notebook in order with papermill into notebooks/executed/
+#   make test      unit tests, the notebooks under nbval, then run-all in the ci profile (the CI command)
+#   make run-all   execute every notebook in order with papermill into notebooks/executed/ (with time-outs)
 #   make lab       JupyterLab;  make sync   pair notebooks/*.py with their .ipynb (jupytext)
 #   make bench     the synthesis benchmark (installs the benchmark-only TorchIO extra)
 #   make results   regenerate the README's results table from notebooks/results/*.json (written by notebook 05)
@@ -13,6 +13,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROFILE ?= ci
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.py))
+# papermill waits for ever on a kernel that stopped answering unless it is told otherwise: every cell gets at
+# most CELL_TIMEOUT seconds and a kernel START_TIMEOUT seconds to start, so a hang becomes an error that names
+# the notebook and shows the cell (the slowest ci cell takes about 5 minutes on one thread).
+CELL_TIMEOUT ?= 900
+START_TIMEOUT ?= 120
 
 # Real evaluation data sits beside the checkout when it exists; everything skips cleanly without it.
 SYNTHLAB_DATA ?= $(wildcard $(CURDIR)/../shared/data)
@@ -32,7 +37,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
+# The notebooks run twice: under nbval (outputs of NBVAL_CHECK_OUTPUT cells compared with the committed ones) and
+# under papermill with injected parameters, as `make run-all` runs them for a user.
 test: unit notebooks-test
+	OMP_NUM_THREADS=1 TQDM_DISABLE=1 $(MAKE) --no-print-directory run-all PROFILE=ci
 
 unit: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -q
@@ -44,12 +52,15 @@ notebooks-test: $(STAMP)
 run-all: $(STAMP)
 	mkdir -p notebooks/executed
 	@for nb in $(NOTEBOOKS); do \
-		name=$$(basename $$nb .py); \
+		name=$$(basename $$nb .py); start=$$(date +%s); \
 		echo "== $$name (profile $(PROFILE))"; \
 		$(BIN)/jupytext --quiet --to ipynb --output notebooks/executed/$$name.src.ipynb $$nb || exit 1; \
-		SYNTHLAB_PROFILE=$(PROFILE) $(BIN)/papermill --log-level WARNING -k python3 --cwd notebooks -p profile $(PROFILE) \
-			notebooks/executed/$$name.src.ipynb notebooks/executed/$$name.ipynb || exit 1; \
+		SYNTHLAB_PROFILE=$(PROFILE) $(BIN)/papermill --log-level WARNING $$([ -t 2 ] || echo --no-progress-bar) -k python3 --cwd notebooks \
+			--execution-timeout $(CELL_TIMEOUT) --start-timeout $(START_TIMEOUT) -p profile $(PROFILE) \
+			notebooks/executed/$$name.src.ipynb notebooks/executed/$$name.ipynb \
+			|| { echo "run-all: $$nb failed or timed out; the failing cell is marked in notebooks/executed/$$name.ipynb" >&2; exit 1; }; \
 		rm -f notebooks/executed/$$name.src.ipynb; \
+		echo "== $$name: $$(( $$(date +%s) - start )) s"; \
 	done
 
 lab: $(STAMP)

@@ -106,7 +106,8 @@ if has_data:
 if has_data:
     report = evaluate_segmentation(folder, checkpoint=checkpoint, shots=settings.seg_shots,
                                    seeds=settings.seg_seeds, steps=settings.seg_steps, dim=dim,
-                                   max_test=settings.seg_max_test, progress=False)
+                                   max_test=settings.seg_max_test, batch_size=settings.for_dim("seg_batch", dim),
+                                   progress=False)
     print(f"{report['settings']['seconds']:.0f} s; learning rates {report['settings']['lrs']}; "
           f"probe backbone: {report['settings']['probe_backbone']}")
 
@@ -163,8 +164,8 @@ if has_data:
     shots = max(settings.seg_shots)
     train, test = split_subjects(len(prepared), shots, 0, settings.seg_max_test, stride=shots)
     arm = "scratch" if checkpoint == "none" else "pretrained"
-    model = fit_arm(arm, backbone, prepared, train, len(label_names), (0, shots),
-                    FineTuneConfig(steps=settings.seg_steps), torch.device("cpu"))
+    budget = FineTuneConfig(steps=settings.seg_steps, batch_size=settings.for_dim("seg_batch", dim))
+    model = fit_arm(arm, backbone, prepared, train, len(label_names), (0, shots), budget, torch.device("cpu"))
     for i in test[:2]:
         prediction = predict(model, prepared[i].image) * prepared[i].valid
         for title, labels in (("manual", prepared[i].label), (f"{arm}, {shots} shot(s)", prediction)):

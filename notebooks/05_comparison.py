@@ -171,7 +171,8 @@ else:
     def few_shot(checkpoint: str, arm: str) -> dict:
         return evaluate_segmentation("hippocampus", checkpoint=checkpoint, shots=settings.compare_shots,
                                      seeds=settings.seg_seeds, steps=settings.seg_steps, dim=dim,
-                                     max_test=settings.seg_max_test, arms=(arm,), progress=False)
+                                     max_test=settings.seg_max_test, batch_size=settings.for_dim("seg_batch", dim),
+                                     arms=(arm,), progress=False)
 
     control = few_shot(pretraining[objectives[0]]["checkpoint"], "scratch")
     segmentation = {objective: few_shot(pretraining[objective]["checkpoint"], "pretrained")

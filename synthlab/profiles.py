@@ -36,6 +36,8 @@ class Profile:
     # Few-shot segmentation (notebook 04): fine-tuning steps, shot counts, seeds, held-out volumes evaluated.
     # Below about 100 steps at these learning rates every run still predicts all background (Dice 0.000).
     seg_steps: int
+    seg_batch_2d: int  # slices per step
+    seg_batch_3d: int  # whole volumes per step
     seg_shots: tuple[int, ...]
     seg_seeds: int
     seg_max_test: int | None
@@ -61,7 +63,8 @@ PROFILES: dict[str, Profile] = {
         preset_2d="tiny", preset_3d="tiny", pretrain_size_2d=64, pretrain_size_3d=32,
         pretrain_steps=30, pretrain_batch=2,
         reg_size=64, reg_iterations=40, reg_seeds=1,
-        seg_steps=120, seg_shots=(1, 3), seg_seeds=2, seg_max_test=8, compare_shots=(1,),
+        seg_steps=120, seg_batch_2d=8, seg_batch_3d=2, seg_shots=(1,), seg_seeds=2, seg_max_test=8,
+        compare_shots=(1,),
         probe_queries=500,
     ),
     "cpu": Profile(
@@ -70,7 +73,8 @@ PROFILES: dict[str, Profile] = {
         preset_2d="small", preset_3d="small", pretrain_size_2d=128, pretrain_size_3d=64,
         pretrain_steps=500, pretrain_batch=2,
         reg_size=128, reg_iterations=80, reg_seeds=3,
-        seg_steps=800, seg_shots=(1, 3, 5), seg_seeds=6, seg_max_test=40, compare_shots=(1, 3, 5),
+        seg_steps=800, seg_batch_2d=16, seg_batch_3d=2, seg_shots=(1, 3, 5), seg_seeds=6, seg_max_test=40,
+        compare_shots=(1, 3, 5),
         probe_queries=2000,
     ),
     "gpu": Profile(
@@ -79,7 +83,8 @@ PROFILES: dict[str, Profile] = {
         preset_2d="anatomix", preset_3d="anatomix", pretrain_size_2d=256, pretrain_size_3d=128,
         pretrain_steps=20000, pretrain_batch=4,
         reg_size=192, reg_iterations=150, reg_seeds=5,
-        seg_steps=2000, seg_shots=(1, 3, 5), seg_seeds=10, seg_max_test=None, compare_shots=(1, 3, 5),
+        seg_steps=2000, seg_batch_2d=16, seg_batch_3d=2, seg_shots=(1, 3, 5), seg_seeds=10, seg_max_test=None,
+        compare_shots=(1, 3, 5),
         probe_queries=2000,
     ),
 }

@@ -229,9 +229,12 @@ def plot_logs(logs: dict[str, Sequence[dict[str, str]]], columns: Sequence[str],
 
 
 def slider(render: Callable[..., plt.Figure], **ranges: tuple) -> object:
-    """An ipywidgets ``interact`` panel around ``render(**values)``; each range is (min, max, step, default).
+    """Sliders that redraw ``render(**values)`` when one is released; each range is (min, max, step, default).
 
-    The figure is redrawn only when a slider is released, so heavy renders (3D synthesis) stay responsive.
+    Nothing is drawn when the panel is built: the notebook shows the defaults as an ordinary static figure (the
+    one GitHub, nbval and papermill keep), and only a moved slider renders into the panel's output area. So a
+    notebook run with no front end (papermill, nbval, CI) creates the widgets and never waits on them, and
+    heavy renders (3D synthesis) run only when someone asks for them.
     """
     import ipywidgets as widgets
 
@@ -239,10 +242,15 @@ def slider(render: Callable[..., plt.Figure], **ranges: tuple) -> object:
     for name, (lo, hi, step, value) in ranges.items():
         cls = widgets.IntSlider if all(isinstance(x, int) for x in (lo, hi, step, value)) else widgets.FloatSlider
         controls[name] = cls(min=lo, max=hi, step=step, value=value, description=name, continuous_update=False)
+    output = widgets.Output()
 
-    def _show(**values: float) -> None:
-        fig = render(**values)
-        plt.show()
-        plt.close(fig)
+    def redraw(_change: object = None) -> None:
+        with output:
+            output.clear_output(wait=True)
+            fig = render(**{name: control.value for name, control in controls.items()})
+            plt.show()
+            plt.close(fig)
 
-    return widgets.interactive(_show, **controls)
+    for control in controls.values():
+        control.observe(redraw, names="value")
+    return widgets.VBox([widgets.HBox(list(controls.values())), output])

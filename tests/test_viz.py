@@ -20,6 +20,7 @@ from synthlab.viz import (  # noqa: E402
     show_matrices,
     show_planes,
     show_row,
+    slider,
 )
 
 
@@ -103,3 +104,17 @@ def test_shared_rows_put_every_map_on_one_scale_with_colorbars_and_overlays_get_
     legend = fig.axes[2].get_legend()
     assert [text.get_text() for text in legend.get_texts()] == ["anterior"]
     plt.close(fig)
+
+
+def test_a_slider_panel_draws_nothing_until_a_slider_moves() -> None:
+    calls: list[dict[str, float]] = []
+
+    def render(**values: float) -> plt.Figure:
+        calls.append(values)
+        return plt.figure()
+
+    panel = slider(render, strength=(0.0, 1.0, 0.1, 0.5), count=(1, 9, 1, 3))
+    assert calls == []  # no render without a front end asking for one: papermill and nbval never wait on it
+    sliders = panel.children[0].children
+    sliders[1].value = 7
+    assert calls == [{"strength": 0.5, "count": 7}]
