@@ -47,7 +47,6 @@ if importlib.util.find_spec("synthlab") is None:
                     "synthlab @ git+https://github.com/synthlab/synthlab"], check=True)
 
 # %%
-import csv
 import os
 import tempfile
 
@@ -61,9 +60,10 @@ from synthlab import shipped, viz
 from synthlab.checkpoint import load_pretrained, random_backbone
 from synthlab.data import find_data_root, load_icbm
 from synthlab.features import extract_features, normalize_features, prototype_similarity, view_agreement
+from synthlab.io import read_csv_log
 from synthlab.losses.supcon import sample_voxels
 from synthlab.losses.voco import grid_boxes, overlap_fractions, random_boxes
-from synthlab.nets import build_unet
+from synthlab.nets import unet_config
 from synthlab.probe import ProbeConfig, TrainingProbe, evaluate_features
 from synthlab.profiles import get_profile
 from synthlab.spatial import identity_grid, resize
@@ -168,13 +168,8 @@ plt.show()
 # *untrained* network (the initialisation the training run starts from): regions are barely told apart.
 
 # %%
-def untrained_net() -> torch.nn.Module:
-    """The network ``pretrain`` starts from: the same preset, seeded the same way (torch's global seed)."""
-    torch.manual_seed(seed)
-    return build_unet(PRESET, dim).eval()
-
-
-before = prototype_similarity(untrained_net(), views[0], labels)
+untrained_net = random_backbone(unet_config(PRESET, dim), seed).eval()  # the network `pretrain` starts from
+before = prototype_similarity(untrained_net, views[0], labels)
 viz.show_matrices({"softmax(p_j . p_k / t), untrained": before})
 plt.show()
 
@@ -194,13 +189,12 @@ run_dir = tempfile.mkdtemp(prefix=f"synthlab_{objective}{dim}d_")
 config = TrainConfig(objective=objective, dim=dim, size=SIZE, steps=P.pretrain_steps,
                      batch_size=P.pretrain_batch, out=run_dir, preset=PRESET, seed=seed, device="auto",
                      probe_every=max(1, P.pretrain_steps // 3))
-result = pretrain(config, probe=TrainingProbe(dim, config.synth_config()))
+result = pretrain(config, probe=TrainingProbe.for_run(config))
 print(f"{result['steps']} steps in {result['seconds']:.1f} s on {result['device']}, "
       f"final loss {result['final_loss']:.3f}\ncheckpoint: {result['checkpoint']}")
 
 # %%
-with open(result["log"], newline="") as handle:
-    rows = list(csv.DictReader(handle))
+rows = read_csv_log(result["log"])
 fig = viz.plot_logs({f"this run ({objective})": rows}, ["loss", "synth_match", "synth_pair_cosine"],
                     ["training loss", "same voxel found across views", "cosine of random voxel pairs"])
 plt.show()

@@ -48,15 +48,12 @@ weights = "shipped"  # "shipped": synthlab's own weights of each objective; "tra
 seed = 0
 
 # %%
-import datetime
 import json
-import platform
 import shutil
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
 import synthlab
 from synthlab import shipped
@@ -66,7 +63,13 @@ from synthlab.eval_seg import evaluate_segmentation
 from synthlab.io import write_text_atomic
 from synthlab.probe import ProbeConfig, compare_features
 from synthlab.profiles import get_profile
-from synthlab.results import comparison_summary, features_summary, registration_summary, segmentation_summary
+from synthlab.results import (
+    comparison_record,
+    features_summary,
+    machine_info,
+    registration_summary,
+    segmentation_summary,
+)
 from synthlab.train import TrainConfig, pretrain
 
 settings = get_profile(profile)
@@ -83,10 +86,7 @@ print("real data:", data_root if data_root is not None else "not found: the eval
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-           "python": platform.python_version(), "torch": torch.__version__,
-           "device": "cuda" if torch.cuda.is_available() else "cpu", "threads": torch.get_num_threads()}
-print("synthlab", synthlab.__version__, "| numpy", np.__version__, "|", machine)
+print("synthlab", synthlab.__version__, "| numpy", np.__version__, "|", machine_info())
 
 # %% [markdown]
 # ## 1. The same backbone pretrained four ways
@@ -253,11 +253,8 @@ if reg_epe:
 # the date and the machine.
 
 # %%
-summary = comparison_summary(pretraining, seg_dice, seg_gain, reg_epe, feature_match)
-record = {"profile": settings.name, "dim": dim, "seed": seed, "objectives": objectives, "weights": weights,
-          "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-          "machine": machine, "settings": settings.as_dict(), "pretraining": pretraining,
-          "summary": summary, "features": features, "segmentation": segmentation, "registration": registration}
+record = comparison_record(settings, dim, seed, weights, pretraining, features, segmentation,
+                           control if segmentation else None, registration)
 write_text_atomic(out_json, json.dumps(record, indent=1, default=str))
 print("wrote", out_json)
 

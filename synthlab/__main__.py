@@ -28,41 +28,28 @@ from typing import Any
 import torch
 
 from .bench import main as bench_main
-from .cli import Parser
+from .cli import Parser, add_config_flags, config_values
 from .dist import configure_threads
 from .eval_reg import evaluate_registration
 from .eval_seg import evaluate_segmentation
 from .io import check_free_space, check_output_file, write_json_atomic
-from .losses import OBJECTIVES
 from .probe import STANDARD_SIZE, ProbeConfig, TrainingProbe, evaluate_features
+from .register import FEATURE_SETS
+from .spatial import DIMS
+from .synth import SynthConfig
 from .train import TrainConfig, pretrain
 
 __all__ = ["build_parser", "main"]
 
 _DEFAULTS = argparse.ArgumentDefaultsHelpFormatter  # every --help line shows its default
-FEATURE_SETS = ("intensity", "mind", "network", "network+mind")
+_TRAIN_SKIP = ("synth", "objective_config")  # TrainConfig fields filled from --synth/--synth-set/--objective-set
 
 
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "pretrain", formatter_class=_DEFAULTS,
         help="pretrain a backbone with one objective on synthetic (or real unlabeled) data")
-    p.add_argument("--objective", required=True, choices=OBJECTIVES)
-    p.add_argument("--dim", type=int, default=3, choices=(2, 3))
-    p.add_argument("--size", type=int, default=64, help="side of the (cubic/square) training volumes in voxels")
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--out", required=True, help="run folder; holds checkpoint.pt and the loss log")
-    p.add_argument("--data", default=None, help="folder of real unlabeled NIfTI volumes (VoCo's setting)")
-    p.add_argument("--labels", default=None, help="folder (or file) of integer label maps for the shape bank")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--preset", default=None, help="network preset (default: the profile's)")
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="cpu, cuda, or auto")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network")
-    p.add_argument("--checkpoint-every", type=int, default=50)
-    p.add_argument("--log-every", type=int, default=1)
+    add_config_flags(p, TrainConfig, skip=_TRAIN_SKIP)  # every other TrainConfig field, with its default
     p.add_argument("--synth", default=None, metavar="FILE.json",
                    help="synthetic-engine settings (a SynthConfig dict, e.g. saved by notebook 01), laid over the "
                         "defaults")
@@ -71,8 +58,6 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                         "applied after --synth)")
     p.add_argument("--objective-set", action="append", default=[], metavar="KEY=VALUE",
                    help="one field of the objective's config, e.g. temperature=0.2 (JSON value; repeatable)")
-    p.add_argument("--probe-every", type=int, default=0,
-                   help="steps between feature probes logged to log.csv (0: none)")
     p.add_argument("--probe-data", default=None,
                    help="co-registered folder (or name under $SYNTHLAB_DATA) for a real-image match rate in the "
                         "probes; without it the probes are synthetic only")
@@ -106,7 +91,7 @@ def _add_eval_seg(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shots", type=int, nargs="+", default=[1, 3, 5])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--dim", type=int, default=3, choices=(2, 3))
+    p.add_argument("--dim", type=int, default=3, choices=DIMS)
     p.add_argument("--preset", default=None, help="network preset for --checkpoint none")
     p.add_argument("--max-test", type=int, default=None, help="evaluate on at most this many held-out volumes")
     p.add_argument("--lr-scratch", type=float, default=None, help="learning rate of the scratch arm")
@@ -126,7 +111,7 @@ def _add_eval_features(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--moving", required=True, help="contrast searched for the match")
     p.add_argument("--checkpoint", default="none",
                    help="checkpoint path, a shipped name, or 'none' (then only mind and random are probed)")
-    p.add_argument("--dim", type=int, default=2, choices=(2, 3), help="2: slice by slice; 3: isotropic volume")
+    p.add_argument("--dim", type=int, default=2, choices=DIMS, help="2: slice by slice; 3: isotropic volume")
     p.add_argument("--size", type=int, default=None,
                    help=f"working side in voxels (default {STANDARD_SIZE[2]} in 2D, the longest in-plane side; "
                         f"{STANDARD_SIZE[3]} in 3D)")
@@ -152,6 +137,7 @@ def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
 
 
 def _synth_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``--synth FILE`` (its run fields aside: the run sets them) with every ``--synth-set`` laid over it."""
     settings: dict[str, Any] = {}
     if args.synth is not None:
         path = Path(args.synth)
@@ -161,7 +147,7 @@ def _synth_settings(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"synth: cannot read {path} as JSON ({err})") from err
         if not isinstance(settings, dict):
             raise ValueError(f"synth: {path} must hold a JSON object of SynthConfig settings")
-        settings = {k: v for k, v in settings.items() if k not in ("dim", "size", "labels", "n_views")}
+        settings = {k: v for k, v in settings.items() if k not in SynthConfig.RUN_FIELDS}
     return {**settings, **_key_values(args.synth_set, "--synth-set")}
 
 
@@ -220,17 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "pretrain":
-        skip = {"command", "synth", "synth_set", "objective_set", "probe_data", "probe_contrasts"}
-        options = {k: v for k, v in vars(args).items() if k not in skip}
-        config = TrainConfig(**options, synth=_synth_settings(args),
+        config = TrainConfig(**config_values(args, TrainConfig, _TRAIN_SKIP), synth=_synth_settings(args),
                              objective_config=_key_values(args.objective_set, "--objective-set"))
         if args.probe_data is not None and args.probe_contrasts is None:
             raise ValueError("probe-contrasts: --probe-data needs the two contrasts to compare, e.g. "
                              "--probe-contrasts T1prereg FLAIRreg")
         probe = None
         if config.probe_every:
-            probe = TrainingProbe.from_names(config.dim, config.synth_config(), args.probe_data,
-                                             args.probe_contrasts)
+            probe = TrainingProbe.for_run(config, args.probe_data, args.probe_contrasts)
         summary = pretrain(config, probe=probe)
         print(f"checkpoint {summary['checkpoint']}: {summary['steps']} steps, final loss "
               f"{summary['final_loss']:.4f}, {summary['seconds'] / 60:.1f} min")

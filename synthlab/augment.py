@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .draw import bernoulli, log_uniform, sample_affine, uniform
 from .spatial import affine_displacement, affine_matrix, check_dim, warp
+from .synth.appearance import apply_gamma, apply_noise
 
 __all__ = ["AugmentConfig", "AugmentParams", "apply_augment", "draw_batch", "sample_augment"]
 
@@ -44,54 +46,48 @@ class AugmentParams:
 
     matrix: torch.Tensor  # (B, dim, dim + 1) centred output->input affine, flips included
     gamma: torch.Tensor  # (B,)
-    noise_std: torch.Tensor  # (B,)
-    noise: torch.Tensor  # (B, 1, *size) unit Gaussian
+    noise_std: torch.Tensor  # (B,) relative to each image's maximum (about absolute on [0, 1] images)
+    noise_seeds: torch.Tensor  # (B,) seeds of each image's noise
 
 
 def sample_augment(batch: int, size: Sequence[int], config: AugmentConfig, generator: torch.Generator
                    ) -> AugmentParams:
     """Draw augmentation parameters for ``batch`` samples of spatial ``size`` from ``generator``.
 
-    The number of draws does not depend on the probabilities, so equal generators give equal batches.
+    Draws go through :mod:`synthlab.draw`, as the synthetic engine's do, and their number does not depend on
+    the probabilities, so equal generators give equal batches.
     """
     dim = check_dim(len(size))
     if any(not 0 <= axis < dim for axis in config.flip_axes):
         raise ValueError(f"flip_axes must name axes below dim={dim}, got {config.flip_axes}")
-
-    def draw(*shape: int) -> torch.Tensor:  # uniform in [0, 1): compare with a probability
-        return torch.rand(shape, generator=generator, device=generator.device)
-
-    def symmetric(*shape: int) -> torch.Tensor:  # uniform in [-1, 1): scale by a range
-        return 2 * draw(*shape) - 1
-
     may_flip = torch.zeros(dim, dtype=torch.bool, device=generator.device)
     may_flip[list(config.flip_axes)] = True
-    flips = (draw(batch, dim) < config.flip_prob) & may_flip
-    on = (draw(batch, 1) < config.affine_prob).float()
-    angles = symmetric(batch, dim * (dim - 1) // 2) * math.radians(config.max_rotation_deg) * on
-    zooms = 1 + symmetric(batch, dim) * config.max_zoom * on
-    shifts = symmetric(batch, dim) * config.max_shift * on
-    log_gamma = symmetric(batch) * config.max_log_gamma
-    gamma = torch.where(draw(batch) < config.gamma_prob, log_gamma.exp(), torch.ones(()))
-    noise_std = torch.where(draw(batch) < config.noise_prob, config.noise_std, 0.0)
-    noise = torch.randn((batch, 1, *size), generator=generator, device=generator.device)
-    matrix = affine_matrix(angles, zooms, translation=shifts, flips=flips)
-    return AugmentParams(matrix, gamma, noise_std, noise)
+    flips = bernoulli(generator, (batch, dim), config.flip_prob) & may_flip
+    on = bernoulli(generator, (batch, 1), config.affine_prob)
+    angles, zooms, _ = sample_affine(generator, batch, dim, config.max_rotation_deg,
+                                     (1 - config.max_zoom, 1 + config.max_zoom), 0.0)
+    shifts = uniform(generator, (batch, dim), (-config.max_shift, config.max_shift))
+    gamma = log_uniform(generator, (batch,), (math.exp(-config.max_log_gamma), math.exp(config.max_log_gamma)))
+    gamma = torch.where(bernoulli(generator, (batch,), config.gamma_prob), gamma, 1.0)
+    noise_std = torch.where(bernoulli(generator, (batch,), config.noise_prob), config.noise_std, 0.0)
+    seeds = torch.randint(0, 2**62, (batch,), generator=generator, device=generator.device)
+    matrix = affine_matrix(angles * on, torch.where(on, zooms, 1.0), translation=shifts * on, flips=flips)
+    return AugmentParams(matrix, gamma, noise_std, seeds)
 
 
 def apply_augment(image: torch.Tensor, label: torch.Tensor, params: AugmentParams
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply sampled parameters: one warp (affine and flips; nearest for labels), then gamma and noise.
+    """Apply sampled parameters: one warp (affine and flips; nearest for labels), then the synthetic engine's
+    gamma and noise (:func:`~synthlab.synth.appearance.apply_gamma`, :func:`~synthlab.synth.appearance.apply_noise`).
 
     Args:
         image: ``(B, 1, *size)`` in [0, 1]; label: ``(B, *size)`` integer. Outputs follow ``image``'s device.
     """
-    per_sample = (-1, *([1] * (image.ndim - 1)))
     displacement = affine_displacement(params.matrix.to(image), image.shape[2:])
     image = warp(image, displacement, padding_mode="zeros")
     label = warp(label.unsqueeze(1), displacement, mode="nearest", padding_mode="zeros").squeeze(1)
-    image = image.clamp(0.0, 1.0) ** params.gamma.to(image).view(per_sample)
-    return image + params.noise.to(image) * params.noise_std.to(image).view(per_sample), label
+    image = apply_gamma(image.clamp(0.0, 1.0), params.gamma.to(image))
+    return apply_noise(image, params.noise_std.to(image), params.noise_seeds.to(image.device)), label
 
 
 def draw_batch(images: torch.Tensor, labels: torch.Tensor, batch: int, config: AugmentConfig,

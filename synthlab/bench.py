@@ -33,11 +33,10 @@ import torch
 from .cli import Parser
 from .dist import resolve_device
 from .io import write_json_atomic
-from .losses import OBJECTIVES, build_objective
-from .nets import build_unet
-from .profiles import get_profile
+from .losses import OBJECTIVES
+from .spatial import DIMS
 from .synth import SynthConfig, SynthEngine
-from .train import ADAMW_BETAS, TrainConfig, Trainee, lr_factor, train_step
+from .train import TrainConfig, Trainee, build_run, scheduled_lr, train_step
 
 __all__ = ["bench_synth", "bench_train", "build_parser", "main"]
 
@@ -163,22 +162,20 @@ def _print_synth(results: dict[str, Any]) -> None:
 def bench_train(objective: str = "supcon", dim: int = 3, size: int = 128, preset: str | None = None,
                 batch_size: int = 1, steps: int = 10, device: str = "cpu", threads: int | None = None,
                 seed: int = 0) -> dict[str, Any]:
-    """Seconds per pretraining step and the synthesis share, per precision (fp32; bf16 too on CUDA)."""
+    """Seconds per pretraining step and the synthesis share, per precision (fp32; bf16 too on CUDA).
+
+    The run is built exactly as ``pretrain`` builds it (:func:`~synthlab.train.build_run`: network, objective,
+    optimiser, and the batch source drawing only the views the objective uses) and stepped by the same
+    :func:`~synthlab.train.train_step` with the run's schedule and clipping.
+    """
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
-    preset = preset or str(get_profile().for_dim("preset", dim))
-    net = build_unet(preset, dim).to(dev)
-    loss = build_objective(objective, net, dim).to(dev)
-    # The optimiser, schedule and clipping of a real run (TrainConfig's defaults), through the same train_step.
     config = TrainConfig(objective=objective, out="", dim=dim, size=size, steps=steps + 1, preset=preset,
                          batch_size=batch_size, seed=seed)
-    params = [p for p in (*net.parameters(), *loss.parameters()) if p.requires_grad]
-    optimiser = torch.optim.AdamW(params, lr=config.lr, betas=ADAMW_BETAS, weight_decay=config.weight_decay)
-    model = Trainee(net, loss)
-    engine = SynthEngine(SynthConfig(dim=dim, size=size, n_views=2), device=dev, seed=seed)
-    generator = torch.Generator(dev).manual_seed(seed)
-    results: dict[str, Any] = {"objective": objective, "dim": dim, "size": size, "preset": preset,
+    parts = build_run(config, dev, seed)
+    model = Trainee(parts.net, parts.objective)
+    results: dict[str, Any] = {"objective": objective, "dim": dim, "size": size, "preset": config.preset,
                                "batch_size": batch_size, "device": str(dev), "torch": torch.__version__,
                                "threads": torch.get_num_threads(), "precision": {}}
     for precision in ["fp32", "bf16"] if dev.type == "cuda" else ["fp32"]:
@@ -186,12 +183,12 @@ def bench_train(objective: str = "supcon", dim: int = 3, size: int = 128, preset
         for i in range(steps + 1):  # the first step is a warm-up
             _synchronize(dev)
             start = time.perf_counter()
-            batch = engine.sample(batch_size)
+            views, labels = parts.source.sample(batch_size)
             _synchronize(dev)
             middle = time.perf_counter()
-            lr = config.lr * lr_factor(i, config.steps, config.warmup_fraction, config.min_lr_fraction)
-            train_step(model, loss, optimiser, (batch.views, batch.labels), generator, lr=lr,
-                       grad_clip=config.grad_clip, autocast=precision == "bf16")
+            train_step(model, parts.optimizer, (views, labels, parts.loss_generator), lr=scheduled_lr(config, i),
+                       grad_clip=config.grad_clip, autocast=precision == "bf16",
+                       after_step=parts.objective.after_step)
             _synchronize(dev)
             end = time.perf_counter()
             if i:
@@ -217,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="synthlab.bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="benchmark", required=True)
     synth = sub.add_parser("synth", help="synthesis speed: synthlab vs the TorchIO pipeline")
-    synth.add_argument("--dim", type=int, default=3, choices=(2, 3))
+    synth.add_argument("--dim", type=int, default=3, choices=DIMS)
     synth.add_argument("--size", type=int, default=128, help="side of the cubic/square samples")
     synth.add_argument("--n", type=int, default=8, help="timed samples per source (after one warm-up)")
     synth.add_argument("--device", default="cpu")
@@ -228,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--json", default=None, help="also write the results to this JSON file")
     train = sub.add_parser("train", help="pretraining step speed and the share spent synthesising")
     train.add_argument("--objective", default="supcon", choices=OBJECTIVES)
-    train.add_argument("--dim", type=int, default=3, choices=(2, 3))
+    train.add_argument("--dim", type=int, default=3, choices=DIMS)
     train.add_argument("--size", type=int, default=128)
     train.add_argument("--preset", default=None, help="network preset (default: the profile's)")
     train.add_argument("--batch-size", type=int, default=1)

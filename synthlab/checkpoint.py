@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from .io import write_atomic
-from .nets import UNet, build_unet
+from .nets import UNet, seeded, unet_config
 from .profiles import get_profile
 
 __all__ = [
@@ -165,11 +165,10 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> UNe
 def random_backbone(config: Mapping[str, Any], seed: int) -> UNet:
     """A freshly initialised ``UNet(**config)`` seeded by ``seed``.
 
-    Module initialisers read torch's global generator, so it is forked and restored: building a network never
-    changes what the caller draws next.
+    Initialisation runs under :func:`~synthlab.nets.seeded`: building a network never changes what the caller
+    draws next, and the same seed gives the network ``pretrain`` starts from.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return UNet(**config)
 
 
@@ -187,7 +186,7 @@ def load_backbone(spec: str | Path | None, dim: int, preset: str | None = None, 
     """
     if spec is None or str(spec) == "none":
         name = preset or str(get_profile().for_dim("preset", dim))
-        return random_backbone(build_unet(name, dim).config, seed).to(device)
+        return random_backbone(unet_config(name, dim), seed).to(device)
     if preset is not None:
         raise ValueError("preset applies only to checkpoint='none'; a checkpoint fixes its architecture")
     net = load_pretrained(spec, device=device)

@@ -1,17 +1,23 @@
-"""What every synthlab entry point shares: an argument parser whose usage errors are one line.
+"""What every synthlab entry point shares: one-line usage errors, and flags generated from config dataclasses.
 
 argparse answers a bad flag with the whole usage block and then the error; in a log or a CI transcript the one
 line that matters drowns. :class:`Parser` prints just ``prog: error: ... (see prog --help)`` and exits with 2,
-like every other input error of the command line.
+like every other input error of the command line. :func:`add_config_flags` turns the fields of a config
+dataclass (declared with :func:`synthlab.fields.setting`) into flags, so each default and help text is written
+once, next to the field, and the flag only overrides it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-from typing import NoReturn
+import types
+import typing
+from pathlib import Path
+from typing import Any, NoReturn, Union
 
-__all__ = ["Parser"]
+__all__ = ["Parser", "add_config_flags", "config_values"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -20,3 +26,54 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
+
+
+def _parse_as(hint: Any) -> tuple[Any, bool]:
+    """The argparse ``type`` for an annotation and whether ``none`` is accepted (``X | None``)."""
+    union = typing.get_origin(hint) in (Union, types.UnionType)
+    kinds = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
+    optional = union and len(kinds) < len(typing.get_args(hint))
+    base = str if kinds[0] is Path else kinds[0]  # paths arrive as strings (``str | Path`` too)
+    if not optional:
+        return base, False
+
+    def parse(text: str) -> Any:
+        return None if text.lower() == "none" else base(text)
+
+    parse.__name__ = base.__name__  # argparse names the type in its error message
+    return parse, True
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One ``--field-name`` flag per field of dataclass ``cls`` (``skip`` aside), with its default and help.
+
+    Fields without a default become required flags; ``bool`` fields become switches; ``X | None`` fields also
+    take ``none``.
+    """
+    hints = typing.get_type_hints(cls)
+    for item in dataclasses.fields(cls):
+        if item.name in skip:
+            continue
+        flag = "--" + item.name.replace("_", "-")
+        meta = item.metadata
+        options: dict[str, Any] = {"help": meta.get("help", ""), "dest": item.name}
+        if meta.get("choices"):
+            options["choices"] = meta["choices"]
+        if item.default is dataclasses.MISSING:
+            options.update(required=True, default=argparse.SUPPRESS)  # no "(default: None)" in --help
+        else:
+            options["default"] = item.default
+        if hints[item.name] is bool:
+            parser.add_argument(flag, action="store_true" if not item.default else argparse.BooleanOptionalAction,
+                                **options)
+            continue
+        parse, optional = _parse_as(hints[item.name])
+        if optional and item.default is not None:
+            options["help"] += "; none for no value"
+        parser.add_argument(flag, type=parse, **options)
+
+
+def config_values(args: argparse.Namespace, cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The values of ``cls``'s fields among parsed ``args`` (those :func:`add_config_flags` added, ``skip`` aside)."""
+    names = {item.name for item in dataclasses.fields(cls)} - set(skip)
+    return {key: value for key, value in vars(args).items() if key in names}

@@ -33,7 +33,7 @@ from .data import (
 )
 from .dist import resolve_device
 from .metrics import endpoint_error, folding_percent, mean_dice, summarize
-from .noise import multiscale_noise
+from .noise import pyramid_noise
 from .progress import ProgressLike, progress_bar
 from .register import FEATURE_SETS, RegistrationConfig, RegistrationResult, register
 from .spatial import warp
@@ -50,8 +50,9 @@ class ProtocolConfig:
 
     Attributes:
         size: longest side (voxels) of the isotropic working grid when the caller gives none.
-        deformation_sides: coarse-grid sides of the octaves of the synthetic deformation (2: an affine-like
-            ramp; larger sides bend more locally).
+        deformation_sides: coarse-grid sides (along the longest axis; shorter axes get proportionally fewer
+            points, so the field is equally smooth along every axis) of the octaves of the synthetic deformation
+            (2: an affine-like ramp; larger sides bend more locally).
         deformation_std_mm: standard deviation per octave and axis, mm. The defaults move voxels by about
             5 mm on average (13 mm at most) with Jacobian determinants in about [0.7, 1.3]: large motions, but
             strains that descriptors with fixed axes (MIND, convolutions) can follow.
@@ -77,7 +78,7 @@ def random_deformation(size: Sequence[int], spacing: Sequence[float], generator:
     """A smooth random displacement ``(dim, *size)``, in voxels of ``spacing`` mm (one per axis)."""
     config = config or ProtocolConfig()
     std = torch.tensor([config.deformation_std_mm], device=generator.device)
-    mm = multiscale_noise(1, len(size), size, config.deformation_sides, generator, std, generator.device)[0]
+    mm = pyramid_noise(1, len(size), size, config.deformation_sides, generator, std)[0]
     return mm / torch.tensor(spacing, device=mm.device).view(-1, *([1] * len(size)))
 
 

@@ -22,8 +22,8 @@ from .progress import progress_iter
 from .regions import prototype_softmax
 from .spatial import check_dim
 
-__all__ = ["blending_weights", "extract_features", "normalize_features", "prototype_similarity", "view_agreement",
-           "window_starts"]
+__all__ = ["blending_weights", "cosine_map", "extract_features", "normalize_features", "prototype_similarity",
+           "view_agreement", "window_starts"]
 
 
 def _first_conv(net: nn.Module) -> nn.Conv2d | nn.Conv3d:
@@ -193,14 +193,18 @@ def normalize_features(features: torch.Tensor, mode: Literal["l2", "zscore"] = "
     raise ValueError(f"mode must be 'l2' or 'zscore', got {mode!r}")
 
 
+def cosine_map(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Per-voxel cosine similarity of two feature maps ``(C, *size)`` -> ``(*size)`` in [-1, 1]."""
+    return (normalize_features(first) * normalize_features(second)).sum(0)
+
+
 def view_agreement(net: nn.Module, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """Per-voxel cosine similarity of ``net``'s features between two renderings of one label map.
 
     What anatomix-style pretraining asks for: the same anatomy gives the same feature whatever the appearance.
     Inputs are ``(1, *size)`` images; the result is ``(*size)`` in [-1, 1].
     """
-    a, b = (normalize_features(extract_features(net, view, progress=False)) for view in (first, second))
-    return (a * b).sum(0)
+    return cosine_map(*(extract_features(net, view, progress=False) for view in (first, second)))
 
 
 def prototype_similarity(net: nn.Module, image: torch.Tensor, labels: torch.Tensor,

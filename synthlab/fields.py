@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping
-from dataclasses import is_dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, Field, field, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
 
-__all__ = ["check_field_types"]
+__all__ = ["check_field_types", "setting"]
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -72,3 +72,14 @@ def check_field_types(cls: type, values: Mapping[str, Any], prefix: str = "") ->
     for name, value in values.items():
         if name in hints and not _matches(value, hints[name]):
             raise ValueError(f"{prefix}{name} must be {_describe(hints[name])}, got {value!r}")
+
+
+def setting(default: Any = MISSING, help: str = "", choices: Sequence[Any] | None = None) -> Any:
+    """A dataclass field that documents itself: its default and ``help`` (and allowed ``choices``) in one place.
+
+    Command lines are generated from these fields (:func:`synthlab.cli.add_config_flags`), so a default is
+    written once, here, as nanoGPT states each default once and lets a flag override it.
+    """
+    metadata = {"help": help, "choices": tuple(choices) if choices is not None else None}
+    made: Field = field(default=default, metadata=metadata)
+    return made

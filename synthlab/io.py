@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["CsvLog", "RunLock", "check_free_space", "check_output_file", "check_output_folder", "write_atomic",
-           "write_json_atomic", "write_text_atomic"]
+__all__ = ["CsvLog", "RunLock", "check_free_space", "check_output_file", "check_output_folder", "read_csv_log",
+           "write_atomic", "write_json_atomic", "write_text_atomic"]
 
 
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -154,6 +154,13 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def read_csv_log(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a :class:`CsvLog` (a run's ``log.csv``) as dicts of strings; probe columns are blank between
+    probes."""
+    with Path(path).open(newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 class CsvLog:

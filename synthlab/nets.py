@@ -14,6 +14,8 @@ Shapes, for a ``depth``-level net (``depth = len(widths)``)::
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +25,7 @@ from torch import nn
 
 from .spatial import check_dim
 
-__all__ = ["PRESETS", "ProjectionHead", "UNet", "build_unet", "crop_embedding"]
+__all__ = ["PRESETS", "ProjectionHead", "UNet", "build_unet", "crop_embedding", "seeded", "unet_config"]
 
 NORMS = ("batch", "instance")
 
@@ -190,15 +192,33 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_unet(preset: str, dim: int, **overrides: Any) -> UNet:
-    """A :class:`UNet` from a named preset; ``overrides`` replace any of its constructor arguments."""
+def unet_config(preset: str, dim: int, **overrides: Any) -> dict[str, Any]:
+    """The :class:`UNet` arguments of a named preset; ``overrides`` replace any of them."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     allowed = {"in_channels", "out_channels", "widths", "bottleneck", "norm"}
     unknown = sorted(set(overrides) - allowed)
     if unknown:
         raise ValueError(f"unknown UNet override(s) {unknown}; allowed: {sorted(allowed)}")
-    return UNet(dim=dim, **{**PRESETS[preset], **overrides})
+    return {"dim": dim, **PRESETS[preset], **overrides}
+
+
+def build_unet(preset: str, dim: int, **overrides: Any) -> UNet:
+    """A :class:`UNet` from a named preset; ``overrides`` replace any of its constructor arguments."""
+    return UNet(**unet_config(preset, dim, **overrides))
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Initialise modules inside the block from ``seed``, leaving torch's global generator as it was.
+
+    Module initialisers draw from the global generator; forking it makes "a fresh network of seed s" the same
+    network wherever it is built (training, a random baseline, a notebook) without changing what the caller
+    draws next.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class ProjectionHead(nn.Module):

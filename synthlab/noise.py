@@ -13,7 +13,7 @@ import torch
 
 from .spatial import resize
 
-__all__ = ["coarse_shape", "multiscale_noise", "pyramid_noise", "smooth_noise"]
+__all__ = ["coarse_shape", "pyramid_noise", "smooth_noise"]
 
 
 def _size_tuple(size: int | Sequence[int], dim: int) -> tuple[int, ...]:
@@ -61,29 +61,6 @@ def smooth_noise(
     return resize(noise, size)
 
 
-def multiscale_noise(
-    batch: int,
-    channels: int,
-    size: Sequence[int],
-    coarse_sides: Sequence[int],
-    generator: torch.Generator,
-    std: torch.Tensor | float = 1.0,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Sum of :func:`smooth_noise` fields at several coarse resolutions (Perlin-like, multi-octave).
-
-    ``std`` may be a scalar, ``(B,)``, or ``(B, n_scales)`` to weight each octave separately.
-    """
-    field = None
-    for k, side in enumerate(coarse_sides):
-        s = std[:, k] if torch.is_tensor(std) and std.ndim == 2 else std
-        octave = smooth_noise(batch, channels, size, side, generator, s, device)
-        field = octave if field is None else field + octave
-    if field is None:
-        raise ValueError("coarse_sides must name at least one scale")
-    return field
-
-
 def coarse_shape(size: Sequence[int], side: int) -> tuple[int, ...]:
     """A coarse grid with ``side`` points along the longest axis, proportionally fewer (>= 2) elsewhere.
 
@@ -105,10 +82,12 @@ def pyramid_noise(
 ) -> torch.Tensor:
     """Multi-octave smooth noise summed coarse to fine, with a single interpolation to the full ``size``.
 
-    Like :func:`multiscale_noise` (same octaves, same ``std`` conventions), but each octave is added on the
-    next finer grid rather than at full size, so the cost is one full-size interpolation whatever the number
-    of octaves. Coarse octaves pass through several linear interpolations and come out slightly smoother.
-    ``std`` may also be ``(B, C, n_scales)``: one SD per sample, channel and octave.
+    Octave ``k`` is Gaussian noise on a grid with ``coarse_sides[k]`` points along the longest axis (proportionally
+    fewer elsewhere, see :func:`coarse_shape`), so a field is equally smooth along every axis of a non-cubic
+    volume. Each octave is added on the next finer grid rather than at full size, so the cost is one full-size
+    interpolation whatever the number of octaves (coarse octaves pass through several linear interpolations and
+    come out slightly smoother). ``std`` is a scalar, ``(B,)``, ``(B, n_scales)`` (one SD per sample and
+    octave) or ``(B, C, n_scales)`` (per sample, channel and octave).
     """
     device = generator.device if device is None else torch.device(device)
     if not coarse_sides:

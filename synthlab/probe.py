@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,11 @@ from torch import nn
 
 from .checkpoint import load_backbone, random_backbone
 from .data import Volume, load_coregistered, normalize_intensity, pick_name, resample, resolve_data
-from .features import extract_features
+from .features import cosine_map, extract_features, normalize_features
 from .mind import mind_ssc
 from .spatial import check_dim
 from .synth import SynthConfig, SynthEngine
+from .train import TrainConfig
 
 __all__ = ["STANDARD_SIZE", "FeatureProbe", "ProbeConfig", "TrainingProbe", "compare_features", "evaluate_features",
            "prepare_pair", "probe_features", "probe_networks"]
@@ -67,8 +68,7 @@ class ProbeConfig:
     center: bool = True
 
     def __post_init__(self) -> None:
-        if self.dim not in (2, 3):
-            raise ValueError(f"dim must be 2 or 3, got {self.dim!r}")
+        check_dim(self.dim)
         for name in ("size", "radius", "queries", "pairs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
@@ -132,10 +132,6 @@ def _mind(image: torch.Tensor, dim: int) -> torch.Tensor:
     return mind_ssc(image[None, None])[0]
 
 
-def _unit(features: torch.Tensor) -> torch.Tensor:
-    return features / features.norm(dim=0, keepdim=True).clamp_min(1e-8)
-
-
 class FeatureProbe:
     """Queries and candidate cubes drawn once for a fixed/moving pair; :meth:`score` rates any feature maps.
 
@@ -171,8 +167,8 @@ class FeatureProbe:
 
     def score(self, fixed_features: torch.Tensor, moving_features: torch.Tensor) -> dict[str, float]:
         """Match rate, median error of the best match (voxels) and pair cosine of ``(C, *grid)`` features."""
-        a = _unit(fixed_features.float()).flatten(1)
-        b = _unit(moving_features.float()).flatten(1)
+        a = normalize_features(fixed_features.float()).flatten(1)
+        b = normalize_features(moving_features.float()).flatten(1)
         hits, errors = [], []
         for start in range(0, len(self.queries), 256):
             q = a[:, self.query_index[start:start + 256]]  # (C, q)
@@ -238,10 +234,14 @@ def probe_networks(fixed: Volume, moving: Volume, config: ProbeConfig,
         fixed_net, moving_net = probe.features(net)
         methods = {"mind": mind_score, "random": baselines[architecture],
                    "network": probe.score(fixed_net, moving_net),
-                   "network+mind": probe.score(torch.cat([_unit(fixed_net), _unit(mind[0])]),
-                                               torch.cat([_unit(moving_net), _unit(mind[1])]))}
+                   "network+mind": probe.score(_joined(fixed_net, mind[0]), _joined(moving_net, mind[1]))}
         reports[name] = {"settings": _settings(config, probe, fixed_image), "methods": methods}
     return reports
+
+
+def _joined(*groups: torch.Tensor) -> torch.Tensor:
+    """Feature groups side by side, each at unit norm per voxel, so neither dominates the cosine."""
+    return torch.cat([normalize_features(group) for group in groups])
 
 
 def _settings(config: ProbeConfig, probe: FeatureProbe, fixed_image: torch.Tensor) -> dict[str, Any]:
@@ -307,7 +307,7 @@ class TrainingProbe:
 
     def __init__(self, dim: int, synth: SynthConfig, real: tuple[Volume, Volume] | None = None,
                  seed: int = 0, queries: int = 500) -> None:
-        synth = synth.with_overrides({"n_views": 2})
+        synth = replace(synth, n_views=2)
         batch = SynthEngine(synth, seed=seed).sample(8 if dim == 2 else 1)
         first, second = batch.views[:, 0, 0], batch.views[:, 1, 0]  # 2D: the samples act as slices
         if dim == 3:
@@ -323,7 +323,7 @@ class TrainingProbe:
     def __call__(self, net: nn.Module) -> dict[str, float]:
         first, second = self.synthetic.features(net)
         scores = self.synthetic.score(first, second)
-        agreement = (_unit(first.flatten(1)) * _unit(second.flatten(1))).sum(0).mean()
+        agreement = cosine_map(first, second).mean()
         out = {"synth_match": scores["match_rate"], "synth_agreement": float(agreement),
                "synth_pair_cosine": scores["pair_cosine"]}
         if self.real is not None:
@@ -332,13 +332,15 @@ class TrainingProbe:
         return out
 
     @classmethod
-    def from_names(cls, dim: int, synth: SynthConfig, data: str | Path | None = None,
-                   contrasts: Sequence[str] | None = None) -> TrainingProbe:
-        """Build from a co-registered data folder (name or path) and its two contrast names (fixed, moving);
-        no data: synthetic only."""
+    def for_run(cls, config: TrainConfig, data: str | Path | None = None,
+                contrasts: Sequence[str] | None = None) -> TrainingProbe:
+        """The probe of a training run: its synthetic data (the engine's defaults at the run's size for a run on
+        real volumes), plus, given a co-registered folder (name or path) and two of its contrasts (fixed,
+        moving), the real-image match rate."""
         real = None
         if data is not None:
             if contrasts is None or len(contrasts) != 2:
                 raise ValueError(f"probe: data {data} needs two contrast names, got {contrasts!r}")
             real = _load_pair(data, *contrasts, role="probe ")[3:]
-        return cls(dim, synth, real)
+        synth = config.synth or SynthConfig.for_run(config.dim, config.size, 2)
+        return cls(config.dim, synth, real, seed=0)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
+from .spatial import check_dim
+
 __all__ = ["PROFILES", "Profile", "get_profile"]
 
 
@@ -48,9 +50,7 @@ class Profile:
 
     def for_dim(self, field: str, dim: int) -> int | str:
         """Value of ``<field>_<dim>d``, e.g. ``for_dim("pretrain_size", 3)``."""
-        if dim not in (2, 3):
-            raise ValueError(f"dim must be 2 or 3, got {dim!r}")
-        return getattr(self, f"{field}_{dim}d")
+        return getattr(self, f"{field}_{check_dim(dim)}d")
 
     def as_dict(self) -> dict:
         return asdict(self)

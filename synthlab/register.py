@@ -33,7 +33,7 @@ from torch import nn
 
 from .features import extract_features, normalize_features
 from .mind import MindConfig, mind_ssc, shifted_view
-from .spatial import gaussian_blur, grid_size, rescale_field, resize, to_grid, warp
+from .spatial import DIMS, gaussian_blur, grid_size, rescale_field, resize, to_grid, warp
 
 __all__ = ["FEATURE_SETS", "RegistrationConfig", "RegistrationResult", "local_normalize", "register",
            "register_features", "registration_features"]
@@ -230,7 +230,7 @@ def register(fixed: torch.Tensor, moving: torch.Tensor, features: str = "mind", 
     config = config or RegistrationConfig()
     overrides = {k: v for k, v in (("iterations", iterations), ("lambda_", lambda_)) if v is not None}
     config = replace(config, **overrides)
-    if fixed.shape != moving.shape or fixed.ndim not in (2, 3):
+    if fixed.shape != moving.shape or fixed.ndim not in DIMS:
         raise ValueError(f"fixed and moving must share one 2D or 3D shape, got {tuple(fixed.shape)} and "
                          f"{tuple(moving.shape)}")
     start = time.perf_counter()

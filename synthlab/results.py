@@ -1,4 +1,5 @@
-"""The comparison summary (built here for notebook 05) and the README's claims table regenerated from it.
+"""The comparison record (its schema defined here, written by notebook 05) and the README's claims table built
+from it.
 
 Each seed paper makes one central claim; the table sets the number measured here (per profile) beside the
 published one, so a reader sees at a glance how far a small reproduction is from the paper's setting. The
@@ -10,20 +11,25 @@ Usage: ``python -m synthlab.results --update README.md [--results results] [--ch
 
 from __future__ import annotations
 
+import datetime
 import json
+import platform
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .cli import Parser
 from .eval_seg import paired_gain
 from .io import write_text_atomic
+from .profiles import Profile
 
-__all__ = ["CLAIMS", "END_MARKER", "SMOKE_PROFILES", "START_MARKER", "TABLE_PROFILES", "Claim", "comparison_summary",
-           "features_summary", "load_runs", "main", "registration_summary", "render_table", "replace_between_markers",
-           "segmentation_summary", "update_readme"]
+__all__ = ["CLAIMS", "END_MARKER", "SMOKE_PROFILES", "START_MARKER", "TABLE_PROFILES", "Claim", "comparison_record",
+           "comparison_summary", "features_summary", "load_runs", "machine_info", "main", "registration_summary",
+           "render_table", "replace_between_markers", "segmentation_summary", "update_readme"]
 
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
@@ -116,6 +122,31 @@ def comparison_summary(pretraining: dict[str, dict[str, Any]], seg_dice: dict[st
             "segmentation_gain": seg_gain, "registration_epe": reg_epe, "feature_match": feature_match or {}}
 
 
+def machine_info() -> dict[str, Any]:
+    """Where a comparison ran: platform, processor, Python, torch, device and CPU threads."""
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "device": "cuda" if torch.cuda.is_available() else "cpu", "threads": torch.get_num_threads()}
+
+
+def comparison_record(profile: Profile, dim: int, seed: int, weights: str, pretraining: dict[str, dict[str, Any]],
+                      features: dict[str, list[dict[str, Any]]] | None, segmentation: dict[str, Any] | None,
+                      scratch: dict[str, Any] | None, registration: dict[str, dict[str, Any]] | None
+                      ) -> dict[str, Any]:
+    """The whole comparison as one JSON-able record: the full reports, the compact ``summary`` the claims table
+    reads (:func:`comparison_summary`), the date and the machine. ``segmentation`` maps each objective to its
+    ``evaluate_segmentation`` report (pretrained arm), ``scratch`` is the shared scratch arm's report."""
+    objectives = list(pretraining)
+    seg_dice, seg_gain = segmentation_summary(segmentation, objectives, scratch)
+    summary = comparison_summary(pretraining, seg_dice, seg_gain, registration_summary(registration),
+                                 features_summary(features))
+    return {"profile": profile.name, "dim": dim, "seed": seed, "objectives": objectives, "weights": weights,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine_info(), "settings": profile.as_dict(), "pretraining": pretraining,
+            "summary": summary, "features": features, "segmentation": segmentation, "scratch": scratch,
+            "registration": registration}
+
+
 def load_runs(folder: str | Path) -> dict[str, list[dict[str, Any]]]:
     """Every ``comparison_*.json`` under ``folder``, grouped by profile and sorted by dimension."""
     runs: dict[str, list[dict[str, Any]]] = {}
@@ -125,7 +156,7 @@ def load_runs(folder: str | Path) -> dict[str, list[dict[str, Any]]]:
         except json.JSONDecodeError as error:
             raise ValueError(f"{path} is not valid JSON: {error}") from error
         if "profile" not in run:
-            raise ValueError(f"{path} has no 'profile' field; was it written by notebooks/05_comparison?")
+            raise ValueError(f"{path} has no 'profile' field; is it a comparison record (comparison_record)?")
         runs.setdefault(run["profile"], []).append(run)
     for group in runs.values():
         group.sort(key=lambda run: run.get("dim", 0))

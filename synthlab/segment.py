@@ -22,6 +22,7 @@ from .data import Case, crop_or_pad, normalize_intensity
 from .nets import UNet
 from .progress import progress_iter
 from .spatial import check_dim, conv_fn
+from .train import lr_factor, train_step
 
 __all__ = ["ARMS", "FineTuneConfig", "PreparedCase", "SegmentationNet", "dice_ce_loss", "fit_arm",
            "from_samples", "predict", "prepare_cases", "seeded_generator", "stable_seed", "to_samples", "train_model"]
@@ -172,22 +173,33 @@ def seeded_generator(*keys: object) -> torch.Generator:
     return torch.Generator().manual_seed(stable_seed(*keys))
 
 
+class _WithLoss(nn.Module):
+    """A segmentation network and its loss as one module: ``(images, labels) -> (loss, logs)``, the form
+    :func:`~synthlab.train.train_step` steps."""
+
+    def __init__(self, model: SegmentationNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return dice_ce_loss(self.model(images), labels), {}
+
+
 def train_model(model: SegmentationNet, images: torch.Tensor, labels: torch.Tensor, *, steps: int,
                 lr: float, batch_size: int, augment: AugmentConfig, generator: torch.Generator,
                 progress: bool = False) -> list[float]:
-    """Adam with a cosine schedule on Dice + CE for ``steps`` augmented batches; returns each step's loss."""
+    """Adam on Dice + CE for ``steps`` augmented batches, the learning rate decaying along a cosine to zero
+    (:func:`~synthlab.train.lr_factor`); each step is pretraining's :func:`~synthlab.train.train_step`.
+    Returns each step's loss."""
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
     device = next(model.parameters()).device
+    step_model = _WithLoss(model)
     model.train()
     losses = []
-    for _ in progress_iter(range(steps), "train", enabled=progress, nested=True):
+    for step in progress_iter(range(steps), "train", enabled=progress, nested=True):
         x, y = draw_batch(images, labels, batch_size, augment, generator)
-        loss = dice_ce_loss(model(x.to(device)), y.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        loss, _ = train_step(step_model, optimizer, (x.to(device), y.to(device)),
+                             lr=lr * lr_factor(step, steps, warmup_fraction=0.0, min_fraction=0.0))
         losses.append(loss.item())
     return losses
 

@@ -19,7 +19,6 @@ Usage::
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import shutil
@@ -29,6 +28,7 @@ from typing import Any
 
 from .checkpoint import ALIASES, WEIGHTS_DIR, load_checkpoint, save_checkpoint
 from .cli import Parser
+from .io import read_csv_log
 from .probe import TrainingProbe
 from .runs import CHECKPOINT_NAME, LOG_NAME
 from .train import TrainConfig, pretrain
@@ -63,8 +63,7 @@ def read_log(name: str) -> list[dict[str, str]]:
     if not path.is_file():
         raise FileNotFoundError(f"no training log {path.name} in {WEIGHTS_DIR}; build it with "
                                 f"`python -m synthlab.shipped build {name}`")
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+    return read_csv_log(path)
 
 
 def summary(name: str) -> dict[str, Any]:
@@ -92,13 +91,12 @@ def install(name: str, config: TrainConfig, probe_data: str | None = None) -> Pa
     probe = None
     if config.probe_every:
         try:
-            probe = TrainingProbe.from_names(config.dim, config.synth_config(), probe_data, PROBE_CONTRASTS)
+            probe = TrainingProbe.for_run(config, probe_data, PROBE_CONTRASTS)
         except FileNotFoundError:
-            probe = TrainingProbe.from_names(config.dim, config.synth_config())
+            probe = TrainingProbe.for_run(config)
     summary = pretrain(config, probe=probe)
     full = load_checkpoint(Path(config.out) / CHECKPOINT_NAME)
-    slim = {key: full[key] for key in ("format", "config", "model_config", "model", "synth", "step", "seconds",
-                                       "loss")}
+    slim = {key: full[key] for key in ("format", "config", "model_config", "model", "step", "seconds", "loss")}
     slim["config"] = {**slim["config"], "out": None, "resume": False}
     slim["probe"] = summary["probe"]
     target = save_checkpoint(WEIGHTS_DIR / f"{name}.pt", slim)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "DIMS",
     "affine_coordinates",
     "affine_displacement",
     "affine_matrix",
@@ -42,9 +43,12 @@ __all__ = [
 ]
 
 
+DIMS = (2, 3)  # the spatial dimensions synthlab works in: its flags' choices, and what check_dim allows
+
+
 def check_dim(dim: int) -> int:
-    """Return ``dim`` if it is 2 or 3, else raise a ValueError naming the field."""
-    if dim not in (2, 3):
+    """Return ``dim`` if it is 2 or 3, else raise a ValueError naming the field: the one dimension check."""
+    if dim not in DIMS:
         raise ValueError(f"dim must be 2 or 3, got {dim!r}")
     return dim
 
@@ -160,12 +164,7 @@ def affine_displacement(matrix: torch.Tensor, size: Sequence[int]) -> torch.Tens
 
     Expressing affines as displacements lets one :func:`warp` call apply an affine and a deformation together.
     """
-    dim = len(size)
-    grid = identity_grid(size, matrix.device, matrix.dtype)
-    centre = torch.tensor([(s - 1) / 2 for s in size], device=matrix.device, dtype=matrix.dtype)
-    centred = (grid - centre.view(dim, *([1] * dim))).reshape(dim, -1)
-    mapped = matrix[:, :, :dim] @ centred + matrix[:, :, dim:]
-    return (mapped - centred).reshape(matrix.shape[0], dim, *size)
+    return affine_coordinates(matrix, size) - identity_grid(size, matrix.device, matrix.dtype)
 
 
 def _gaussian_kernels(sigma: torch.Tensor, truncate: float = 3.0) -> torch.Tensor:

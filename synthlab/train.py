@@ -27,7 +27,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,9 +38,10 @@ from torch import nn
 from .checkpoint import FORMAT_VERSION, capture_rng, restore_rng, save_checkpoint
 from .data import RealCropSource, load_unlabeled, unlabeled_files
 from .dist import Runtime, gather_to_main, mean_over_ranks, start_runtime, wrap_ddp
+from .fields import setting
 from .io import CsvLog, RunLock, check_free_space, check_output_folder, write_json_atomic
-from .losses import OBJECTIVES, build_objective, make_config
-from .nets import build_unet
+from .losses import OBJECTIVES, Objective, build_objective, make_config
+from .nets import PRESETS, UNet, seeded, unet_config
 from .profiles import get_profile
 from .progress import progress_bar
 from .runs import (
@@ -54,78 +55,60 @@ from .runs import (
     remove_stale_temporaries,
     set_aside_foreign_log,
 )
+from .spatial import DIMS, check_dim
 from .synth import SynthConfig, SynthEngine
+from .synth.config import PROCEDURAL
 
-__all__ = ["StepReport", "TrainConfig", "Trainee", "lr_factor", "pretrain", "train_step"]
+__all__ = ["RunParts", "StepReport", "TrainConfig", "Trainee", "build_run", "lr_factor", "pretrain", "scheduled_lr",
+           "train_step"]
 
 ADAMW_BETAS = (0.9, 0.999)  # anatomix's AdamW (REFERENCE 1.4)
 
 
 @dataclass
 class TrainConfig:
-    """One pretraining run; the fields are the ``synthlab pretrain`` flags plus optimiser settings.
+    """One pretraining run. Every field but ``synth`` and ``objective_config`` is a ``synthlab pretrain`` flag
+    (``batch_size`` is ``--batch-size``), generated from this class: each default is written here, once.
 
-    Attributes:
-        objective: ``"supcon"`` (anatomix), ``"voco"`` or ``"rasd"``.
-        out: run folder for ``checkpoint.pt``, ``log.csv`` and ``config.json``.
-        dim: 2 or 3 spatial dimensions.
-        size: side of the square/cubic training crops; must be divisible by the network's downsample factor.
-        steps: total optimiser steps (the cosine schedule spans exactly these).
-        data: folder of real unlabeled NIfTI volumes (VoCo's setting) instead of synthetic data.
-        labels: folder (or file) of integer label maps for the synthetic shape bank; None = procedural shapes.
-        resume: continue from ``OUT/checkpoint.pt``; every field outside
-            :data:`synthlab.runs.FREE_ON_RESUME` must match.
-        preset: network preset; None = the active profile's preset for ``dim``.
-        batch_size: samples per step and per rank.
-        lr: peak learning rate (anatomix uses 2e-4).
-        seed: seeds initialisation and rank ``r``'s synthetic/crop/loss generators (``seed + r``).
-        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
-        compile: wrap the network in ``torch.compile``.
-        checkpoint_every: steps between checkpoints (one is always written at the end).
-        log_every: steps between rows of ``log.csv`` and progress-bar updates.
-        weight_decay: AdamW weight decay (anatomix: 1e-5).
-        warmup_fraction: share of ``steps`` with a linear learning-rate warm-up (at least one step).
-        min_lr_fraction: the cosine decays from ``lr`` to ``lr * min_lr_fraction``.
-        grad_clip: clip the global gradient norm to this value; None disables clipping.
-        synth: settings of the synthetic engine laid over :class:`~synthlab.synth.SynthConfig`'s defaults, as
-            nested groups or dotted keys (``{"appearance.noise_p": 0.1}``); ``dim``, ``size`` and ``labels``
-            come from the fields above and ``n_views`` from the objective. ``pretrain --synth FILE.json`` and
-            ``--synth-set KEY=VALUE`` fill it.
-        objective_config: fields of the objective's config dataclass (e.g. ``{"temperature": 0.2}`` for
-            :class:`~synthlab.losses.supcon.SupConConfig`); ``--objective-set KEY=VALUE`` fills it.
-        probe_every: steps between feature probes written to ``log.csv`` (0: none); the probe itself is
-            passed to :func:`pretrain` (see :class:`synthlab.probe.TrainingProbe`).
+    ``synth`` and ``objective_config`` are resolved once, when the config is made: settings given as a dict (from
+    ``--synth FILE``, ``--synth-set KEY=VALUE``, a recipe or a checkpoint) become the engine's
+    :class:`~synthlab.synth.SynthConfig` and the objective's config dataclass, checked field by field, and the
+    run keeps those typed objects. ``data`` and ``labels`` are made absolute and ``preset`` is taken from the
+    active profile when unset, so the config a checkpoint stores says exactly what ran.
     """
 
-    objective: str
-    out: str | Path
-    dim: int = 3
-    size: int = 64
-    steps: int = 100
-    data: str | Path | None = None
-    labels: str | Path | None = None
-    resume: bool = False
-    preset: str | None = None
-    batch_size: int = 2
-    lr: float = 2e-4
-    seed: int = 0
-    device: str = "auto"
-    compile: bool = False
-    checkpoint_every: int = 50
-    log_every: int = 1
-    weight_decay: float = 1e-5
-    warmup_fraction: float = 0.05
-    min_lr_fraction: float = 0.1
-    grad_clip: float | None = 1.0
-    synth: dict[str, Any] = field(default_factory=dict)
-    objective_config: dict[str, Any] = field(default_factory=dict)
-    probe_every: int = 0
+    objective: str = setting(help="pretraining objective", choices=tuple(OBJECTIVES))
+    out: str | Path = setting(help="run folder; holds checkpoint.pt, log.csv and config.json")
+    dim: int = setting(3, "spatial dimensions of the network and the data", DIMS)
+    size: int = setting(64, "side of the (square or cubic) training crops in voxels")
+    steps: int = setting(100, "optimiser steps; the learning-rate schedule spans exactly these")
+    data: str | Path | None = setting(None, "real unlabeled NIfTI volumes (a file, a folder or an MSD folder) "
+                                            "instead of synthetic data: VoCo's setting")
+    labels: str | Path | None = setting(None, "integer label maps (a file or folder) for the synthetic shape bank; "
+                                              "unset: procedural shapes")
+    resume: bool = setting(False, "continue OUT/checkpoint.pt exactly; every field that says what is computed "
+                                  "must match")
+    preset: str | None = setting(None, "network preset; unset: the active profile's", tuple(PRESETS))
+    batch_size: int = setting(2, "samples per step and per process")
+    lr: float = setting(2e-4, "peak learning rate (anatomix: 2e-4)")
+    seed: int = setting(0, "seeds initialisation and process r's data and loss draws (seed + r)")
+    device: str = setting("auto", "where to train: cpu, cuda, or auto (CUDA when available)",
+                          ("auto", "cpu", "cuda"))
+    compile: bool = setting(False, "torch.compile the network")
+    checkpoint_every: int = setting(50, "steps between checkpoints (one is always written at the end)")
+    log_every: int = setting(1, "steps between rows of log.csv")
+    weight_decay: float = setting(1e-5, "AdamW weight decay (anatomix: 1e-5)")
+    warmup_fraction: float = setting(0.05, "share of the steps with a linear learning-rate warm-up")
+    min_lr_fraction: float = setting(0.1, "the cosine decays from lr to lr * this")
+    grad_clip: float | None = setting(1.0, "clip the global gradient norm to this")
+    probe_every: int = setting(0, "steps between feature probes written to log.csv (0: none)")
+    synth: SynthConfig | dict[str, Any] | None = None
+    objective_config: Any = None
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
-        if self.dim not in (2, 3):
-            raise ValueError(f"dim must be 2 or 3, got {self.dim!r}")
+        check_dim(self.dim)
         for name in ("size", "steps", "batch_size", "checkpoint_every", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
@@ -141,33 +124,32 @@ class TrainConfig:
             raise ValueError(f"seed must lie in [0, 2**63), got {self.seed!r}")
         if int(self.probe_every) < 0:
             raise ValueError(f"probe_every must be >= 0, got {self.probe_every!r}")
-        make_config(OBJECTIVES[self.objective][1], self.objective_config)  # names an unknown field
-        if self.synth:
-            if self.data is not None:
+        for key in PATH_FIELDS:  # `--data vols` and `--data ./vols/` are one folder, also on resume
+            if getattr(self, key) is not None:
+                setattr(self, key, absolute_path(getattr(self, key)))
+        self.preset = self.preset or str(get_profile().for_dim("preset", self.dim))
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        objective_cls, config_cls = OBJECTIVES[self.objective]
+        if not isinstance(self.objective_config, config_cls):
+            self.objective_config = make_config(config_cls, dict(self.objective_config or {}))
+        if self.data is not None:
+            if self.synth:
                 raise ValueError("synth: settings of the synthetic engine do not apply to real volumes (--data)")
-            self.synth_config()  # names the first bad field
-
-    def synth_config(self) -> SynthConfig:
-        """The synthetic engine's full config: the run's dim, size and labels, the objective's view count,
-        then the ``synth`` overrides."""
-        fixed = sorted({"dim", "size", "labels", "n_views"} & {str(k).split(".")[0] for k in self.synth})
-        if fixed:
-            raise ValueError(f"synth: {fixed[0]!r} is set by the run (--dim, --size, --labels, the objective), "
-                             "not by synth settings")
-        base = SynthConfig(dim=self.dim, size=self.size, n_views=OBJECTIVES[self.objective][0].n_views,
-                           labels=str(self.labels or "procedural"))
-        return base.with_overrides(self.synth)
-
-    def resolved(self) -> TrainConfig:
-        """A copy with ``preset`` filled in from the active profile and absolute ``data`` / ``labels`` paths, as
-        stored in checkpoints (so a resume from another folder compares the same paths)."""
-        preset = self.preset or str(get_profile().for_dim("preset", self.dim))
-        paths = {key: absolute_path(getattr(self, key)) for key in PATH_FIELDS if getattr(self, key) is not None}
-        return dataclasses.replace(self, preset=preset, **paths)
+            self.synth = None
+        else:
+            run = (self.dim, self.size, objective_cls.n_views, self.labels or PROCEDURAL)
+            if isinstance(self.synth, SynthConfig):  # already built: it must be this run's
+                SynthConfig.run_fields(*run, {k: getattr(self.synth, k) for k in SynthConfig.RUN_FIELDS})
+            else:
+                self.synth = SynthConfig.for_run(*run, self.synth)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (paths as strings)."""
-        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+        """JSON-ready fields (paths as strings, the synthetic and objective configs as nested dicts)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["synth"] = self.synth.as_dict() if self.synth is not None else None
+        out["objective_config"] = dataclasses.asdict(self.objective_config)
+        return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
 
 
 @dataclass(frozen=True)
@@ -200,15 +182,13 @@ class BatchSource(Protocol):
 
     def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]: ...
     def generators(self) -> dict[str, torch.Generator]: ...
-    def describe(self) -> dict[str, Any] | None: ...
 
 
-class _SynthSource:
-    """The synthetic engine: label maps and two rendered views per sample, drawn on ``device``."""
+class SynthSource:
+    """The synthetic engine as a batch stream: label maps and their views, drawn on ``device``."""
 
-    def __init__(self, config: TrainConfig, device: torch.device, seed: int) -> None:
-        self.config = config.synth_config()
-        self.engine = SynthEngine(self.config, device=device, seed=seed)
+    def __init__(self, config: SynthConfig, device: torch.device, seed: int) -> None:
+        self.engine = SynthEngine(config, device=device, seed=seed)
 
     def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch = self.engine.sample(batch_size)
@@ -217,27 +197,60 @@ class _SynthSource:
     def generators(self) -> dict[str, torch.Generator]:
         return {"synth": self.engine.generator}
 
-    def describe(self) -> dict[str, Any]:
-        """The engine's config as plain JSON types (``SynthConfig.from_dict`` rebuilds it)."""
-        return self.config.as_dict()
+
+def batch_source(config: TrainConfig, device: torch.device, seed: int,
+                 volumes: list[torch.Tensor] | None = None) -> BatchSource:
+    """Where a run's batches come from: crops of real ``volumes``, else the synthetic engine of ``config.synth``."""
+    if volumes is not None:
+        return RealCropSource(volumes, config.dim, config.size, device, seed)
+    assert config.synth is not None  # TrainConfig builds it for every synthetic run
+    return SynthSource(config.synth, device, seed)
 
 
 # ----------------------------------------------------------------------------------------------- set-up
 
 
-def _build(config: TrainConfig, device: torch.device) -> tuple[nn.Module, nn.Module]:
-    """Network and objective, seeded; raises if ``size`` misfits the network or ``data`` the objective."""
-    torch.manual_seed(config.seed)
-    net = build_unet(config.preset, config.dim)
+@dataclass
+class RunParts:
+    """What a run trains with, built from its config alone: the seeded network and objective, AdamW over both, the
+    batch source and the generator of the objective's own draws. The benchmark builds the same parts."""
+
+    net: UNet
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    source: BatchSource
+    loss_generator: torch.Generator
+
+    @property
+    def generators(self) -> dict[str, torch.Generator]:
+        """Every explicit random stream of the run (a checkpoint saves them all)."""
+        return {**self.source.generators(), "loss": self.loss_generator}
+
+
+def build_run(config: TrainConfig, device: torch.device, seed: int,
+              volumes: list[torch.Tensor] | None = None) -> RunParts:
+    """Network and objective initialised from ``config.seed``, the optimiser, and the batch source and loss
+    generator seeded with ``seed`` (the rank's); raises if ``size`` misfits the network or ``data`` the objective."""
+    with seeded(config.seed):
+        net = UNet(**unet_config(config.preset, config.dim))
+        objective = build_objective(config.objective, net, config.dim, config.objective_config)
     try:  # a shape-only check on the meta device: no memory, no compute
         net.check_input(torch.empty((1, net.in_channels) + (config.size,) * config.dim, device="meta"))
     except ValueError as err:
         raise ValueError(f"size {config.size} does not fit preset {config.preset!r}: {err}") from err
-    objective = build_objective(config.objective, net, config.dim, **config.objective_config)
     if config.data is not None and objective.requires_labels:
         raise ValueError(f"data: objective {config.objective!r} needs label maps, so it trains on synthetic "
                          "data only; real unlabeled volumes (--data) suit 'voco'")
-    return net.to(device), objective.to(device)
+    net, objective = net.to(device), objective.to(device)
+    params = [p for p in (*net.parameters(), *objective.parameters()) if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=ADAMW_BETAS, weight_decay=config.weight_decay)
+    return RunParts(net, objective, optimizer, batch_source(config, device, seed, volumes),
+                    torch.Generator(device=device).manual_seed(seed))
+
+
+def scheduled_lr(config: TrainConfig, step: int) -> float:
+    """The learning rate of 0-based ``step``: the schedule is a pure function of the step."""
+    return config.lr * lr_factor(step, config.steps, config.warmup_fraction, config.min_lr_fraction)
 
 
 class Trainee(nn.Module):
@@ -253,26 +266,28 @@ class Trainee(nn.Module):
         return out.loss, out.logs
 
 
-def train_step(model: nn.Module, objective: nn.Module, optimizer: torch.optim.Optimizer,
-               batch: tuple[torch.Tensor, torch.Tensor | None], generator: torch.Generator, *, lr: float,
-               grad_clip: float | None, autocast: bool) -> tuple[torch.Tensor, dict[str, float]]:
-    """One optimiser step, read top-down; returns the loss and the objective's logs.
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: tuple[Any, ...], *, lr: float,
+               grad_clip: float | None = None, autocast: bool = False,
+               after_step: Callable[[], None] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """One optimiser step, read top-down; the one step of pretraining, fine-tuning and the benchmark.
 
-    Set the scheduled ``lr`` -> forward under (bf16) ``autocast`` -> backward -> clip the global gradient
-    norm -> step -> the objective's ``after_step`` (e.g. VoCo's EMA teacher). ``model`` is a :class:`Trainee`
-    (possibly under DDP). The batch comes in already sampled, so a benchmark can time synthesis apart.
+    Set the scheduled ``lr`` -> ``loss, logs = model(*inputs)`` under (bf16) ``autocast`` -> backward -> clip the
+    global gradient norm -> step -> ``after_step`` (e.g. VoCo's EMA teacher). ``model`` returns the loss and its
+    named parts: a :class:`Trainee` (possibly under DDP) in pretraining, a loss-wrapped segmentation network in
+    fine-tuning. The inputs come in already drawn, so a benchmark can time synthesis apart.
     """
-    views, labels = batch
     for group in optimizer.param_groups:
         group["lr"] = lr
-    with torch.autocast(views.device.type, dtype=torch.bfloat16, enabled=autocast):
-        loss, logs = model(views, labels, generator)
+    device_type = next((x.device.type for x in inputs if isinstance(x, torch.Tensor)), "cpu")
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+        loss, logs = model(*inputs)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip is not None:
         nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], grad_clip)
     optimizer.step()
-    objective.after_step()
+    if after_step is not None:
+        after_step()
     return loss, logs
 
 
@@ -297,7 +312,6 @@ def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None 
         ``{"final_loss", "steps", "seconds", "checkpoint", "log", "world_size", "device", "probe"}``
         (``probe``: the last probe's numbers, or None).
     """
-    config = config.resolved()
     check_output_folder(config.out)
     volumes = load_unlabeled(unlabeled_files(config.data), config.dim, config.size) if config.data else None
     checkpoint = checked_resume(config.as_dict(), config.out, config.resume)
@@ -319,14 +333,10 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
          checkpoint: dict[str, Any] | None, callback: Callable[[StepReport], None] | None,
          probe: Callable[[nn.Module], dict[str, float]] | None) -> dict[str, Any]:
     device, out, rank_seed = runtime.device, Path(config.out), config.seed + runtime.rank
-    net, objective = _build(config, device)
-    source: BatchSource = (RealCropSource(volumes, config.dim, config.size, device, rank_seed)
-                           if volumes is not None else _SynthSource(config, device, rank_seed))
-    loss_generator = torch.Generator(device=device).manual_seed(rank_seed)
+    parts = build_run(config, device, rank_seed, volumes)
+    net, objective, optimizer, source, generators = (parts.net, parts.objective, parts.optimizer, parts.source,
+                                                     parts.generators)
     torch.manual_seed(rank_seed)  # dropout's stream, per rank like every other stream
-    generators = {**source.generators(), "loss": loss_generator}
-    params = [p for p in (*net.parameters(), *objective.parameters()) if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=ADAMW_BETAS, weight_decay=config.weight_decay)
     step, seconds, loss_value = 0, 0.0, float("nan")
     if checkpoint is not None:
         net.load_state_dict(checkpoint["model"])
@@ -350,8 +360,7 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
         if checkpoint is None:
             set_aside_foreign_log(out)
         write_json_atomic(out / CONFIG_NAME, {"config": config.as_dict(), "model_config": net.config,
-                                        "synth": source.describe(), "world_size": runtime.world_size,
-                                        "torch": torch.__version__})
+                                              "world_size": runtime.world_size, "torch": torch.__version__})
         log = CsvLog(out / LOG_NAME, step)
 
     # The probe at the start: the untrained baseline of a new run (logged as step 0 with the first row), and
@@ -364,9 +373,9 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
         while step < config.steps:
             started = time.perf_counter()
             views, labels = source.sample(config.batch_size)
-            lr = config.lr * lr_factor(step, config.steps, config.warmup_fraction, config.min_lr_fraction)
-            loss, logs = train_step(model, objective, optimizer, (views, labels), loss_generator, lr=lr,
-                                    grad_clip=config.grad_clip, autocast=device.type == "cuda")
+            loss, logs = train_step(model, optimizer, (views, labels, parts.loss_generator),
+                                    lr=scheduled_lr(config, step), grad_clip=config.grad_clip,
+                                    autocast=device.type == "cuda", after_step=objective.after_step)
             step += 1
             logs = mean_over_ranks({"loss": float(loss.detach()), **logs}, runtime)
             loss_value = logs.pop("loss")
@@ -392,7 +401,7 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
                         "format": FORMAT_VERSION, "config": config.as_dict(), "model_config": net.config,
                         "model": net.state_dict(), "objective": objective.state_dict(),
                         "optimizer": optimizer.state_dict(), "step": step, "rng": states,
-                        "synth": source.describe(), "seconds": seconds, "loss": loss_value})
+                        "seconds": seconds, "loss": loss_value})
             if callback is not None:
                 callback(StepReport(step, loss_value, dict(logs), seconds, net, objective, views))
     return {"final_loss": loss_value, "steps": step, "seconds": seconds,

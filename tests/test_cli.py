@@ -44,7 +44,7 @@ def test_every_objective_trains_from_the_command_line(tmp_path: Path, objective:
     _assert_trained(out)
     config = json.loads((out / "config.json").read_text())["config"]
     assert (config["objective"], config["dim"], config["preset"]) == (objective, dim, "tiny")
-    engine_config = SynthConfig.from_dict(load_checkpoint(out / "checkpoint.pt")["synth"])
+    engine_config = SynthConfig.from_dict(load_checkpoint(out / "checkpoint.pt")["config"]["synth"])
     assert (engine_config.dim, engine_config.size) == (dim, (16,) * dim)
 
 
@@ -56,7 +56,7 @@ def test_voco_trains_on_a_folder_of_real_volumes(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert _pretrain(out, "--objective", "voco", "--dim", "3", "--size", "16", "--data", str(folder)) == 0
     _assert_trained(out)
-    assert load_checkpoint(out / "checkpoint.pt")["synth"] is None  # no engine: crops came from the volumes
+    assert load_checkpoint(out / "checkpoint.pt")["config"]["synth"] is None  # no engine: crops came from the volumes
 
 
 def test_unknown_objective_is_an_argparse_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,7 +19,9 @@ import torch
 
 from synthlab.checkpoint import load_checkpoint, load_pretrained
 from synthlab.data import load_unlabeled, unlabeled_files
+from synthlab.losses.supcon import SupConConfig
 from synthlab.profiles import get_profile
+from synthlab.synth import SynthConfig
 from synthlab.train import StepReport, TrainConfig, lr_factor, pretrain
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,8 +90,23 @@ def test_config_rejects_bad_fields_naming_them(tmp_path: Path, overrides: dict, 
 def test_preset_defaults_to_the_active_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNTHLAB_PROFILE", "cpu")
     config = TrainConfig(objective="voco", out=tmp_path, dim=3)
-    assert config.preset is None and config.resolved().preset == get_profile("cpu").preset_3d
-    assert config.resolved().as_dict()["out"] == str(tmp_path)
+    assert config.preset == get_profile("cpu").preset_3d
+    assert config.as_dict()["out"] == str(tmp_path)
+
+
+def test_settings_are_resolved_once_into_typed_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "maps").mkdir()
+    config = TrainConfig(objective="supcon", out="run", dim=2, size=32, labels="maps",
+                         synth={"appearance.noise_p": 0.25}, objective_config={"temperature": 0.5})
+    assert isinstance(config.synth, SynthConfig) and isinstance(config.objective_config, SupConConfig)
+    assert config.labels == str(tmp_path / "maps") == config.synth.labels  # absolute, in both places
+    assert (config.synth.dim, config.synth.size, config.synth.n_views) == (2, (32, 32), 2)
+    assert config.synth.appearance.noise_p == 0.25 and config.objective_config.temperature == 0.5
+    again = TrainConfig(**config.as_dict())  # what a checkpoint stores rebuilds the same run
+    assert again == config and again.as_dict() == config.as_dict()
+    assert dataclasses.replace(config, steps=7).synth is config.synth  # a copy converts nothing again
+    assert TrainConfig(objective="voco", out="run", dim=2).synth.n_views == 1  # the views the objective uses
 
 
 def test_size_that_does_not_fit_the_network_fails_before_any_file(tmp_path: Path) -> None:
@@ -319,10 +336,10 @@ def test_synth_and_objective_settings_reach_the_engine_the_objective_and_the_che
     seen = []
     pretrain(config, callback=lambda report: seen.append(report.objective.config.temperature))
     assert seen == [0.5, 0.5]
-    saved = load_checkpoint(out / "checkpoint.pt")
+    saved = load_checkpoint(out / "checkpoint.pt")["config"]
     assert saved["synth"]["appearance"]["noise_p"] == 0.0 and saved["synth"]["procedural"]["n_labels"] == [3, 3]
     assert saved["synth"]["appearance"]["gamma_p"] == 0.5  # a partial group keeps its other defaults
-    assert saved["config"]["objective_config"] == {"temperature": 0.5}
+    assert saved["objective_config"]["temperature"] == 0.5
     with pytest.raises(ValueError, match="synth"):  # a resume must train the same data
         pretrain(dataclasses.replace(config, steps=3, resume=True, synth={"appearance.noise_p": 0.5}))
 

@@ -62,6 +62,3 @@ class RealCropSource:
 
     def generators(self) -> dict[str, torch.Generator]:
         return {"crops": self.generator}
-
-    def describe(self) -> None:
-        return None  # no synthetic engine; the config's ``data`` names the volumes

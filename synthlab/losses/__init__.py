@@ -1,9 +1,9 @@
 """Pretraining objectives behind one interface: anatomix's ``supcon``, ``voco``, RaSD's ``rasd``,
 and synthlab's own ``voxnce`` (same-voxel positives across views).
 
-``build_objective(name, net, dim, **settings)`` returns an :class:`Objective` whose
-``forward(net, views, labels, generator)`` gives a :class:`LossOutput`; ``settings`` are fields of the
-objective's config dataclass.
+``build_objective(name, net, dim, config)`` returns an :class:`Objective` whose
+``forward(net, views, labels, generator)`` gives a :class:`LossOutput`; ``config`` is the objective's config
+dataclass (or leave it out and give some of its fields as ``settings``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .supcon import SupConConfig, SupConObjective
 from .voco import VoCoConfig, VoCoObjective
 from .voxnce import VoxNCEConfig, VoxNCEObjective
 
-__all__ = ["OBJECTIVES", "LossOutput", "Objective", "build_objective"]
+__all__ = ["OBJECTIVES", "LossOutput", "Objective", "build_objective", "make_config"]
 
 # name -> (objective class, its config dataclass)
 OBJECTIVES: dict[str, tuple[type[Objective], type]] = {
@@ -28,9 +28,13 @@ OBJECTIVES: dict[str, tuple[type[Objective], type]] = {
 }
 
 
-def build_objective(name: str, net: UNet, dim: int, **settings: Any) -> Objective:
+def build_objective(name: str, net: UNet, dim: int, config: Any = None, **settings: Any) -> Objective:
     """The objective ``name`` for ``net`` (which sizes its heads); unknown names or settings: ValueError."""
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
     objective_cls, config_cls = OBJECTIVES[name]
-    return objective_cls(net, dim, make_config(config_cls, settings))
+    if config is None:
+        config = make_config(config_cls, settings)
+    elif settings or not isinstance(config, config_cls):
+        raise ValueError(f"objective {name!r} takes a {config_cls.__name__} or its fields as settings, not both")
+    return objective_cls(net, dim, config)

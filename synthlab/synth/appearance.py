@@ -18,10 +18,10 @@ from dataclasses import dataclass, fields, replace
 import torch
 import torch.nn.functional as F
 
+from ..draw import bernoulli, log_uniform, randint, uniform
 from ..noise import coarse_shape, pyramid_noise, smooth_noise
 from ..spatial import resize
 from .config import AppearanceConfig
-from .draw import bernoulli, log_uniform, randint, uniform
 
 __all__ = [
     "AppearanceParams",

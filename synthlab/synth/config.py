@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fields import check_field_types
+from ..spatial import check_dim
 
 __all__ = [
     "AppearanceConfig",
@@ -70,7 +71,11 @@ def _check_grids(name: str, grids: tuple[int, ...]) -> None:
 
 
 def _from_dict(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
-    """Rebuild a (nested) config dataclass from ``dataclasses.asdict`` output, e.g. out of a checkpoint."""
+    """Build a (nested) config dataclass from plain values, e.g. ``as_dict`` output or a partial override.
+
+    A group given in part keeps its other settings at *its* defaults (the procedural source's foreground, for
+    one, defaults to ``p=0``, not to :class:`ForegroundConfig`'s 2/3).
+    """
     kwargs = {}
     known = {f.name: f for f in fields(cls)}
     for key, value in values.items():
@@ -78,12 +83,21 @@ def _from_dict(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
             raise ValueError(f"{cls.__name__} has no field {prefix}{key!r}")
         factory = known[key].default_factory
         if isinstance(value, dict) and factory is not MISSING and is_dataclass(default := factory()):
-            value = _from_dict(type(default), value, f"{prefix}{key}.")
+            value = _from_dict(type(default), merge_nested(_plain(asdict(default)), value), f"{prefix}{key}.")
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
     check_field_types(cls, kwargs, prefix)
     return cls(**kwargs)
+
+
+def _plain(value: Any) -> Any:
+    """Plain JSON types: tuples as lists, paths as strings."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
 
 
 def nest_dotted(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -330,8 +344,7 @@ class SynthConfig:
 
         An int ``size`` is expanded to ``(size,) * dim`` here, so a size set after construction works too.
         """
-        if self.dim not in (2, 3):
-            raise ValueError(f"dim must be 2 or 3, got {self.dim!r}")
+        check_dim(self.dim)
         if isinstance(self.size, int) and not isinstance(self.size, bool):
             self.size = (self.size,) * self.dim
         elif isinstance(self.size, list):
@@ -349,25 +362,42 @@ class SynthConfig:
         self.spatial.validate()
         self.appearance.validate()
 
+    # The fields a training run owns: its dim, size and label source, and the views its objective uses.
+    RUN_FIELDS = ("dim", "size", "n_views", "labels")
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SynthConfig:
-        """Inverse of ``dataclasses.asdict``: rebuild a config saved in a checkpoint or a JSON file."""
+        """Build a config from plain values (``as_dict`` output, a JSON file, partial groups); unknown or badly
+        typed fields are a ValueError naming them."""
         return _from_dict(cls, values)
+
+    @classmethod
+    def for_run(cls, dim: int, size: int | tuple[int, ...], n_views: int, labels: str | Path = PROCEDURAL,
+                settings: dict[str, Any] | None = None) -> SynthConfig:
+        """The engine's config of a training run: its dim, size, views and label source, with ``settings`` (nested
+        groups or dotted keys such as ``"appearance.noise_p"``) laid over the defaults, built in one step.
+
+        ``settings`` may repeat a run field (a saved full config does) but not contradict it.
+        """
+        settings = nest_dotted(settings or {})
+        run = cls.run_fields(dim, size, n_views, labels, settings)
+        return cls.from_dict({**settings, **run})
+
+    @classmethod
+    def run_fields(cls, dim: int, size: int | tuple[int, ...], n_views: int, labels: str | Path,
+                   given: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The run's own fields (:attr:`RUN_FIELDS`); a ValueError names the first one ``given`` contradicts."""
+        run = {"dim": dim, "size": (size,) * dim if isinstance(size, int) else tuple(size), "n_views": n_views,
+               "labels": str(labels)}
+        for key, value in (given or {}).items():
+            if key in run and _plain(value) != _plain(run[key]):
+                raise ValueError(f"synth: {key!r} is set by the run (--dim, --size, --labels, the objective), "
+                                 f"not by synth settings ({key}={value!r}, the run has {run[key]!r})")
+        return run
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON types (tuples as lists, paths as strings); :meth:`from_dict` rebuilds the config."""
-        def plain(value: Any) -> Any:
-            if isinstance(value, dict):
-                return {k: plain(v) for k, v in value.items()}
-            if isinstance(value, (list, tuple)):
-                return [plain(v) for v in value]
-            return str(value) if isinstance(value, Path) else value
-        return plain(asdict(self))
-
-    def with_overrides(self, overrides: dict[str, Any]) -> SynthConfig:
-        """A new config with ``overrides`` (nested groups or dotted keys such as ``"appearance.noise_p"``)
-        laid over this one; only the named fields change, so a partial group keeps its other settings."""
-        return SynthConfig.from_dict(merge_nested(self.as_dict(), nest_dotted(overrides)))
+        return _plain(asdict(self))
 
     def shape_bank_sides(self) -> tuple[int, float | None]:
         """``(max_side, span)`` in voxels for :meth:`ShapeBank.from_path` at this output size."""

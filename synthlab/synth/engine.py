@@ -21,11 +21,11 @@ from typing import Literal
 
 import torch
 
+from ..draw import bernoulli, sample_affine, uniform
 from ..noise import pyramid_noise
 from ..spatial import affine_coordinates, affine_matrix, resize, sample_nearest
 from .appearance import AppearanceParams, render, sample_appearance
 from .config import SpatialAugConfig, SynthConfig
-from .draw import bernoulli, sample_affine, uniform
 from .labels import ShapeBank, apply_foreground, procedural_labels, sample_foreground
 
 __all__ = ["SynthBatch", "SynthEngine", "augment_labels"]

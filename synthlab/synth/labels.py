@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from ..data import label_values, list_volumes, read_array
+from ..draw import bernoulli, randint, sample_affine, uniform
 from ..noise import pyramid_noise
-from ..spatial import affine_matrix, identity_grid, resize, warp
+from ..spatial import affine_matrix, identity_grid, interp_mode, resize, warp
 from .config import ForegroundConfig, ProceduralConfig, ShapeBankConfig
-from .draw import bernoulli, randint, sample_affine, uniform
 
 __all__ = [
     "ForegroundDraw",
@@ -188,7 +188,7 @@ def _resample_shape(shape: torch.Tensor, factor: float) -> torch.Tensor:
     if factor == 1.0:
         return shape
     new = [max(1, round(s * factor)) for s in shape.shape]
-    mode = "area" if factor < 1 else ("bilinear" if shape.ndim == 2 else "trilinear")
+    mode = "area" if factor < 1 else interp_mode(shape.ndim)
     kwargs = {} if mode == "area" else {"align_corners": False}
     return F.interpolate(shape[None, None].float(), size=new, mode=mode, **kwargs)[0, 0] >= 0.5
 

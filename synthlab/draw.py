@@ -1,8 +1,9 @@
-"""Drawing from configured ranges: the few random primitives synthesis is built from.
+"""Drawing from configured ranges: the few random primitives that synthesis and augmentation are built from.
 
 Every draw goes through the caller's ``torch.Generator`` on its device (never torch's global state), and the
 number of draws never depends on the drawn values, so equal seeds give equal batches. Sampling lives here, apart
-from the pure functions that apply the sampled parameters.
+from the pure functions that apply the sampled parameters; the synthetic engine and segmentation's
+augmentation both draw through it, so a rotation range or a probability means the same in both.
 """
 
 from __future__ import annotations
