@@ -24,7 +24,7 @@ SYNTHLAB_DATA ?= $(wildcard $(CURDIR)/../shared/data)
 export SYNTHLAB_DATA
 export PYTHONHASHSEED := 0
 
-.PHONY: install test unit notebooks-test run-all lab sync lint bench results weights gpu-check clean
+.PHONY: install test unit notebooks-test notebooks-run run-all lab sync lint bench results weights gpu-check clean
 
 install: $(STAMP)
 
@@ -37,9 +37,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
-# The notebooks run twice: under nbval (outputs of NBVAL_CHECK_OUTPUT cells compared with the committed ones) and
-# under papermill with injected parameters, as `make run-all` runs them for a user.
-test: unit notebooks-test
+# The notebooks run twice, side by side (one torch thread each, so two cores serve both): under nbval, and
+# under papermill with injected parameters and time-outs, as `make run-all` runs them for a user.
+test: unit
+	$(MAKE) --no-print-directory -j2 --output-sync=target notebooks-test notebooks-run
+
+notebooks-run: $(STAMP)
 	OMP_NUM_THREADS=1 TQDM_DISABLE=1 $(MAKE) --no-print-directory run-all PROFILE=ci
 
 unit: $(STAMP)

@@ -129,7 +129,7 @@ pairs = [("study1", "T1prereg", "FLAIRreg"), ("study2", "T1post", "T2reg")]
 if data_root is None or not all((data_root / "brain_tumor_mri" / p[0]).is_dir() for p in pairs):
     print("brain_tumor_mri not found: the feature probe is skipped")
 else:
-    probe_config = ProbeConfig.for_dim(dim, queries=settings.probe_queries)
+    probe_config = ProbeConfig.for_dim(dim, queries=settings.probe_queries, size=settings.for_dim("probe_size", dim))
     checkpoints = {objective: pretraining[objective]["checkpoint"] for objective in objectives}
     by_pair = [compare_features(f"brain_tumor_mri/{study}", fixed, moving, checkpoints, probe_config)
                for study, fixed, moving in pairs]  # MIND and the untrained baseline computed once per pair

@@ -45,8 +45,11 @@ class Profile:
     seg_max_test: int | None
     # Notebook 05 fine-tunes four checkpoints: the shot counts it evaluates (a subset of seg_shots fits CI).
     compare_shots: tuple[int, ...]
-    # Notebook 05's feature probe: query voxels per image pair (the README's tables use 2,000).
+    # Notebook 05's feature probe: query voxels per image pair and working side (the README's tables use 2,000
+    # queries at 256 px slices in 2D, 96^3 in 3D: probe.STANDARD_SIZE).
     probe_queries: int
+    probe_size_2d: int
+    probe_size_3d: int
 
     def for_dim(self, field: str, dim: int) -> int | str:
         """Value of ``<field>_<dim>d``, e.g. ``for_dim("pretrain_size", 3)``."""
@@ -65,7 +68,7 @@ PROFILES: dict[str, Profile] = {
         reg_size=64, reg_iterations=40, reg_seeds=1,
         seg_steps=120, seg_batch_2d=8, seg_batch_3d=2, seg_shots=(1,), seg_seeds=2, seg_max_test=8,
         compare_shots=(1,),
-        probe_queries=500,
+        probe_queries=500, probe_size_2d=128, probe_size_3d=64,
     ),
     "cpu": Profile(
         name="cpu", description="a laptop run: tens of minutes on a few cores",
@@ -75,7 +78,7 @@ PROFILES: dict[str, Profile] = {
         reg_size=128, reg_iterations=80, reg_seeds=3,
         seg_steps=800, seg_batch_2d=16, seg_batch_3d=2, seg_shots=(1, 3, 5), seg_seeds=6, seg_max_test=40,
         compare_shots=(1, 3, 5),
-        probe_queries=2000,
+        probe_queries=2000, probe_size_2d=256, probe_size_3d=96,
     ),
     "gpu": Profile(
         name="gpu", description="Colab or cluster GPU: the anatomix preset at 128^3",
@@ -85,7 +88,7 @@ PROFILES: dict[str, Profile] = {
         reg_size=192, reg_iterations=150, reg_seeds=5,
         seg_steps=2000, seg_batch_2d=16, seg_batch_3d=2, seg_shots=(1, 3, 5), seg_seeds=10, seg_max_test=None,
         compare_shots=(1, 3, 5),
-        probe_queries=2000,
+        probe_queries=2000, probe_size_2d=256, probe_size_3d=96,
     ),
 }
 
