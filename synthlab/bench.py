@@ -187,7 +187,7 @@ def bench_train(objective: str = "supcon", dim: int = 3, size: int = 128, preset
             _synchronize(dev)
             middle = time.perf_counter()
             train_step(model, parts.optimizer, (views, labels, parts.loss_generator), lr=scheduled_lr(config, i),
-                       grad_clip=config.grad_clip, autocast=precision == "bf16",
+                       grad_clip=config.grad_clip or None, autocast=precision == "bf16",
                        after_step=parts.objective.after_step)
             _synchronize(dev)
             end = time.perf_counter()

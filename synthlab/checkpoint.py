@@ -10,7 +10,7 @@ A synthlab checkpoint is one ``torch.save``'d dict::
      "optimizer": state_dict,
      "step": int,                         # optimiser steps taken; the lr schedule is a function of it
      "rng": [dict per rank],              # generator states (see capture_rng), one entry per DDP rank
-     "synth": dict | None,                # SynthConfig as plain types (None when trained on real volumes)
+     "feature_source": "output" | "encoder",  # which features the objective is meant to give (nets.feature_network)
      "seconds": float, "loss": float}     # training time so far, last loss
 
 Only containers, numbers, strings and tensors go in, so loading uses ``weights_only=True`` and a downloaded
@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .io import write_atomic
-from .nets import UNet, seeded, unet_config
+from .nets import UNet, feature_network, seeded, unet_config
 from .profiles import get_profile
 
 __all__ = [
@@ -139,7 +140,11 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> UNe
         >>> net = load_pretrained("runs/supcon3d/checkpoint.pt")  # doctest: +SKIP
         >>> features = net(image)                                  # (B, out_channels, *size)
     """
-    payload = load_checkpoint(path, map_location="cpu")
+    return _network(load_checkpoint(path, map_location="cpu"), path).to(device).eval()
+
+
+def _network(payload: dict[str, Any], path: str | Path) -> UNet:
+    """The network of a loaded checkpoint, its weights checked against its config."""
     try:
         net = UNet(**payload["model_config"])
     except (TypeError, ValueError) as err:
@@ -159,7 +164,7 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> UNe
         raise ValueError(f"{path}: the weights hold NaN or infinite values ({broken[0]!r}, {len(broken)} tensors "
                          "in all); the run diverged, use an earlier checkpoint or retrain with a lower --lr")
     net.load_state_dict(state)
-    return net.to(device).eval()
+    return net
 
 
 def random_backbone(config: Mapping[str, Any], seed: int) -> UNet:
@@ -173,11 +178,14 @@ def random_backbone(config: Mapping[str, Any], seed: int) -> UNet:
 
 
 def load_backbone(spec: str | Path | None, dim: int, preset: str | None = None, seed: int = 0,
-                  device: str | torch.device = "cpu") -> UNet:
-    """The network an evaluation reads features from: a checkpoint path, a shipped name, or none.
+                  device: str | torch.device = "cpu", features: bool = False) -> nn.Module:
+    """The network an evaluation works with: a checkpoint path, a shipped name, or none.
 
     ``spec`` ``None`` or ``"none"`` gives a random network of ``preset`` (default: the active profile's preset
-    for ``dim``) seeded by ``seed``, so a "no pretraining" baseline is as reproducible as a checkpoint.
+    for ``dim``) seeded by ``seed``, so a "no pretraining" baseline is as reproducible as a checkpoint. With
+    ``features`` the result gives the features the checkpoint's objective is meant to give (its
+    ``feature_source``: the output, or the encoder levels of an encoder-only method such as VoCo); without, the
+    whole network (to fine-tune).
 
     Raises:
         ValueError: ``preset`` given with a checkpoint (the file fixes the architecture), or a checkpoint whose
@@ -189,10 +197,11 @@ def load_backbone(spec: str | Path | None, dim: int, preset: str | None = None, 
         return random_backbone(unet_config(name, dim), seed).to(device)
     if preset is not None:
         raise ValueError("preset applies only to checkpoint='none'; a checkpoint fixes its architecture")
-    net = load_pretrained(spec, device=device)
+    payload = load_checkpoint(spec)
+    net = _network(payload, spec).to(device).eval()
     if net.dim != dim:
         raise ValueError(f"dim={dim} but checkpoint {str(spec)!r} holds a {net.dim}D network")
-    return net
+    return feature_network(net, str(payload.get("feature_source", "output"))) if features else net
 
 
 def capture_rng(generators: Mapping[str, torch.Generator],

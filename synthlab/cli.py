@@ -63,11 +63,13 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
             options.update(required=True, default=argparse.SUPPRESS)  # no "(default: None)" in --help
         else:
             options["default"] = item.default
-        if hints[item.name] is bool:
-            parser.add_argument(flag, action="store_true" if not item.default else argparse.BooleanOptionalAction,
-                                **options)
+        hint = hints[item.name]
+        if hint is bool or (typing.get_origin(hint) in (Union, types.UnionType)
+                            and set(typing.get_args(hint)) == {bool, type(None)}):
+            switch = "store_true" if hint is bool and not item.default else argparse.BooleanOptionalAction
+            parser.add_argument(flag, action=switch, **options)
             continue
-        parse, optional = _parse_as(hints[item.name])
+        parse, optional = _parse_as(hint)
         if optional and item.default is not None:
             options["help"] += "; none for no value"
         parser.add_argument(flag, type=parse, **options)

@@ -103,7 +103,8 @@ def random_contrast(image: torch.Tensor, generator: torch.Generator, monotone: b
 
 
 def _load_net(checkpoint: str, device: torch.device) -> tuple[nn.Module, str]:
-    """The 3D feature network and a sentence saying what it is (a random init is stated, never hidden).
+    """The 3D feature network and a sentence saying what it is (a random init is stated, never hidden); an
+    encoder-only method's network gives its encoder features.
 
     ``"none"`` is :func:`~synthlab.checkpoint.load_backbone`'s seeded random network, here of the fixed
     :data:`RANDOM_PRESET` with seed 0, so the baseline does not change with the active profile.
@@ -111,7 +112,8 @@ def _load_net(checkpoint: str, device: torch.device) -> tuple[nn.Module, str]:
     if checkpoint == "none":
         net = load_backbone("none", 3, preset=RANDOM_PRESET, seed=0, device=device)
         return net.eval(), f"random initialisation of the {RANDOM_PRESET!r} preset (checkpoint='none')"
-    return load_backbone(checkpoint, 3, device=device), f"pretrained weights from {checkpoint}"
+    net = load_backbone(checkpoint, 3, device=device, features=True)
+    return net, f"pretrained weights from {checkpoint} ({getattr(net, 'feature_source', 'output')} features)"
 
 
 def _summary(rows: list[dict], skip: tuple[str, ...]) -> dict[str, dict[str, float]]:

@@ -22,8 +22,8 @@ from .progress import progress_iter
 from .regions import prototype_softmax
 from .spatial import check_dim
 
-__all__ = ["blending_weights", "cosine_map", "extract_features", "normalize_features", "prototype_similarity",
-           "view_agreement", "window_starts"]
+__all__ = ["EvalMode", "blending_weights", "cosine_map", "extract_features", "normalize_features",
+           "prototype_similarity", "view_agreement", "window_starts"]
 
 
 def _first_conv(net: nn.Module) -> nn.Conv2d | nn.Conv3d:
@@ -71,7 +71,7 @@ def blending_weights(size: Sequence[int], kind: Literal["gaussian", "cosine", "c
     return weights
 
 
-class _EvalMode:
+class EvalMode:
     """Put a network in eval mode for the duration of a block (BatchNorm must not use window statistics)."""
 
     def __init__(self, net: nn.Module) -> None:
@@ -155,7 +155,7 @@ def extract_features(
     weights = blending_weights(window_size, blend, device)
     total: torch.Tensor | None = None
     norm = torch.zeros(padded_size, device=device)
-    with _EvalMode(net), torch.inference_mode():
+    with EvalMode(net), torch.inference_mode():
         groups = list(_batched(starts, batch_size))
         for group in progress_iter(groups, "features", enabled=progress, nested=True):
             crops = []

@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .spatial import check_dim
+from .spatial import check_dim, interp_mode
 
-__all__ = ["PRESETS", "ProjectionHead", "UNet", "build_unet", "crop_embedding", "seeded", "unet_config"]
+__all__ = ["FEATURE_SOURCES", "PRESETS", "EncoderFeatures", "ProjectionHead", "UNet", "build_unet", "crop_embedding",
+           "feature_network", "kaiming_init", "seeded", "unet_config"]
 
 NORMS = ("batch", "instance")
 
@@ -91,6 +92,8 @@ class UNet(nn.Module):
         tap_channels: channels of the maps returned by ``forward(x, return_taps=True)``, in order.
         encoder_channels: channels of the maps returned by :meth:`encode`, in order.
     """
+
+    feature_source = "output"  # its forward gives the features (see feature_network)
 
     def __init__(self, dim: int, in_channels: int = 1, out_channels: int = 16,
                  widths: tuple[int, ...] | list[int] = (16, 32, 64, 128), bottleneck: int = 256,
@@ -232,10 +235,14 @@ class ProjectionHead(nn.Module):
         layers: number of Linear layers (1 is a plain linear map).
         norm_affine: learn BatchNorm's scale and shift (VoCo's head uses affine-free BatchNorm).
         dropout: probability of plain element-wise dropout on the input (VoCo's student head uses 0.2).
+        bias: Linear layers with a bias (anatomix's head has none: the batch norms shift).
+        final_norm: an affine-free BatchNorm after the last Linear (anatomix), so projections start centred.
+        running_stats: batch norms keep running statistics for eval mode; VoCo's always normalise by the batch.
     """
 
     def __init__(self, in_channels: int, hidden: int = 256, out: int = 128, layers: int = 3,
-                 norm_affine: bool = True, dropout: float = 0.0):
+                 norm_affine: bool = True, dropout: float = 0.0, bias: bool = True, final_norm: bool = False,
+                 running_stats: bool = True):
         super().__init__()
         if layers < 1:
             raise ValueError(f"head_layers must be >= 1, got {layers}")
@@ -246,15 +253,67 @@ class ProjectionHead(nn.Module):
         blocks: list[nn.Module] = []
         width = in_channels
         for _ in range(layers - 1):
-            blocks += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden, affine=norm_affine),
+            blocks += [nn.Linear(width, hidden, bias=bias),
+                       nn.BatchNorm1d(hidden, affine=norm_affine, track_running_stats=running_stats),
                        nn.ReLU(inplace=True)]
             width = hidden
-        blocks.append(nn.Linear(width, out))
+        blocks.append(nn.Linear(width, out, bias=bias))
+        if final_norm:
+            blocks.append(nn.BatchNorm1d(out, affine=False, track_running_stats=running_stats))
         self.mlp = nn.Sequential(*blocks)
         self.out_features = out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.dropout(x))
+
+
+class EncoderFeatures(nn.Module):
+    """What an encoder-only pretraining (VoCo) gives: every encoder level of a UNet, brought back to the input grid
+    (linear interpolation) and set side by side, each level at unit norm per voxel so that none dominates.
+
+    It stands in for the network wherever features are read (probes, registration, the linear probe): a decoder
+    that pretraining never trained says nothing about what pretraining learned.
+    """
+
+    feature_source = "encoder"
+
+    def __init__(self, net: UNet) -> None:
+        super().__init__()
+        self.net = net
+        self.dim, self.in_channels, self.config = net.dim, net.in_channels, net.config
+        self.downsample_factor = net.downsample_factor
+        self.out_channels = sum(net.encoder_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = tuple(x.shape[2:])
+        return torch.cat([F.normalize(F.interpolate(level, size=size, mode=interp_mode(self.dim),
+                                                    align_corners=False), dim=1)
+                          for level in self.net.encode(x)], dim=1)
+
+
+FEATURE_SOURCES = ("output", "encoder")
+
+
+def feature_network(net: UNet, source: str = "output") -> nn.Module:
+    """The module whose outputs are ``net``'s features of kind ``source``: the network itself (``"output"``) or
+    its encoder levels (:class:`EncoderFeatures`)."""
+    if source not in FEATURE_SOURCES:
+        raise ValueError(f"feature source must be one of {FEATURE_SOURCES}, got {source!r}")
+    return net if source == "output" else EncoderFeatures(net)
+
+
+def kaiming_init(module: nn.Module, gain_std: float = 0.02) -> None:
+    """anatomix's initialisation: Kaiming-normal (fan-in) weights and zero biases for convolutions and linear
+    layers; spatial batch norms get scales from N(1, ``gain_std``) and zero shifts (1D batch norms keep
+    PyTorch's defaults, as in anatomix)."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Conv3d, nn.Linear)):
+            nn.init.kaiming_normal_(layer.weight, a=0, mode="fan_in")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, (nn.BatchNorm2d, nn.BatchNorm3d)):
+            nn.init.normal_(layer.weight, 1.0, gain_std)
+            nn.init.zeros_(layer.bias)
 
 
 def crop_embedding(maps: list[torch.Tensor]) -> torch.Tensor:

@@ -26,8 +26,11 @@ from torch import nn
 
 from .checkpoint import load_backbone, random_backbone
 from .data import Volume, load_coregistered, normalize_intensity, pick_name, resample, resolve_data
-from .features import cosine_map, extract_features, normalize_features
+from .features import EvalMode, cosine_map, extract_features, normalize_features
+from .losses import OBJECTIVES, Objective
 from .mind import mind_ssc
+from .nets import feature_network
+from .regions import label_contrast, region_variance_share
 from .spatial import check_dim
 from .synth import SynthConfig, SynthEngine
 from .train import TrainConfig
@@ -228,9 +231,11 @@ def probe_networks(fixed: Volume, moving: Volume, config: ProbeConfig,
     baselines: dict[str, dict[str, float]] = {}  # by architecture
     reports = {}
     for name, net in nets.items():
-        architecture = json.dumps(net.config, sort_keys=True)
-        if architecture not in baselines:
-            baselines[architecture] = probe.score_net(random_backbone(net.config, config.seed).eval())
+        source = getattr(net, "feature_source", "output")
+        architecture = json.dumps({**net.config, "features": source}, sort_keys=True)
+        if architecture not in baselines:  # the same features of the same network before training
+            untrained = feature_network(random_backbone(net.config, config.seed), source)
+            baselines[architecture] = probe.score_net(untrained.eval())
         fixed_net, moving_net = probe.features(net)
         methods = {"mind": mind_score, "random": baselines[architecture],
                    "network": probe.score(fixed_net, moving_net),
@@ -273,7 +278,7 @@ def evaluate_features(data: str | Path, fixed: str, moving: str, checkpoint: str
     """
     config = config or ProbeConfig()
     folder, fixed_name, moving_name, fixed_volume, moving_volume = _load_pair(data, fixed, moving)
-    net = None if checkpoint in (None, "none") else load_backbone(checkpoint, config.dim)
+    net = None if checkpoint in (None, "none") else load_backbone(checkpoint, config.dim, features=True)
     results = probe_features(fixed_volume, moving_volume, config, net, preset)
     results["settings"].update({"data": str(folder), "fixed": fixed_name, "moving": moving_name,
                                 "checkpoint": checkpoint or "none"})
@@ -287,7 +292,7 @@ def compare_features(data: str | Path, fixed: str, moving: str, checkpoints: Map
     """
     config = config or ProbeConfig()
     folder, fixed_name, moving_name, fixed_volume, moving_volume = _load_pair(data, fixed, moving)
-    nets = {name: load_backbone(checkpoint, config.dim) for name, checkpoint in checkpoints.items()}
+    nets = {name: load_backbone(checkpoint, config.dim, features=True) for name, checkpoint in checkpoints.items()}
     reports = probe_networks(fixed_volume, moving_volume, config, nets)
     for name, report in reports.items():
         report["settings"].update({"data": str(folder), "fixed": fixed_name, "moving": moving_name,
@@ -296,20 +301,28 @@ def compare_features(data: str | Path, fixed: str, moving: str, checkpoints: Map
 
 
 class TrainingProbe:
-    """Cheap probes for a training loop: does what the loss rewards also transfer?
+    """Cheap probes for a training loop: does what the loss rewards also transfer, and is it learning what its
+    paper trains?
 
     On a fixed synthetic batch (two aligned renderings of the same label maps) it reports the correspondence
     match rate between the views (``synth_match``), the mean cosine between the two views' features at the
     same voxel (``synth_agreement``) and between random voxel pairs (``synth_pair_cosine``: 1.0 means the
-    features collapsed). Given a real co-registered pair it adds ``real_match`` and ``real_pair_cosine``.
-    Calling it puts the network in eval mode for the duration and draws nothing from the training streams.
+    features collapsed); how the features group voxels by label (``synth_same_label_cos_cross``, ``_within``,
+    ``synth_other_label_cos``, ``synth_label_retrieval`` and its chance, see
+    :func:`~synthlab.regions.label_contrast`; ``synth_region_variance``, the within-region share of the feature
+    variance); and the objective's own check (:meth:`~synthlab.losses.base.Objective.probe_metrics`, e.g. VoCo's
+    position accuracy). Given a real co-registered pair it adds ``real_match`` and ``real_pair_cosine``. Features
+    are those the objective is meant to give (``feature_source``). Calling it puts the network in eval mode for
+    the duration and draws nothing from the training streams.
     """
 
     def __init__(self, dim: int, synth: SynthConfig, real: tuple[Volume, Volume] | None = None,
-                 seed: int = 0, queries: int = 500) -> None:
+                 seed: int = 0, queries: int = 500, feature_source: str = "output") -> None:
         synth = replace(synth, n_views=2)
         batch = SynthEngine(synth, seed=seed).sample(8 if dim == 2 else 1)
+        self.views, self.seed, self.feature_source = batch.views, seed, feature_source
         first, second = batch.views[:, 0, 0], batch.views[:, 1, 0]  # 2D: the samples act as slices
+        self.labels = batch.labels[:, 0] if dim == 2 else batch.labels[0, 0]
         if dim == 3:
             first, second = first[0], second[0]
         radius = max(1, min(6, (min(synth.size) - 1) // 4))
@@ -320,14 +333,20 @@ class TrainingProbe:
             config = ProbeConfig.for_dim(dim, queries=queries, seed=seed)
             self.real = FeatureProbe(*prepare_pair(real[0], real[1], config), config)
 
-    def __call__(self, net: nn.Module) -> dict[str, float]:
-        first, second = self.synthetic.features(net)
+    def __call__(self, net: nn.Module, objective: Objective | None = None) -> dict[str, float]:
+        features = feature_network(net, self.feature_source)  # shares the weights; only what is read changes
+        first, second = self.synthetic.features(features)
         scores = self.synthetic.score(first, second)
-        agreement = cosine_map(first, second).mean()
-        out = {"synth_match": scores["match_rate"], "synth_agreement": float(agreement),
+        out = {"synth_match": scores["match_rate"], "synth_agreement": float(cosine_map(first, second).mean()),
                "synth_pair_cosine": scores["pair_cosine"]}
+        generator = torch.Generator().manual_seed(self.seed)
+        out.update({f"synth_{k}": v for k, v in label_contrast(first, second, self.labels, 1024, generator).items()})
+        out["synth_region_variance"] = region_variance_share(first, self.labels)
+        if objective is not None:
+            with EvalMode(objective), EvalMode(net):
+                out.update(objective.probe_metrics(net, self.views, torch.Generator().manual_seed(self.seed)))
         if self.real is not None:
-            real = self.real.score_net(net)
+            real = self.real.score_net(features)
             out.update({"real_match": real["match_rate"], "real_pair_cosine": real["pair_cosine"]})
         return out
 
@@ -343,4 +362,4 @@ class TrainingProbe:
                 raise ValueError(f"probe: data {data} needs two contrast names, got {contrasts!r}")
             real = _load_pair(data, *contrasts, role="probe ")[3:]
         synth = config.synth or SynthConfig.for_run(config.dim, config.size, 2)
-        return cls(config.dim, synth, real, seed=0)
+        return cls(config.dim, synth, real, seed=0, feature_source=OBJECTIVES[config.objective][0].feature_source)

@@ -43,8 +43,9 @@ class Profile:
     seg_shots: tuple[int, ...]
     seg_seeds: int
     seg_max_test: int | None
-    # Notebook 05 fine-tunes four checkpoints: the shot counts it evaluates (a subset of seg_shots fits CI).
+    # Notebook 05 fine-tunes four checkpoints: the shot counts and seeds it evaluates (fewer fit CI).
     compare_shots: tuple[int, ...]
+    compare_seeds: int
     # Notebook 05's feature probe: query voxels per image pair and working side (the README's tables use 2,000
     # queries at 256 px slices in 2D, 96^3 in 3D: probe.STANDARD_SIZE).
     probe_queries: int
@@ -66,8 +67,8 @@ PROFILES: dict[str, Profile] = {
         preset_2d="tiny", preset_3d="tiny", pretrain_size_2d=64, pretrain_size_3d=32,
         pretrain_steps=30, pretrain_batch=2,
         reg_size=64, reg_iterations=40, reg_seeds=1,
-        seg_steps=120, seg_batch_2d=8, seg_batch_3d=2, seg_shots=(1,), seg_seeds=2, seg_max_test=8,
-        compare_shots=(1,),
+        seg_steps=120, seg_batch_2d=4, seg_batch_3d=2, seg_shots=(1,), seg_seeds=2, seg_max_test=8,
+        compare_shots=(1,), compare_seeds=1,
         probe_queries=500, probe_size_2d=128, probe_size_3d=64,
     ),
     "cpu": Profile(
@@ -77,7 +78,7 @@ PROFILES: dict[str, Profile] = {
         pretrain_steps=500, pretrain_batch=2,
         reg_size=128, reg_iterations=80, reg_seeds=3,
         seg_steps=800, seg_batch_2d=16, seg_batch_3d=2, seg_shots=(1, 3, 5), seg_seeds=6, seg_max_test=40,
-        compare_shots=(1, 3, 5),
+        compare_shots=(1, 3, 5), compare_seeds=6,
         probe_queries=2000, probe_size_2d=256, probe_size_3d=96,
     ),
     "gpu": Profile(
@@ -87,7 +88,7 @@ PROFILES: dict[str, Profile] = {
         pretrain_steps=20000, pretrain_batch=4,
         reg_size=192, reg_iterations=150, reg_seeds=5,
         seg_steps=2000, seg_batch_2d=16, seg_batch_3d=2, seg_shots=(1, 3, 5), seg_seeds=10, seg_max_test=None,
-        compare_shots=(1, 3, 5),
+        compare_shots=(1, 3, 5), compare_seeds=10,
         probe_queries=2000, probe_size_2d=256, probe_size_3d=96,
     ),
 }

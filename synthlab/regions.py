@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["prototype_softmax", "prototypes"]
+__all__ = ["label_contrast", "prototype_softmax", "prototypes", "region_variance_share"]
 
 
 def prototypes(features: torch.Tensor, labels: torch.Tensor,
@@ -45,3 +45,49 @@ def prototype_softmax(features: torch.Tensor, labels: torch.Tensor, temperature:
     protos, present = prototypes(features[None], numbered[None], len(ids))
     protos = protos[0, present[0]]
     return torch.softmax(protos @ protos.T / temperature, dim=1)
+
+
+def region_variance_share(features: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of the feature variance that lies *within* label regions: 0 when every region is one constant
+    feature (what RaSD's pull term asks for), near 1 when features ignore the regions.
+
+    Args:
+        features: ``(C, *size)``, compared after unit normalisation per voxel (so scale does not count).
+        labels: ``(*size)`` integer label map.
+    """
+    unit = F.normalize(features.flatten(1).float(), dim=0)  # (C, N)
+    ids, numbered = torch.unique(labels.flatten(), return_inverse=True)
+    protos, _ = prototypes(unit[None], numbered.view(1, 1, -1), len(ids))  # (1, L, C)
+    within = (unit - protos[0][numbered].T).pow(2).sum()
+    total = (unit - unit.mean(1, keepdim=True)).pow(2).sum().clamp_min(1e-12)
+    return float(within / total)
+
+
+def label_contrast(first: torch.Tensor, second: torch.Tensor, labels: torch.Tensor, count: int,
+                   generator: torch.Generator) -> dict[str, float]:
+    """Do features group voxels by label *across* renderings (anatomix's aim), not only within one image?
+
+    ``count`` voxels are sampled once; their features in view 1 are compared (cosine) with the features of the
+    same voxels in view 2. Returns the mean cosine of same-label pairs across the views (other locations only),
+    of same-label pairs within view 1, and of different-label pairs across the views; and the cross-view label
+    retrieval rate (is the most similar other voxel of view 2 of the same label?) with its chance level.
+
+    Args:
+        first, second: ``(C, *size)`` features of two renderings of one label map.
+        labels: ``(*size)`` the label map.
+    """
+    flat = labels.flatten()
+    pick = torch.randperm(flat.numel(), generator=generator)[:count].to(flat.device)
+    a = F.normalize(first.flatten(1)[:, pick].float(), dim=0)
+    b = F.normalize(second.flatten(1)[:, pick].float(), dim=0)
+    key = flat[pick]
+    same = key[:, None] == key[None, :]
+    other_place = ~torch.eye(len(pick), dtype=torch.bool, device=same.device)
+    cross, within = a.T @ b, a.T @ a  # (n, n) cosines
+    nearest = cross.masked_fill(~other_place, float("-inf")).argmax(1)
+    frequency = torch.unique(key, return_counts=True)[1].double() / len(key)
+    return {"same_label_cos_cross": float(cross[same & other_place].mean()),
+            "same_label_cos_within": float(within[same & other_place].mean()),
+            "other_label_cos": float(cross[~same].mean()) if bool((~same).any()) else float("nan"),
+            "label_retrieval": float((key[nearest] == key).float().mean()),
+            "label_retrieval_chance": float(frequency.pow(2).sum())}

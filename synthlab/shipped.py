@@ -96,7 +96,8 @@ def install(name: str, config: TrainConfig, probe_data: str | None = None) -> Pa
             probe = TrainingProbe.for_run(config)
     summary = pretrain(config, probe=probe)
     full = load_checkpoint(Path(config.out) / CHECKPOINT_NAME)
-    slim = {key: full[key] for key in ("format", "config", "model_config", "model", "step", "seconds", "loss")}
+    slim = {key: full[key] for key in ("format", "config", "model_config", "model", "feature_source", "step",
+                                       "seconds", "loss")}
     slim["config"] = {**slim["config"], "out": None, "resume": False}
     slim["probe"] = summary["probe"]
     target = save_checkpoint(WEIGHTS_DIR / f"{name}.pt", slim)

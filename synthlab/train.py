@@ -36,12 +36,13 @@ import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import FORMAT_VERSION, capture_rng, restore_rng, save_checkpoint
-from .data import RealCropSource, load_unlabeled, unlabeled_files
+from .data import RealCropSource, load_unlabeled, resolve_data, unlabeled_files
 from .dist import Runtime, gather_to_main, mean_over_ranks, start_runtime, wrap_ddp
 from .fields import setting
 from .io import CsvLog, RunLock, check_free_space, check_output_folder, write_json_atomic
 from .losses import OBJECTIVES, Objective, build_objective, make_config
-from .nets import PRESETS, UNet, seeded, unet_config
+from .losses.base import SCHEDULES
+from .nets import PRESETS, UNet, kaiming_init, seeded, unet_config
 from .profiles import get_profile
 from .progress import progress_bar
 from .runs import (
@@ -62,7 +63,8 @@ from .synth.config import PROCEDURAL
 __all__ = ["RunParts", "StepReport", "TrainConfig", "Trainee", "build_run", "lr_factor", "pretrain", "scheduled_lr",
            "train_step"]
 
-ADAMW_BETAS = (0.9, 0.999)  # anatomix's AdamW (REFERENCE 1.4)
+ADAMW_BETAS = (0.9, 0.999)  # AdamW's betas in all three papers' code
+INITS = ("torch", "kaiming")
 
 
 @dataclass
@@ -82,25 +84,34 @@ class TrainConfig:
     dim: int = setting(3, "spatial dimensions of the network and the data", DIMS)
     size: int = setting(64, "side of the (square or cubic) training crops in voxels")
     steps: int = setting(100, "optimiser steps; the learning-rate schedule spans exactly these")
-    data: str | Path | None = setting(None, "real unlabeled NIfTI volumes (a file, a folder or an MSD folder) "
-                                            "instead of synthetic data: VoCo's setting")
-    labels: str | Path | None = setting(None, "integer label maps (a file or folder) for the synthetic shape bank; "
-                                              "unset: procedural shapes")
+    data: str | Path | None = setting(None, "real unlabeled NIfTI volumes (a file, a folder or an MSD folder; a "
+                                            "path or a name under $SYNTHLAB_DATA; icbm152/t1.nii.gz is always "
+                                            "there) instead of synthetic data: VoCo's setting")
+    labels: str | Path | None = setting(None, "integer label maps (a file or folder, a path or a data-set name) for "
+                                              "the synthetic shape bank; unset: procedural shapes")
     resume: bool = setting(False, "continue OUT/checkpoint.pt exactly; every field that says what is computed "
                                   "must match")
     preset: str | None = setting(None, "network preset; unset: the active profile's", tuple(PRESETS))
     batch_size: int = setting(2, "samples per step and per process")
-    lr: float = setting(2e-4, "peak learning rate (anatomix: 2e-4)")
     seed: int = setting(0, "seeds initialisation and process r's data and loss draws (seed + r)")
     device: str = setting("auto", "where to train: cpu, cuda, or auto (CUDA when available)",
                           ("auto", "cpu", "cuda"))
     compile: bool = setting(False, "torch.compile the network")
     checkpoint_every: int = setting(50, "steps between checkpoints (one is always written at the end)")
     log_every: int = setting(1, "steps between rows of log.csv")
-    weight_decay: float = setting(1e-5, "AdamW weight decay (anatomix: 1e-5)")
-    warmup_fraction: float = setting(0.05, "share of the steps with a linear learning-rate warm-up")
-    min_lr_fraction: float = setting(0.1, "the cosine decays from lr to lr * this")
-    grad_clip: float | None = setting(1.0, "clip the global gradient norm to this")
+    # The optimiser: unset fields take the objective's own (its authors') settings, losses.*.optim.
+    lr: float | None = setting(None, "peak learning rate; unset: the objective's (supcon 2e-4, voco 1e-4, rasd 1e-5)")
+    weight_decay: float | None = setting(None, "AdamW weight decay; unset: the objective's")
+    amsgrad: bool | None = setting(None, "AdamW's AMSGrad variant (VoCo); unset: the objective's")
+    grad_clip: float | None = setting(None, "clip the global gradient norm to this, 0 for no clipping; unset: the "
+                                            "objective's")
+    schedule: str | None = setting(None, "learning-rate schedule: cosine (after a warm-up), steps (anatomix's five "
+                                         "stages) or constant; unset: the objective's", SCHEDULES)
+    warmup_fraction: float | None = setting(None, "share of the steps with a linear warm-up (cosine); unset: the "
+                                                  "objective's")
+    min_lr_fraction: float | None = setting(None, "the cosine ends at lr * this; unset: the objective's")
+    init: str | None = setting(None, "initialisation: torch (PyTorch's) or kaiming (anatomix's); unset: the "
+                                     "objective's", INITS)
     probe_every: int = setting(0, "steps between feature probes written to log.csv (0: none)")
     synth: SynthConfig | dict[str, Any] | None = None
     objective_config: Any = None
@@ -109,6 +120,10 @@ class TrainConfig:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
         check_dim(self.dim)
+        objective_cls, config_cls = OBJECTIVES[self.objective]
+        for key, value in dataclasses.asdict(objective_cls.optim).items():  # unset: the authors' setting
+            if getattr(self, key) is None:
+                setattr(self, key, value)
         for name in ("size", "steps", "batch_size", "checkpoint_every", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
@@ -116,6 +131,11 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         if not 0 <= self.warmup_fraction < 1 or not 0 <= self.min_lr_fraction <= 1:
             raise ValueError("warmup_fraction must lie in [0, 1) and min_lr_fraction in [0, 1]")
+        if self.schedule not in SCHEDULES or self.init not in INITS:
+            raise ValueError(f"schedule must be one of {SCHEDULES} and init one of {INITS}, got {self.schedule!r} "
+                             f"and {self.init!r}")
+        if self.grad_clip is not None and not self.grad_clip >= 0:
+            raise ValueError(f"grad_clip must be >= 0 (0: no clipping), got {self.grad_clip!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
         if self.data is not None and self.labels is not None:
@@ -124,13 +144,12 @@ class TrainConfig:
             raise ValueError(f"seed must lie in [0, 2**63), got {self.seed!r}")
         if int(self.probe_every) < 0:
             raise ValueError(f"probe_every must be >= 0, got {self.probe_every!r}")
-        for key in PATH_FIELDS:  # `--data vols` and `--data ./vols/` are one folder, also on resume
+        for key in PATH_FIELDS:  # a path or a data-set name, absolute: `vols` and `./vols/` are one folder
             if getattr(self, key) is not None:
-                setattr(self, key, absolute_path(getattr(self, key)))
+                setattr(self, key, absolute_path(resolve_data(getattr(self, key))))
         self.preset = self.preset or str(get_profile().for_dim("preset", self.dim))
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
-        objective_cls, config_cls = OBJECTIVES[self.objective]
         if not isinstance(self.objective_config, config_cls):
             self.objective_config = make_config(config_cls, dict(self.objective_config or {}))
         if self.data is not None:
@@ -165,16 +184,29 @@ class StepReport:
     views: torch.Tensor
 
 
-def lr_factor(step: int, total: int, warmup_fraction: float = 0.05, min_fraction: float = 0.1) -> float:
-    """Factor on the peak lr at 0-based ``step`` of ``total``: linear warm-up, then cosine to the floor."""
+def lr_factor(step: int, total: int, warmup_fraction: float = 0.05, min_fraction: float = 0.1,
+              schedule: str = "cosine") -> float:
+    """Factor on the peak lr at 0-based ``step`` of ``total``: a linear warm-up, then the ``schedule``.
+
+    ``"cosine"`` falls to ``min_fraction`` along half a cosine (VoCo, and synthlab's own arm); ``"steps"`` holds
+    five equal stages at 1.0, 0.8, 0.6, 0.4 and 0.2 (anatomix's per-epoch decay over its five epochs);
+    ``"constant"`` stays at 1 (RaSD).
+    """
     warmup = max(1, round(warmup_fraction * total))
     if step < warmup:
         return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    if schedule == "steps":
+        return 1.0 - min(4, 5 * step // max(1, total)) / 5
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_fraction + (1 - min_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 # ----------------------------------------------------------------------------------------------- batches
+
+
+Probe = Callable[[nn.Module, nn.Module], dict[str, float]]  # (network, objective) -> numbers for log.csv
 
 
 class BatchSource(Protocol):
@@ -234,6 +266,9 @@ def build_run(config: TrainConfig, device: torch.device, seed: int,
     with seeded(config.seed):
         net = UNet(**unet_config(config.preset, config.dim))
         objective = build_objective(config.objective, net, config.dim, config.objective_config)
+        if config.init == "kaiming":
+            kaiming_init(net)
+            kaiming_init(objective)
     try:  # a shape-only check on the meta device: no memory, no compute
         net.check_input(torch.empty((1, net.in_channels) + (config.size,) * config.dim, device="meta"))
     except ValueError as err:
@@ -243,14 +278,15 @@ def build_run(config: TrainConfig, device: torch.device, seed: int,
                          "data only; real unlabeled volumes (--data) suit 'voco'")
     net, objective = net.to(device), objective.to(device)
     params = [p for p in (*net.parameters(), *objective.parameters()) if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=ADAMW_BETAS, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=ADAMW_BETAS, weight_decay=config.weight_decay,
+                                  amsgrad=config.amsgrad)
     return RunParts(net, objective, optimizer, batch_source(config, device, seed, volumes),
                     torch.Generator(device=device).manual_seed(seed))
 
 
 def scheduled_lr(config: TrainConfig, step: int) -> float:
     """The learning rate of 0-based ``step``: the schedule is a pure function of the step."""
-    return config.lr * lr_factor(step, config.steps, config.warmup_fraction, config.min_lr_fraction)
+    return config.lr * lr_factor(step, config.steps, config.warmup_fraction, config.min_lr_fraction, config.schedule)
 
 
 class Trainee(nn.Module):
@@ -295,7 +331,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: tuple
 
 
 def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None = None,
-             probe: Callable[[nn.Module], dict[str, float]] | None = None) -> dict[str, Any]:
+             probe: Probe | None = None) -> dict[str, Any]:
     """Train ``config.steps`` steps (the remaining ones with ``resume``) and return a summary.
 
     Everything a user can get wrong is checked before the run folder or any file is created.
@@ -304,7 +340,7 @@ def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None 
         config: the run.
         callback: called on every rank after each step (after logging and checkpointing) with a
             :class:`StepReport`; an exception it raises stops the run as a kill would.
-        probe: measures the network (e.g. :class:`synthlab.probe.TrainingProbe`) on rank 0 every
+        probe: measures the network and objective (e.g. :class:`synthlab.probe.TrainingProbe`) on rank 0 every
             ``config.probe_every`` steps and at the end; its numbers join that step's ``log.csv`` row (the
             columns are blank in between) and its time is not counted in ``seconds``. It must not touch the
             training random streams, so a probed run trains exactly like an unprobed one.
@@ -331,7 +367,7 @@ def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None 
 
 def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | None,
          checkpoint: dict[str, Any] | None, callback: Callable[[StepReport], None] | None,
-         probe: Callable[[nn.Module], dict[str, float]] | None) -> dict[str, Any]:
+         probe: Probe | None) -> dict[str, Any]:
     device, out, rank_seed = runtime.device, Path(config.out), config.seed + runtime.rank
     parts = build_run(config, device, rank_seed, volumes)
     net, objective, optimizer, source, generators = (parts.net, parts.objective, parts.optimizer, parts.source,
@@ -365,7 +401,7 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
 
     # The probe at the start: the untrained baseline of a new run (logged as step 0 with the first row), and
     # the columns of the log either way.
-    probed = probe(net) if probe is not None and runtime.is_main else None
+    probed = probe(net, objective) if probe is not None and runtime.is_main else None
     baseline = probed if step == 0 else None
     probe_columns = dict.fromkeys(sorted(probed), "") if probed else {}
     model.train()
@@ -374,7 +410,7 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
             started = time.perf_counter()
             views, labels = source.sample(config.batch_size)
             loss, logs = train_step(model, optimizer, (views, labels, parts.loss_generator),
-                                    lr=scheduled_lr(config, step), grad_clip=config.grad_clip,
+                                    lr=scheduled_lr(config, step), grad_clip=config.grad_clip or None,
                                     autocast=device.type == "cuda", after_step=objective.after_step)
             step += 1
             logs = mean_over_ranks({"loss": float(loss.detach()), **logs}, runtime)
@@ -384,7 +420,7 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
             seconds += time.perf_counter() - started
             measured: dict[str, float] = {}
             if probed is not None and (step % config.probe_every == 0 or step == config.steps):
-                probed = measured = probe(net)  # type: ignore[misc]
+                probed = measured = probe(net, objective)  # type: ignore[misc]
                 net.train()
             if log is not None and (measured or step % config.log_every == 0 or step == config.steps):
                 if baseline is not None:  # step 0 under the same columns as every later row
@@ -401,7 +437,7 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
                         "format": FORMAT_VERSION, "config": config.as_dict(), "model_config": net.config,
                         "model": net.state_dict(), "objective": objective.state_dict(),
                         "optimizer": optimizer.state_dict(), "step": step, "rng": states,
-                        "seconds": seconds, "loss": loss_value})
+                        "feature_source": objective.feature_source, "seconds": seconds, "loss": loss_value})
             if callback is not None:
                 callback(StepReport(step, loss_value, dict(logs), seconds, net, objective, views))
     return {"final_loss": loss_value, "steps": step, "seconds": seconds,

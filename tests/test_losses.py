@@ -15,6 +15,8 @@ from synthlab.losses import OBJECTIVES, build_objective
 from synthlab.losses.rasd import prototypes, rasd_loss
 from synthlab.losses.supcon import sample_voxels, supcon_loss
 from synthlab.losses.voco import (
+    VoCoConfig,
+    augment_crops,
     base_regulariser,
     ema_update,
     extract_crops,
@@ -314,24 +316,40 @@ def test_voco_objective_on_unlabeled_volumes(dim, size, batch):
     assert (out.logs["voco_inter"] == 0.0) == (batch == 1)
     _grads_finite_and_reach(net, ("stem", "encoder", "bottleneck"))
     assert all(p.grad is None for p in objective.teacher.parameters())
-    # The teacher follows the student after the optimiser step.
+    # The teacher starts from its own initialisation (as in v2) and follows the student after each step.
     gap = _distance(objective.teacher, objective.student)
     torch.optim.SGD(objective.student.parameters(), lr=0.5).step()
     moved = _distance(objective.teacher, objective.student)
     objective.after_step()
-    assert gap == 0 and moved > 0
+    assert gap > 0 and moved != gap
     assert _distance(objective.teacher, objective.student) == pytest.approx(0.9 * moved, rel=1e-4)
 
 
 def test_voco_crop_size_defaults_to_a_size_the_net_accepts():
     net = build_unet("tiny", 3)
     objective = build_objective("voco", net, 3, grid=(3, 3, 1))
-    assert objective.crop_size_for((48, 48, 32)) == (16, 16, 32)
-    assert objective.crop_size_for((30, 30, 30)) == (16, 16, 32)
+    assert objective.crop_size_for((48, 48, 32)) == (16, 16, 32)  # native cells: no resampling
+    assert objective.crop_size_for((30, 30, 30)) == (16, 16, 32)  # 10 x 10 x 30 cells misfit: rounded
+    assert build_objective("voco", net, 3).grid == (3, 3, 1)  # v2's grid spans the depth
+    assert build_objective("voco", build_unet("tiny", 2), 2).grid == (3, 3)
     with pytest.raises(ValueError, match="crop_size"):
         build_objective("voco", net, 3, crop_size=20)
     with pytest.raises(ValueError, match="grid"):
         build_objective("voco", net, 3, grid=(3, 3))
+
+
+def test_voco_crop_augmentation_flips_rotates_and_shifts_each_crop_on_its_own():
+    crops = torch.arange(2 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    config = VoCoConfig(crop_flip_p=0.0, crop_rot90_p=0.0, crop_shift_p=0.0)
+    assert torch.equal(augment_crops(crops, config, _gen(0)), crops)  # all off: untouched
+    rotated = augment_crops(crops, VoCoConfig(crop_flip_p=0.0, crop_rot90_p=1.0, crop_shift_p=0.0), _gen(1))
+    for crop, out in zip(crops, rotated, strict=True):  # each crop turned by its own multiple of 90 degrees
+        assert any(torch.equal(out, crop.rot90(k, dims=(1, 2))) for k in (1, 2, 3))
+    shifted = augment_crops(crops, VoCoConfig(crop_flip_p=0.0, crop_rot90_p=0.0, crop_shift_p=1.0), _gen(2))
+    offsets = (shifted - crops).flatten(1)
+    assert torch.allclose(offsets, offsets[:, :1].expand_as(offsets), atol=1e-5)
+    assert bool((offsets.abs() <= 0.1).all())
+    assert not torch.equal(augment_crops(crops, VoCoConfig(), _gen(3)), augment_crops(crops, VoCoConfig(), _gen(4)))
 
 
 # --- every objective on awkward batches ------------------------------------------------------------------

@@ -13,7 +13,8 @@ import torch
 
 from synthlab.__main__ import main
 from synthlab.data import Volume
-from synthlab.nets import build_unet
+from synthlab.losses import build_objective
+from synthlab.nets import EncoderFeatures, build_unet
 from synthlab.probe import FeatureProbe, ProbeConfig, TrainingProbe, probe_features
 from synthlab.synth import SynthConfig
 
@@ -86,8 +87,23 @@ def test_training_probe_reads_a_network_without_touching_the_global_random_state
     before = torch.get_rng_state()
     scores = probe(net)
     assert torch.equal(before, torch.get_rng_state())
-    assert set(scores) == {"synth_match", "synth_agreement", "synth_pair_cosine"}
+    assert {"synth_match", "synth_agreement", "synth_pair_cosine", "synth_label_retrieval",
+            "synth_label_retrieval_chance", "synth_same_label_cos_cross", "synth_same_label_cos_within",
+            "synth_other_label_cos", "synth_region_variance"} == set(scores)
     assert all(math.isfinite(v) for v in scores.values())
+    assert net.training  # the probe restores the mode it found
+
+
+def test_training_probe_reads_what_an_objective_is_meant_to_give_and_asks_its_own_question() -> None:
+    probe = TrainingProbe(2, SynthConfig(dim=2, size=48), feature_source="encoder")
+    net = build_unet("tiny", 2)
+    objective = build_objective("voco", net, 2, head_hidden=16, head_out=8)
+    scores = probe(net, objective)
+    assert 0.0 <= scores["voco_position_acc"] <= 1.0
+    assert scores["voco_position_acc_constant"] == pytest.approx(0.25, abs=0.1)  # 3 x 3 grid: the centre wins 1/4
+    encoder = EncoderFeatures(net)
+    assert encoder.out_channels == sum(net.encoder_channels)
+    assert encoder(torch.rand(1, 1, 48, 48)).shape == (1, encoder.out_channels, 48, 48)
 
 
 def _coregistered(folder: Path) -> Path:

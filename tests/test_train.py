@@ -367,15 +367,15 @@ def test_voco_renders_only_the_view_it_uses(tmp_path: Path) -> None:
 def test_probes_join_the_log_at_step_0_every_n_steps_and_at_the_end(tmp_path: Path) -> None:
     calls = []
 
-    def probe(net: torch.nn.Module) -> dict[str, float]:
-        calls.append(net.training)
+    def probe(net: torch.nn.Module, objective: torch.nn.Module) -> dict[str, float]:
+        calls.append(objective.name)
         return {"probe_a": float(len(calls))}
 
     straight = pretrain(_config(tmp_path / "probed", "rasd", steps=5, probe_every=2), probe=probe)
     rows = _log_rows(tmp_path / "probed")
     assert [row["step"] for row in rows] == ["0", "1", "2", "3", "4", "5"]
     assert [row["probe_a"] for row in rows] == ["1.0", "", "2.0", "", "3.0", "4.0"]
-    assert rows[0]["loss"] == "" and straight["probe"] == {"probe_a": 4.0}
+    assert rows[0]["loss"] == "" and straight["probe"] == {"probe_a": 4.0} and set(calls) == {"rasd"}
     unprobed = pretrain(_config(tmp_path / "plain", "rasd", steps=5))
     assert unprobed["final_loss"] == straight["final_loss"]  # probing does not change the training
 

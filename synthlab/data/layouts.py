@@ -6,6 +6,7 @@ notebook fails on line one with a readable message instead of deep inside a loss
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from dataclasses import dataclass, field
@@ -15,11 +16,12 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from ..io import write_atomic
 from .label_ids import check_label_ids, declared_labels
 from .nifti import Volume, check_pair, is_nifti, load_nifti, nifti_files, stem
 
-__all__ = ["Case", "Subject", "find_data_root", "list_volumes", "load_case", "load_coregistered", "load_icbm",
-           "load_msd", "msd_entries", "pick_name", "resolve_data"]
+__all__ = ["ICBM_NAME", "Case", "Subject", "find_data_root", "icbm_folder", "list_volumes", "load_case",
+           "load_coregistered", "load_icbm", "load_msd", "msd_entries", "pick_name", "resolve_data"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,19 +166,50 @@ def find_data_root() -> Path | None:
     return shared if shared.is_dir() else None
 
 
+ICBM_NAME = "icbm152"  # always available offline: the nilearn wheel's template, written to the cache on first use
+
+
+def _cache_dir() -> Path:
+    """``<repo>/data/cache`` in a checkout, else ``~/.cache/synthlab``."""
+    repo_cache = _REPO_ROOT / "data"
+    return repo_cache / "cache" if repo_cache.is_dir() else Path.home() / ".cache" / "synthlab"
+
+
+def icbm_folder() -> Path:
+    """A folder holding the ICBM152 2009a T1 template at 1 mm (``t1.nii.gz``, skull-stripped) and its tissue
+    labels (``labels.nii.gz``), written once from the nilearn wheel, so that ``--data icbm152`` (real
+    unlabeled MRI for VoCo-style pretraining) and ``--labels icbm152/labels.nii.gz`` work offline."""
+    folder = _cache_dir() / ICBM_NAME
+    if not (folder / "t1.nii.gz").is_file():
+        subject = load_icbm(resolution=1)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, volume in (("labels", subject.label), ("t1", subject.contrasts["t1"])):
+            write_atomic(folder / f"{name}.nii.gz",
+                         lambda stream, v=volume: stream.write(_nifti_bytes(v)))  # t1 last: it marks completion
+    return folder
+
+
+def _nifti_bytes(volume: Volume) -> bytes:
+    data = volume.array.numpy().astype(np.int16 if volume.is_label else np.float32)
+    return gzip.compress(nib.Nifti1Image(data, volume.affine).to_bytes())
+
+
 def resolve_data(name_or_path: str | Path) -> Path:
     """Find a data set: an existing path, else ``$SYNTHLAB_DATA/<name>``, ``<repo>/../shared/data/<name>``,
-    then the ignored cache ``<repo>/data/cache/<name>``.
+    then the ignored cache ``<repo>/data/cache/<name>``; ``icbm152`` (and paths under it) is the ICBM152
+    template of the nilearn wheel (:func:`icbm_folder`).
 
     Raises:
         FileNotFoundError: listing every place it looked.
     """
+    name = str(name_or_path)
+    if name == ICBM_NAME or name.startswith(ICBM_NAME + "/"):
+        return icbm_folder().parent / name
     candidates = [Path(name_or_path).expanduser()]
     env = os.environ.get("SYNTHLAB_DATA")
     if env:
         candidates.append(Path(env).expanduser() / str(name_or_path))
-    candidates += [_REPO_ROOT.parent / "shared" / "data" / str(name_or_path),
-                   _REPO_ROOT / "data" / "cache" / str(name_or_path)]
+    candidates += [_REPO_ROOT.parent / "shared" / "data" / name, _cache_dir() / name]
     for candidate in candidates:
         if candidate.exists():
             return candidate

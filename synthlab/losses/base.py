@@ -16,9 +16,38 @@ from torch import nn
 
 from ..fields import check_field_types
 
-__all__ = ["LossOutput", "Objective", "make_config"]
+__all__ = ["SCHEDULES", "LossOutput", "Objective", "OptimSettings", "make_config"]
+
+SCHEDULES = ("cosine", "steps", "constant")  # see synthlab.train.lr_factor
 
 ConfigT = TypeVar("ConfigT")
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """How an objective's authors optimise it: the defaults of a run's optimiser fields (``TrainConfig``).
+
+    Attributes:
+        lr: peak learning rate.
+        weight_decay: AdamW's decoupled weight decay.
+        amsgrad: AdamW's AMSGrad variant.
+        grad_clip: global gradient-norm clip, None for none.
+        schedule: ``"cosine"`` (warm-up, then cosine to ``min_lr_fraction``), ``"steps"`` (anatomix: five equal
+            stages at 1.0, 0.8, 0.6, 0.4, 0.2) or ``"constant"``.
+        warmup_fraction: share of the steps with a linear warm-up (cosine schedule).
+        min_lr_fraction: the cosine ends at ``lr * min_lr_fraction``.
+        init: ``"torch"`` (PyTorch's default initialisation) or ``"kaiming"`` (anatomix: Kaiming-normal weights,
+            batch-norm scales from N(1, 0.02)).
+    """
+
+    lr: float
+    weight_decay: float
+    amsgrad: bool = False
+    grad_clip: float | None = None
+    schedule: str = "cosine"
+    warmup_fraction: float = 0.0
+    min_lr_fraction: float = 0.0
+    init: str = "torch"
 
 
 @dataclass
@@ -32,12 +61,17 @@ class LossOutput:
 class Objective(nn.Module):
     """Base class of the pretraining objectives.
 
-    Subclasses set ``name`` and ``requires_labels`` and implement :meth:`forward`.
+    Subclasses set ``name``, ``requires_labels``, ``optim`` (their authors' optimiser settings) and
+    ``feature_source`` (which features of the trained network the method is meant to give) and implement
+    :meth:`forward`.
     """
 
     name: str = "objective"
     requires_labels: bool = False
     n_views: int = 2  # renderings of each label map the objective uses; the engine draws no more than these
+    optim: OptimSettings = OptimSettings(lr=2e-4, weight_decay=0.0)
+    # "output": the per-voxel output features; "encoder": the encoder's levels (encoder-only pretraining)
+    feature_source: str = "output"
 
     def __init__(self, dim: int, net_dim: int | None = None):
         super().__init__()
@@ -59,6 +93,11 @@ class Objective(nn.Module):
 
     def after_step(self) -> None:
         """Called after each optimiser step (e.g. to move an EMA teacher); nothing by default."""
+
+    def probe_metrics(self, net: nn.Module, views: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
+        """The objective's own check that it learns what its paper trains, on held-out ``views``
+        ``(B, V, 1, *size)`` (the training probe's fixed batch); none by default."""
+        return {}
 
     def check_batch(self, views: torch.Tensor, labels: torch.Tensor | None) -> None:
         """Raise a ValueError naming the argument if the batch does not fit this objective."""

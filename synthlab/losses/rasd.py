@@ -29,7 +29,7 @@ from torch import nn
 
 from ..nets import ProjectionHead, UNet
 from ..regions import prototypes
-from .base import LossOutput, Objective
+from .base import LossOutput, Objective, OptimSettings
 
 __all__ = ["RaSDConfig", "RaSDObjective", "prototypes", "rasd_loss"]
 
@@ -84,6 +84,8 @@ class RaSDObjective(Objective):
 
     name = "rasd"
     requires_labels = True
+    # RaSD's training script: AdamW 1e-5, weight decay 0.01, no schedule, no clipping (docs/fidelity.md).
+    optim = OptimSettings(lr=1e-5, weight_decay=0.01, schedule="constant")
 
     def __init__(self, net: UNet, dim: int, config: RaSDConfig | None = None):
         super().__init__(dim, net.dim)

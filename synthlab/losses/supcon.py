@@ -2,9 +2,13 @@
 
 Both views of a synthetic label map go through the shared UNet. At each tapped layer the same voxel locations
 are sampled in both views, their features pass a per-layer projection MLP and are L2-normalised, and voxels
-that carry the same label (in the same volume) are pulled together while all other voxels are pushed apart
-(SupCon "all" mode, REFERENCE §1.3). Background is an ordinary class. Under DDP, every rank's samples act as
-negatives.
+that carry the same label are pulled together while all other voxels are pushed apart (SupCon "all" mode,
+REFERENCE §1.3). Background is an ordinary class.
+
+As in anatomix's code, the contrast is one volume pair at a time: a batch of B pairs is B separate losses,
+averaged, so a same-label voxel of *another* volume is never a negative (in anatomix's batch of one pair it
+cannot be). ``cross_volume_negatives=True`` instead contrasts every voxel of the batch (and, under DDP, of every
+rank) with every other, keyed by volume and label.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from torch import nn
 from ..dist import all_gather_grad, get_rank
 from ..nets import ProjectionHead, UNet
 from ..spatial import resize
-from .base import LossOutput, Objective
+from .base import LossOutput, Objective, OptimSettings
 
 __all__ = ["SupConConfig", "SupConObjective", "sample_voxels", "supcon_loss"]
 
@@ -88,13 +92,16 @@ def sample_voxels(maps: torch.Tensor, labels: torch.Tensor, count: int,
 
 @dataclass
 class SupConConfig:
-    """Settings of the anatomix objective (defaults: the anatomix pretraining script)."""
+    """Settings of the anatomix objective (defaults: the anatomix pretraining script, docs/fidelity.md)."""
 
     temperature: float = 0.33  # softmax temperature (the script overrides the model's 0.07)
     samples: int = 512  # voxel locations per tapped layer and volume, shared by the views
     head_hidden: int = 256  # projection MLP width
-    head_out: int = 128  # projected dimension
+    head_out: int = 256  # projected dimension (anatomix: 256)
     head_layers: int = 3  # Linear layers in each projection MLP
+    head_bias: bool = False  # anatomix's Linear layers have no bias (batch norms follow)
+    head_final_norm: bool = True  # an affine-free BatchNorm1d ends anatomix's head: projections start centred
+    cross_volume_negatives: bool = False  # anatomix contrasts one volume pair at a time
 
 
 class SupConObjective(Objective):
@@ -102,6 +109,9 @@ class SupConObjective(Objective):
 
     name = "supcon"
     requires_labels = True
+    # anatomix's pretraining script: AdamW 2e-4, weight decay 1e-5, no clipping, five per-epoch stages of the
+    # learning rate, Kaiming initialisation (docs/fidelity.md).
+    optim = OptimSettings(lr=2e-4, weight_decay=1e-5, schedule="steps", init="kaiming")
 
     def __init__(self, net: UNet, dim: int, config: SupConConfig | None = None):
         super().__init__(dim, net.dim)
@@ -109,7 +119,8 @@ class SupConObjective(Objective):
         if self.config.temperature <= 0 or self.config.samples < 1:
             raise ValueError(f"temperature and samples must be positive, got {self.config}")
         cfg = self.config
-        self.heads = nn.ModuleList(ProjectionHead(c, cfg.head_hidden, cfg.head_out, cfg.head_layers)
+        self.heads = nn.ModuleList(ProjectionHead(c, cfg.head_hidden, cfg.head_out, cfg.head_layers,
+                                                  bias=cfg.head_bias, final_norm=cfg.head_final_norm)
                                    for c in net.tap_channels)
 
     def forward(self, net: nn.Module, views: torch.Tensor, labels: torch.Tensor | None,
@@ -124,11 +135,17 @@ class SupConObjective(Objective):
         for tap, head in zip(taps, self.heads, strict=True):
             features, tap_labels = sample_voxels(tap.unflatten(0, (batch, n_views)), labels,
                                                  self.config.samples, generator)
-            keys = (tap_labels + volume_keys[:, None])[:, None].expand(-1, n_views, -1)
-            z = F.normalize(head(features.flatten(0, 2)), dim=1)
-            rows = z.shape[0]
-            per_tap.append(supcon_loss(all_gather_grad(z), all_gather_grad(keys.flatten()),
-                                       self.config.temperature, slice(rank * rows, (rank + 1) * rows)))
+            z = F.normalize(head(features.flatten(0, 2)), dim=1)  # (B * V * n, D), volume-major
+            keys = tap_labels[:, None].expand(-1, n_views, -1)  # (B, V, n): one label per location, every view
+            if self.config.cross_volume_negatives:
+                rows = z.shape[0]
+                per_tap.append(supcon_loss(all_gather_grad(z), all_gather_grad((keys + volume_keys[:, None, None])
+                                                                               .flatten()),
+                                           self.config.temperature, slice(rank * rows, (rank + 1) * rows)))
+            else:  # one contrast per volume pair, as anatomix's batch of one pair
+                pairs = z.unflatten(0, (batch, -1))
+                per_tap.append(torch.stack([supcon_loss(pairs[b], keys[b].flatten(), self.config.temperature)
+                                            for b in range(batch)]).mean())
         loss = torch.stack(per_tap).mean()
         logs = {"supcon": float(loss.detach())}
         logs.update({f"supcon_tap{k}": float(part.detach()) for k, part in enumerate(per_tap)})

@@ -8,11 +8,12 @@ position labels. This follows VoCo v2: one shared backbone, EMA (momentum 0.9) o
 inter-volume term with the teacher's similarities as soft targets and a regulariser that decorrelates base
 crops. No labels are needed, so it runs on synthetic views and real unlabeled volumes alike.
 
-Crop geometry: the grid has ``grid`` cells along *every* spatial axis by default, so 3D crops are cubes (on a
-cubic volume) and all axes are treated alike. A per-axis grid such as ``(3, 3, 1)`` reproduces v2's crops that
-span the full depth (the last axis). Crops are cut at integer voxel boundaries (cells differ by at most one
-voxel when a side is not divisible) and resized to ``crop_size``, a size the network accepts. v2's per-crop
-flips, rotations and intensity shifts are left out.
+Crop geometry, as in v2: a 3 x 3 grid of base cells in-plane, spanning the whole depth in 3D (``(3, 3, 1)``),
+and random crops of a cell's size anywhere in the volume. Crops keep their native size when the cells fit the
+network (every side a multiple of its downsample factor); otherwise, or when ``crop_size`` is set, they are
+resized to it. Every crop, base or random, is then flipped, rotated by a multiple of 90 degrees in-plane and
+shifted in intensity on its own (v2's per-crop augmentation); as in v2, the position labels are not corrected
+for the flips and rotations.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..draw import bernoulli, randint, uniform
 from ..nets import ProjectionHead, UNet, crop_embedding
 from ..spatial import resize
-from .base import LossOutput, Objective
+from .base import LossOutput, Objective, OptimSettings
 
 __all__ = [
     "VoCoConfig",
     "VoCoObjective",
+    "augment_crops",
     "base_regulariser",
     "ema_update",
     "extract_crops",
@@ -96,6 +99,26 @@ def extract_crops(volumes: torch.Tensor, boxes: torch.Tensor, crop_size: Sequenc
             region = volume[(slice(None), *(slice(lo, hi) for lo, hi in box))]
             crops.append(resize(region[None], list(crop_size))[0])
     return torch.stack(crops)
+
+
+def augment_crops(crops: torch.Tensor, config: VoCoConfig, generator: torch.Generator) -> torch.Tensor:
+    """v2's per-crop augmentation: each crop ``(N, C, *size)`` is flipped along each axis, rotated in-plane (the
+    first two axes) by k x 90 degrees and shifted in intensity, each with its own draw.
+
+    The draws are made for every crop whatever the probabilities, so a seed fixes the whole stream. In-plane
+    rotation needs square in-plane crops, which a grid with equal in-plane cell counts gives.
+    """
+    n, dim = crops.shape[0], crops.ndim - 2
+    flips = bernoulli(generator, (n, dim), config.crop_flip_p).tolist()
+    turns = (bernoulli(generator, (n,), config.crop_rot90_p) * randint(generator, (n,), (1, 3))).tolist()
+    shifts = uniform(generator, (n,), (-config.crop_shift, config.crop_shift))
+    shifts = torch.where(bernoulli(generator, (n,), config.crop_shift_p), shifts, 0.0).to(crops)
+    out = []
+    for crop, axes, k in zip(crops, flips, turns, strict=True):
+        flipped = [1 + a for a, f in enumerate(axes) if f]
+        crop = crop.flip(flipped) if flipped else crop
+        out.append(crop.rot90(k, dims=(1, 2)) if k and crop.shape[1] == crop.shape[2] else crop)
+    return torch.stack(out) + shifts.view(-1, *([1] * (dim + 1)))
 
 
 # --- loss terms ------------------------------------------------------------------------------------------
@@ -174,9 +197,13 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
 class VoCoConfig:
     """Settings of the VoCo objective (defaults: VoCo v2 where it applies)."""
 
-    grid: int | tuple[int, ...] = 3  # base cells per axis (v2: 3 x 3 in-plane; (3, 3, 1) spans the depth)
+    grid: int | tuple[int, ...] | None = None  # base cells per axis; None: v2's 3 x 3 in-plane, (3, 3, 1) in 3D
     random_crops: int = 2  # random crops per volume
-    crop_size: int | None = None  # crops are resized to it; None: a cell's side rounded to the net's factor
+    crop_size: int | None = None  # crops are resized to it; None: native cells (resized only if they misfit)
+    crop_flip_p: float = 0.2  # v2: each crop flipped along each axis with this probability
+    crop_rot90_p: float = 0.2  # v2: each crop rotated in-plane by 90, 180 or 270 degrees with this probability
+    crop_shift: float = 0.1  # v2: intensity shift U(-x, x) ...
+    crop_shift_p: float = 0.5  # ... applied to each crop with this probability
     head_hidden: int = 1024  # projection head width (v2: 1024)
     head_out: int = 1024  # projected dimension
     head_layers: int = 3  # Linear-BN-ReLU x 2, then Linear
@@ -196,11 +223,17 @@ class VoCoObjective(Objective):
     name = "voco"
     requires_labels = False
     n_views = 1  # one rendering per volume: the crops come from it
+    # VoCo v2: AdamW 1e-4 with AMSGrad and weight decay 0.01, 5,000 warm-up steps of 2M, cosine to 0, no
+    # clipping (docs/fidelity.md). It trains the encoder only, so its features are the encoder's.
+    optim = OptimSettings(lr=1e-4, weight_decay=0.01, amsgrad=True, warmup_fraction=0.0025)
+    feature_source = "encoder"
 
     def __init__(self, net: UNet, dim: int, config: VoCoConfig | None = None):
         super().__init__(dim, net.dim)
         cfg = self.config = config or VoCoConfig()
-        self.grid = (cfg.grid,) * dim if isinstance(cfg.grid, int) else tuple(cfg.grid)
+        default_grid = (3, 3) if dim == 2 else (3, 3, 1)
+        self.grid = default_grid if cfg.grid is None else (cfg.grid,) * dim if isinstance(cfg.grid, int) \
+            else tuple(cfg.grid)
         if len(self.grid) != dim or min(self.grid) < 1 or max(self.grid) < 2:
             raise ValueError(f"grid must be an int >= 2 or {dim} ints >= 1 (one of them >= 2), "
                              f"got {cfg.grid!r}")
@@ -214,18 +247,21 @@ class VoCoObjective(Objective):
                              f"for this network, got {cfg.crop_size}")
         embedding = sum(net.encoder_channels)
         head = {"hidden": cfg.head_hidden, "out": cfg.head_out, "layers": cfg.head_layers,
-                "norm_affine": False}
+                "norm_affine": False, "running_stats": False}  # v2: batch statistics always
         self.student = ProjectionHead(embedding, dropout=cfg.dropout, **head)
-        self.teacher = ProjectionHead(embedding, **head)
-        self.teacher.load_state_dict(self.student.state_dict())
+        self.teacher = ProjectionHead(embedding, **head)  # its own initialisation, as in v2
         self.teacher.requires_grad_(False)
 
     def crop_size_for(self, size: Sequence[int]) -> tuple[int, ...]:
-        """Crop size for volumes of ``size``: the configured one, or each cell side rounded to the factor."""
+        """Crop size for volumes of ``size``: the configured one, else the native cell size when the network takes
+        it, else each cell side rounded to the network's downsample factor."""
         if self.config.crop_size is not None:
             return (self.config.crop_size,) * len(size)
         f = self.factor
-        return tuple(max(2 * f, round(s / n / f) * f) for s, n in zip(size, self.grid, strict=True))
+        cells = [s / n for s, n in zip(size, self.grid, strict=True)]
+        if all(c == int(c) and int(c) % f == 0 and c >= 2 * f for c in cells):
+            return tuple(int(c) for c in cells)  # native: no resampling (v2's crops)
+        return tuple(max(2 * f, round(c / f) * f) for c in cells)
 
     def forward(self, net: nn.Module, views: torch.Tensor, labels: torch.Tensor | None,
                 generator: torch.Generator) -> LossOutput:
@@ -240,7 +276,7 @@ class VoCoObjective(Objective):
         boxes = torch.stack([torch.cat([base, random]) for random in drawn])  # (B, K + R, dim, 2)
         positions = torch.stack([overlap_fractions(b[n_base:], base) for b in boxes]).to(volumes.device)
 
-        crops = extract_crops(volumes, boxes, self.crop_size_for(size))
+        crops = augment_crops(extract_crops(volumes, boxes, self.crop_size_for(size)), self.config, generator)
         embeddings = crop_embedding(net(crops, encoder_only=True))  # (B * (K + R), E)
         student = self.student(embeddings).unflatten(0, (batch, -1))
         with torch.no_grad():
@@ -254,3 +290,26 @@ class VoCoObjective(Objective):
     def after_step(self) -> None:
         """Move the teacher head towards the student head."""
         ema_update(self.teacher, self.student, self.config.ema_momentum)
+
+    @torch.no_grad()
+    def probe_metrics(self, net: nn.Module, views: torch.Tensor, generator: torch.Generator,
+                      crops_per_volume: int = 32) -> dict[str, float]:
+        """Is VoCo learning its task? Position accuracy on held-out crops of ``views``' first rendering: how often
+        the base cell with the highest predicted similarity is the cell the crop overlaps most, beside the best
+        constant guess (always answering the most frequent cell: 0.25 for a 3 x 3 grid and uniform crops)."""
+        volumes = views[:, 0]
+        batch, size = volumes.shape[0], tuple(volumes.shape[2:])
+        base = grid_boxes(size, self.grid)
+        n_base = base.shape[0]
+        boxes = torch.stack([torch.cat([base, random_boxes(size, self.grid, crops_per_volume, generator)])
+                             for _ in range(batch)])
+        truth = torch.stack([overlap_fractions(b[n_base:], base) for b in boxes]).argmax(-1)  # (B, R)
+        device = next(self.parameters()).device
+        crops = extract_crops(volumes, boxes, self.crop_size_for(size)).to(device)  # no augmentation
+        embeddings = crop_embedding(net(crops, encoder_only=True)).float()
+        student = self.student(embeddings).unflatten(0, (batch, -1))
+        teacher = self.teacher(embeddings).unflatten(0, (batch, -1))
+        guess = relu_cosine(student[:, n_base:], teacher[:, :n_base]).argmax(-1).cpu()
+        counts = torch.bincount(truth.flatten(), minlength=n_base)
+        return {"voco_position_acc": float((guess == truth).float().mean()),
+                "voco_position_acc_constant": float(counts.max() / counts.sum())}

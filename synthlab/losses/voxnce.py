@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nets import UNet
-from .base import LossOutput, Objective
+from .base import LossOutput, Objective, OptimSettings
 
 __all__ = ["VoxNCEConfig", "VoxNCEObjective", "sample_locations", "voxnce_loss"]
 
@@ -89,6 +89,8 @@ class VoxNCEObjective(Objective):
 
     name = "voxnce"
     requires_labels = False
+    # synthlab's own settings (docs/experiments.md): 5 % warm-up, cosine to a tenth, clipping at 1.
+    optim = OptimSettings(lr=1e-3, weight_decay=1e-5, grad_clip=1.0, warmup_fraction=0.05, min_lr_fraction=0.1)
 
     def __init__(self, net: UNet, dim: int, config: VoxNCEConfig | None = None):
         super().__init__(dim, net.dim)
