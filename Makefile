@@ -4,8 +4,10 @@
 #   make lab       JupyterLab;  make sync   pair notebooks/*.py with their .ipynb (jupytext)
 #   make bench     the synthesis benchmark (installs the benchmark-only TorchIO extra)
 #   make results   regenerate the README's results table from notebooks/results/*.json (written by notebook 05)
-#   make gpu-check on a GPU machine: synthesis, bf16 vs fp32, CUDA/CPU agreement, a short GPU pretraining
 #   make weights   retrain every shipped network from its committed recipe (synthlab/weights/*.json; minutes each)
+#   On a GPU machine (with GPU_PYTHON, default python3, holding a CUDA build of torch and synthlab's needs):
+#   make gpu-test  the device tests on CUDA;  make gpu-check  every GPU figure in results/gpu_check.json
+#   make gpu-weights  every shipped network at GPU scale (the recipes' gpu profile), all at once
 
 PYTHON ?= python3
 VENV := .venv
@@ -24,7 +26,8 @@ SYNTHLAB_DATA ?= $(wildcard $(CURDIR)/../shared/data)
 export SYNTHLAB_DATA
 export PYTHONHASHSEED := 0
 
-.PHONY: install test unit notebooks-test notebooks-run run-all lab sync lint bench results weights gpu-check clean
+.PHONY: install test unit notebooks-test notebooks-run run-all lab sync lint bench results weights gpu-test gpu-check \
+	gpu-weights clean
 
 install: $(STAMP)
 
@@ -84,9 +87,20 @@ bench: $(STAMP)
 weights: $(STAMP)
 	OMP_NUM_THREADS=1 TQDM_DISABLE=1 $(BIN)/python -m synthlab.shipped build all $(RESUME)
 
-# On a GPU machine only (about 9 minutes on one H100/H200): every pending GPU figure in one JSON.
-gpu-check: $(STAMP)
-	$(BIN)/python -m synthlab.gpu_check --out results/gpu_check.json
+# GPU machines use their own Python with its CUDA build of torch (the .venv pins the CPU build).
+GPU_PYTHON ?= python3
+
+gpu-test:
+	$(GPU_PYTHON) -m pytest -q -p no:cacheprovider tests/test_device.py --device cuda
+
+# About 3 minutes on one H100/H200: synthesis, fp32 vs bf16 (channels-last, compiled) steps, CPU/CUDA agreement.
+gpu-check:
+	$(GPU_PYTHON) -m synthlab.gpu_check --out results/gpu_check.json
+
+# Every recipe's gpu profile, eight trainings side by side on one GPU (under 9 minutes on one H100/H200); a cut
+# run continues with `make gpu-weights RESUME=--resume`. Prints the probe numbers and what to commit.
+gpu-weights:
+	TQDM_DISABLE=1 $(GPU_PYTHON) -m synthlab.shipped build all --profile gpu --jobs 8 $(RESUME)
 
 results: $(STAMP)
 	$(BIN)/python -m synthlab.results --update README.md --results notebooks/results

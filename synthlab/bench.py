@@ -31,12 +31,12 @@ from typing import Any
 import torch
 
 from .cli import Parser
-from .dist import resolve_device
+from .dist import resolve_device, start_runtime
 from .io import write_json_atomic
 from .losses import OBJECTIVES
 from .spatial import DIMS
 from .synth import SynthConfig, SynthEngine
-from .train import TrainConfig, Trainee, build_run, scheduled_lr, train_step
+from .train import TrainConfig, build_run, scheduled_lr, train_step
 
 __all__ = ["bench_synth", "bench_train", "build_parser", "main"]
 
@@ -161,7 +161,8 @@ def _print_synth(results: dict[str, Any]) -> None:
 
 def bench_train(objective: str = "supcon", dim: int = 3, size: int = 128, preset: str | None = None,
                 batch_size: int = 1, steps: int = 10, device: str = "cpu", threads: int | None = None,
-                seed: int = 0) -> dict[str, Any]:
+                seed: int = 0, channels_last: bool = False, compile: bool = False,
+                precisions: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Seconds per pretraining step and the synthesis share, per precision (fp32; bf16 too on CUDA).
 
     The run is built exactly as ``pretrain`` builds it (:func:`~synthlab.train.build_run`: network, objective,
@@ -170,15 +171,16 @@ def bench_train(objective: str = "supcon", dim: int = 3, size: int = 128, preset
     """
     if threads:
         torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    dev = start_runtime(device).device  # as pretrain sets a device up (cuDNN autotuning on GPUs)
     config = TrainConfig(objective=objective, out="", dim=dim, size=size, steps=steps + 1, preset=preset,
-                         batch_size=batch_size, seed=seed)
+                         batch_size=batch_size, seed=seed, channels_last=channels_last, compile=compile)
     parts = build_run(config, dev, seed)
-    model = Trainee(parts.net, parts.objective)
+    model = parts.trainee(compile)
     results: dict[str, Any] = {"objective": objective, "dim": dim, "size": size, "preset": config.preset,
                                "batch_size": batch_size, "device": str(dev), "torch": torch.__version__,
-                               "threads": torch.get_num_threads(), "precision": {}}
-    for precision in ["fp32", "bf16"] if dev.type == "cuda" else ["fp32"]:
+                               "threads": torch.get_num_threads(), "channels_last": channels_last,
+                               "compile": compile, "precision": {}}
+    for precision in precisions or (["fp32", "bf16"] if dev.type == "cuda" else ["fp32"]):
         synth_s, step_s = [], []
         for i in range(steps + 1):  # the first step is a warm-up
             _synchronize(dev)
@@ -233,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="cpu")
     train.add_argument("--threads", type=int, default=None)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--channels-last", action="store_true", help="convolutions in channels-last layout")
+    train.add_argument("--compile", action="store_true", help="torch.compile the network")
     train.add_argument("--json", default=None, help="also write the results to this JSON file")
     return parser
 
@@ -248,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.benchmark == "train":
             results = bench_train(objective=args.objective, dim=args.dim, size=args.size, preset=args.preset,
                                   batch_size=args.batch_size, steps=args.steps, device=args.device,
-                                  threads=args.threads, seed=args.seed)
+                                  threads=args.threads, seed=args.seed, channels_last=args.channels_last,
+                                  compile=args.compile)
             _print_train(results)
         else:  # pragma: no cover - argparse rejects unknown sub-commands
             raise AssertionError(args.benchmark)

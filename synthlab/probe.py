@@ -31,7 +31,7 @@ from .losses import OBJECTIVES, Objective
 from .mind import mind_ssc
 from .nets import feature_network
 from .regions import label_contrast, region_variance_share
-from .spatial import check_dim
+from .spatial import check_dim, flat_index
 from .synth import SynthConfig, SynthEngine
 from .train import TrainConfig
 
@@ -143,7 +143,7 @@ class FeatureProbe:
     """
 
     def __init__(self, fixed: torch.Tensor, moving: torch.Tensor, config: ProbeConfig) -> None:
-        self.fixed, self.moving, self.config = fixed.float(), moving.float(), config
+        self.fixed, self.moving, self.config = fixed.float().cpu(), moving.float().cpu(), config
         generator = torch.Generator().manual_seed(config.seed)
         r = config.radius
         shape = torch.tensor(fixed.shape)
@@ -162,11 +162,11 @@ class FeatureProbe:
         axes += [torch.arange(-r, r + 1)] * config.dim
         self.offsets = torch.cartesian_prod(*axes).reshape(-1, 3)  # (K, 3)
         self.near = self.offsets.abs().amax(1) <= 1  # the 3x3(x3) block
-        strides = torch.tensor([shape[1] * shape[2], shape[2], 1])
-        self.query_index = self.queries @ strides  # (Q,)
-        self.cube_index = (self.queries[:, None] + self.offsets[None]) @ strides  # (Q, K)
+        grid = tuple(fixed.shape)
+        self.query_index = flat_index(self.queries, grid)  # (Q,)
+        self.cube_index = flat_index(self.queries[:, None] + self.offsets[None].to(self.queries), grid)  # (Q, K)
         pair = torch.randint(len(candidates), (2, config.pairs), generator=generator)
-        self.pair_index = candidates[pair] @ strides  # (2, P)
+        self.pair_index = flat_index(candidates[pair], grid)  # (2, P)
 
     def score(self, fixed_features: torch.Tensor, moving_features: torch.Tensor) -> dict[str, float]:
         """Match rate, median error of the best match (voxels) and pair cosine of ``(C, *grid)`` features."""
@@ -176,10 +176,10 @@ class FeatureProbe:
         for start in range(0, len(self.queries), 256):
             q = a[:, self.query_index[start:start + 256]]  # (C, q)
             cube = b[:, self.cube_index[start:start + 256]]  # (C, q, K)
-            best = torch.einsum("cq,cqk->qk", q, cube).argmax(1)
+            best = torch.einsum("cq,cqk->qk", q, cube).argmax(1).cpu()  # the draws live on the CPU
             hits.append(self.near[best])
             errors.append(self.offsets[best].float().norm(dim=1))
-        pair_cosine = (a[:, self.pair_index[0]] * a[:, self.pair_index[1]]).sum(0).mean()
+        pair_cosine = (a[:, self.pair_index[0]] * a[:, self.pair_index[1]]).sum(0).mean().cpu()
         return {"match_rate": float(torch.cat(hits).float().mean()),
                 "median_error_vox": float(torch.cat(errors).median()),
                 "pair_cosine": float(pair_cosine)}

@@ -19,12 +19,17 @@ Usage::
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .checkpoint import ALIASES, WEIGHTS_DIR, load_checkpoint, save_checkpoint
 from .cli import Parser
@@ -46,13 +51,23 @@ def recipe_names() -> list[str]:
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json"))
 
 
-def recipe(name: str, out: str | Path) -> TrainConfig:
-    """The committed training config of shipped weights ``name``, writing its run into ``out``."""
+def recipe(name: str, out: str | Path, profile: str = "cpu") -> TrainConfig:
+    """The committed training config of shipped weights ``name`` for ``profile``, writing its run into ``out``.
+
+    A recipe file holds the ``cpu`` run (what ``make weights`` trains) and, under ``"profiles"``, the settings
+    each other profile changes (``gpu``: the paper-scale run of ``make gpu-weights``).
+    """
     name = ALIASES.get(name, name)
     path = WEIGHTS_DIR / f"{name}.json"
     if not path.is_file():
         raise FileNotFoundError(f"no recipe {path.name} in {WEIGHTS_DIR}; known: {', '.join(recipe_names())}")
     fields: dict[str, Any] = json.loads(path.read_text())
+    profiles = fields.pop("profiles", {})
+    if profile != "cpu":
+        if profile not in profiles:
+            raise ValueError(f"profile: recipe {path.name} has no {profile!r} settings (it has: cpu"
+                             f"{''.join(', ' + p for p in profiles)})")
+        fields.update(profiles[profile])
     return TrainConfig(**{**fields, "out": Path(out)})
 
 
@@ -74,14 +89,16 @@ def summary(name: str) -> dict[str, Any]:
             "seconds": payload["seconds"], "probe": payload.get("probe")}
 
 
-def build(name: str, runs: str | Path = "runs/weights", resume: bool = False, probe_data: str | None = None) -> Path:
-    """Train ``name`` from its recipe (resuming a killed run with ``resume``) and install the slim checkpoint."""
+def build(name: str, runs: str | Path = "runs/weights", resume: bool = False, probe_data: str | None = None,
+          profile: str = "cpu") -> Path:
+    """Train ``name`` from its recipe for ``profile`` (resuming a killed run with ``resume``) and install the slim
+    checkpoint."""
     name = ALIASES.get(name, name)
-    config = recipe(name, Path(runs) / name)
-    return install(name, dataclasses.replace(config, resume=resume), probe_data)
+    config = recipe(name, Path(runs) / f"{name}-{profile}", profile)
+    return install(name, dataclasses.replace(config, resume=resume), probe_data, profile)
 
 
-def install(name: str, config: TrainConfig, probe_data: str | None = None) -> Path:
+def install(name: str, config: TrainConfig, probe_data: str | None = None, profile: str = "cpu") -> Path:
     """Run ``config`` (probed against ``probe_data`` when it is at hand) and install its network as ``name``.
 
     Without ``config.resume`` the run folder is emptied first (it holds only this run, never the weights).
@@ -99,10 +116,50 @@ def install(name: str, config: TrainConfig, probe_data: str | None = None) -> Pa
     slim = {key: full[key] for key in ("format", "config", "model_config", "model", "feature_source", "step",
                                        "seconds", "loss")}
     slim["config"] = {**slim["config"], "out": None, "resume": False}
+    # Half precision halves the file (the anatomix preset: 12 MB, not 24); loading casts back to float32.
+    slim["model"] = {k: v.half() if v.is_floating_point() else v for k, v in slim["model"].items()}
     slim["probe"] = summary["probe"]
+    slim["recipe"] = {"name": name, "profile": profile, "device": summary["device"], "torch": str(torch.__version__)}
     target = save_checkpoint(WEIGHTS_DIR / f"{name}.pt", slim)
     shutil.copyfile(Path(config.out) / LOG_NAME, WEIGHTS_DIR / f"{name}.log.csv")
     return target
+
+
+def _build_all(names: list[str], args: argparse.Namespace) -> int:
+    """Build several recipes side by side, ``args.jobs`` at a time, each in its own process (a GPU runs a few
+    small trainings at once faster than one after another); each run's output goes to ``RUNS/NAME-PROFILE.out``."""
+    runs = Path(args.runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    pending, running, failed = list(names), {}, []
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            name = pending.pop(0)
+            command = [sys.executable, "-m", "synthlab.shipped", "build", name, "--runs", str(runs), "--profile",
+                       args.profile, "--probe-data", args.probe_data, *(["--resume"] if args.resume else [])]
+            handle = (runs / f"{name}-{args.profile}.out").open("w")
+            running[name] = (subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT), handle)
+        time.sleep(1)
+        for name, (process, handle) in list(running.items()):
+            if process.poll() is None:
+                continue
+            handle.close()
+            del running[name]
+            if process.returncode:
+                failed.append(name)
+            else:
+                print(f"built {name} ({args.profile})", flush=True)
+    print(f"\n{'name':<22}{'profile':>8}{'steps':>7}{'minutes':>9}{'loss':>9}{'real_match':>12}")
+    for name in names:
+        if name in failed:
+            print(f"{name:<22} FAILED: see {runs / (name + '-' + args.profile + '.out')}")
+            continue
+        done = summary(name)
+        probe = done["probe"] or {}
+        print(f"{name:<22}{args.profile:>8}{done['steps']:>7}{done['seconds'] / 60:>9.1f}{done['final_loss']:>9.3f}"
+              f"{probe.get('real_match', float('nan')):>12.3f}")
+    built = [n for n in names if n not in failed]
+    print("\nto commit: git add " + " ".join(f"synthlab/weights/{n}.pt synthlab/weights/{n}.log.csv" for n in built))
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("names", nargs="+", help="shipped names (or 'all')")
     b.add_argument("--runs", default="runs/weights", help="folder for the full training runs")
     b.add_argument("--resume", action="store_true", help="continue killed runs exactly")
+    b.add_argument("--profile", default="cpu", choices=("cpu", "gpu"),
+                   help="the recipe's cpu run (make weights) or its paper-scale gpu run (make gpu-weights)")
+    b.add_argument("--jobs", type=int, default=1, help="recipes trained side by side, each in its own process")
     b.add_argument("--probe-data", default=PROBE_DATA,
                    help="co-registered folder for the real-image probe column of the log (skipped if absent)")
     args = parser.parse_args(argv)
@@ -123,9 +183,13 @@ def main(argv: list[str] | None = None) -> int:
                 aliases = [a for a, target in ALIASES.items() if target == name]
                 print(f"{name:<22} {state}{'  (= ' + ', '.join(aliases) + ')' if aliases else ''}")
             return 0
-        names = recipe_names() if args.names == ["all"] else args.names
+        names = recipe_names() if args.names == ["all"] else [ALIASES.get(n, n) for n in args.names]
+        for name in names:  # every recipe must build before anything trains
+            recipe(name, Path(args.runs) / name, args.profile)
+        if args.jobs > 1:
+            return _build_all(names, args)
         for name in names:
-            print(f"built {build(name, args.runs, args.resume, args.probe_data)}")
+            print(f"built {build(name, args.runs, args.resume, args.probe_data, args.profile)}")
         return 0
     except (ValueError, FileNotFoundError) as err:
         print(f"synthlab.shipped: error: {err}", file=sys.stderr)

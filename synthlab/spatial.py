@@ -29,6 +29,7 @@ __all__ = [
     "affine_matrix",
     "check_dim",
     "conv_fn",
+    "flat_index",
     "gaussian_blur",
     "grid_size",
     "identity_grid",
@@ -278,6 +279,16 @@ def sample_nearest(labels: torch.Tensor, coords: torch.Tensor, fill: int | None 
         stride *= size[axis]
     planes = torch.arange(batch * channels, device=labels.device).view(batch, channels, *([1] * dim)) * stride
     return torch.take(labels, flat.long().unsqueeze(1) + planes)
+
+
+def flat_index(coords: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """C-order flat indices of integer voxel coordinates ``(..., dim)`` in a grid of ``size``.
+
+    A multiply-and-sum, not a matrix product: CUDA has no integer matmul (``coords @ strides`` on int64 fails
+    there with "addmv_impl_cuda not implemented for 'Long'").
+    """
+    strides = [math.prod(size[k + 1:]) for k in range(len(size))]
+    return (coords * torch.tensor(strides, dtype=coords.dtype, device=coords.device)).sum(-1)
 
 
 def grid_size(size: Sequence[int], factor: int) -> tuple[int, ...]:

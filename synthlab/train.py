@@ -97,6 +97,7 @@ class TrainConfig:
     device: str = setting("auto", "where to train: cpu, cuda, or auto (CUDA when available)",
                           ("auto", "cpu", "cuda"))
     compile: bool = setting(False, "torch.compile the network")
+    channels_last: bool = setting(False, "convolutions in channels-last memory layout (tensor cores prefer it)")
     checkpoint_every: int = setting(50, "steps between checkpoints (one is always written at the end)")
     log_every: int = setting(1, "steps between rows of log.csv")
     # The optimiser: unset fields take the objective's own (its authors') settings, losses.*.optim.
@@ -258,6 +259,10 @@ class RunParts:
         """Every explicit random stream of the run (a checkpoint saves them all)."""
         return {**self.source.generators(), "loss": self.loss_generator}
 
+    def trainee(self, compile_net: bool = False) -> Trainee:
+        """Network (``torch.compile``d on request) and objective as the one module a step trains."""
+        return Trainee(torch.compile(self.net) if compile_net else self.net, self.objective)
+
 
 def build_run(config: TrainConfig, device: torch.device, seed: int,
               volumes: list[torch.Tensor] | None = None) -> RunParts:
@@ -276,10 +281,12 @@ def build_run(config: TrainConfig, device: torch.device, seed: int,
     if config.data is not None and objective.requires_labels:
         raise ValueError(f"data: objective {config.objective!r} needs label maps, so it trains on synthetic "
                          "data only; real unlabeled volumes (--data) suit 'voco'")
-    net, objective = net.to(device), objective.to(device)
+    layout = (torch.channels_last if config.dim == 2 else torch.channels_last_3d) if config.channels_last \
+        else torch.contiguous_format
+    net, objective = net.to(device, memory_format=layout), objective.to(device)
     params = [p for p in (*net.parameters(), *objective.parameters()) if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=ADAMW_BETAS, weight_decay=config.weight_decay,
-                                  amsgrad=config.amsgrad)
+                                  amsgrad=config.amsgrad, fused=device.type == "cuda")  # one kernel on GPUs
     return RunParts(net, objective, optimizer, batch_source(config, device, seed, volumes),
                     torch.Generator(device=device).manual_seed(seed))
 
@@ -384,7 +391,7 @@ def _run(config: TrainConfig, runtime: Runtime, volumes: list[torch.Tensor] | No
         elif runtime.is_main:
             warnings.warn(f"resume: the checkpoint came from {len(checkpoint['rng'])} processes, this run "
                           f"has {runtime.world_size}; random streams restart (no exact replay)", stacklevel=2)
-    model = wrap_ddp(Trainee(torch.compile(net) if config.compile else net, objective), runtime)
+    model = wrap_ddp(parts.trainee(config.compile), runtime)
 
     log = None
     if runtime.is_main:  # the first write of the run: every check has passed

@@ -190,7 +190,7 @@ def icbm_folder() -> Path:
 
 
 def _nifti_bytes(volume: Volume) -> bytes:
-    data = volume.array.numpy().astype(np.int16 if volume.is_label else np.float32)
+    data = volume.array.cpu().numpy().astype(np.int16 if volume.is_label else np.float32)
     return gzip.compress(nib.Nifti1Image(data, volume.affine).to_bytes())
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nets import UNet
+from ..spatial import flat_index
 from .base import LossOutput, Objective, OptimSettings
 
 __all__ = ["VoxNCEConfig", "VoxNCEObjective", "sample_locations", "voxnce_loss"]
@@ -60,13 +61,6 @@ def sample_locations(low: torch.Tensor, high: torch.Tensor, count: int, local_fr
         offsets = torch.randint(-local_radius, local_radius + 1, parents.shape, generator=generator, device=device)
         coords = torch.cat([coords, (parents + offsets).clamp(min=low, max=high - 1)])
     return coords
-
-
-def _flat_index(coords: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    strides = [1] * len(size)
-    for k in range(len(size) - 2, -1, -1):
-        strides[k] = strides[k + 1] * size[k + 1]
-    return coords @ torch.tensor(strides, device=coords.device)
 
 
 @dataclass
@@ -136,8 +130,8 @@ class VoxNCEObjective(Objective):
             low, high = (-shift).clamp_min(0), torch.minimum(window, window - shift)
             coords = sample_locations(low, high, cfg.samples, cfg.local_fraction, cfg.local_radius, generator)
             coords = coords.to(views.device)
-            first.append(flat[b, 0][:, _flat_index(coords, crop)].T)
-            second.append(flat[b, 1][:, _flat_index(coords + shift.to(views.device), crop)].T)
+            first.append(flat[b, 0][:, flat_index(coords, crop)].T)
+            second.append(flat[b, 1][:, flat_index(coords + shift.to(views.device), crop)].T)
         picked_first, picked_second = torch.stack(first), torch.stack(second)  # (B, N, C)
         loss = voxnce_loss(picked_first, picked_second, cfg.temperature)
         with torch.no_grad():
