@@ -35,6 +35,7 @@ from .eval_seg import evaluate_segmentation
 from .io import check_free_space, check_output_file, write_json_atomic
 from .probe import STANDARD_SIZE, ProbeConfig, TrainingProbe, evaluate_features
 from .register import FEATURE_SETS
+from .segment import ARMS
 from .spatial import DIMS
 from .synth import SynthConfig
 from .train import TrainConfig, pretrain
@@ -96,7 +97,16 @@ def _add_eval_seg(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-test", type=int, default=None, help="evaluate on at most this many held-out volumes")
     p.add_argument("--lr-scratch", type=float, default=None, help="learning rate of the scratch arm")
     p.add_argument("--lr-finetune", type=float, default=None, help="learning rate of the fine-tuned arm")
-    p.add_argument("--lr-probe", type=float, default=None, help="learning rate of the linear probe")
+    p.add_argument("--lr-probe", type=float, default=None, help="learning rate of the linear probes")
+    p.add_argument("--freeze-fraction", type=float, default=None,
+                   help="share of the pretrained arm's steps with its backbone frozen (the head warms up first)")
+    p.add_argument("--probe-steps", type=int, default=None, help="full-batch steps of the linear probes")
+    p.add_argument("--tune", action="store_true",
+                   help="choose each arm's learning rate (and the pretrained arm's frozen warm-up) on validation "
+                        "cases kept apart from the test list (needs --max-test)")
+    p.add_argument("--val-cases", type=int, default=10, help="validation cases for --tune")
+    p.add_argument("--tune-seeds", type=int, default=2, help="seeds per choice for --tune")
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="arms to run")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, help="results.json")
@@ -153,7 +163,7 @@ def _synth_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def _print_segmentation(results: dict[str, Any]) -> None:
     """Mean test Dice ± SE over seeds per arm and shot count, and the paired gain of the pretrained arm."""
-    arms = [arm for arm in ("pretrained", "scratch", "probe") if results.get(arm)]
+    arms = [arm for arm in ARMS if results.get(arm)]
     shots = list(results[arms[0]]) if arms else []
     print("mean Dice ± SE over seeds:" + "".join(f"{f'{k} shot(s)':>18}" for k in shots))
     rows = [(arm, results[arm]) for arm in arms]
@@ -227,12 +237,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
         return 0
     if args.command == "eval-seg":
+        optional = ("lr_scratch", "lr_finetune", "lr_probe", "freeze_fraction", "probe_steps")
         results = evaluate_segmentation(data=args.data, checkpoint=args.checkpoint, shots=args.shots,
                                         seeds=args.seeds, steps=args.steps, dim=args.dim, preset=args.preset,
                                         max_test=args.max_test, device=args.device, batch_size=args.batch_size,
-                                        **{k: v for k, v in (("lr_scratch", args.lr_scratch),
-                                                             ("lr_finetune", args.lr_finetune),
-                                                             ("lr_probe", args.lr_probe)) if v is not None})
+                                        arms=args.arms, tune=args.tune, val_cases=args.val_cases,
+                                        tune_seeds=args.tune_seeds,
+                                        **{k: getattr(args, k) for k in optional if getattr(args, k) is not None})
         write_json_atomic(args.out, results)
         _print_segmentation(results)
         print(f"wrote {args.out}")

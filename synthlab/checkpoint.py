@@ -10,7 +10,7 @@ A synthlab checkpoint is one ``torch.save``'d dict::
      "optimizer": state_dict,
      "step": int,                         # optimiser steps taken; the lr schedule is a function of it
      "rng": [dict per rank],              # generator states (see capture_rng), one entry per DDP rank
-     "feature_source": "output" | "encoder",  # which features the objective is meant to give (nets.feature_network)
+     "feature_source": "output" | "encoder",  # the features the objective is meant to give (nets.feature_network)
      "seconds": float, "loss": float}     # training time so far, last loss
 
 Only containers, numbers, strings and tensors go in, so loading uses ``weights_only=True`` and a downloaded

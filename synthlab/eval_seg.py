@@ -8,6 +8,7 @@ Dice swings with the training subject, so each seed trains on different subjects
 from __future__ import annotations
 
 import copy
+import statistics
 import time
 import warnings
 from collections.abc import Sequence
@@ -37,23 +38,30 @@ def _case_order(n_cases: int) -> list[int]:
     return torch.randperm(n_cases, generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
 
 
-def split_subjects(n_cases: int, shots: int, seed: int, max_test: int | None, stride: int
-                   ) -> tuple[list[int], list[int]]:
-    """Indices of the training subjects and of the test cases for one seed.
+def split_subjects(n_cases: int, shots: int, seed: int, max_test: int | None, stride: int, val_cases: int = 0,
+                   validate: bool = False) -> tuple[list[int], list[int]]:
+    """Indices of the training subjects and of the cases scored, for one seed.
 
     With ``max_test`` the test list is the first ``max_test`` cases of a fixed order (the same for every arm
-    and seed) and the training pool is the rest; without it the pool is every case and each seed is tested
-    on all cases it did not train on. Seed ``s`` trains on pool entries ``s * stride``, ``s * stride + 1``,
-    ... (wrapping around): seeds use different subjects while ``seeds * stride`` fits in the pool, and with
-    ``stride`` the largest shot count a seed's smaller training sets nest in its larger ones.
+    and seed), the next ``val_cases`` are the validation list (where learning rates are chosen, never tested
+    on) and the training pool is the rest; without it the pool is every case and each seed is tested on all
+    cases it did not train on. Seed ``s`` trains on pool entries ``s * stride``, ``s * stride + 1``, ...
+    (wrapping around): seeds use different subjects while ``seeds * stride`` fits in the pool, and with
+    ``stride`` the largest shot count a seed's smaller training sets nest in its larger ones. ``validate``
+    scores the validation list instead of the test list.
     """
     order = _case_order(n_cases)
-    test, pool = (order[:max_test], order[max_test:]) if max_test is not None else ([], order)
+    if val_cases and max_test is None:
+        raise ValueError("val_cases needs max_test: validation cases must be kept apart from a fixed test list")
+    held = (max_test or 0) + val_cases
+    test, val, pool = order[:max_test or 0], order[max_test or 0:held], order[held:] if max_test else order
     most = len(pool) if max_test is not None else n_cases - 1
     if not 1 <= shots <= most:
-        raise ValueError(f"shots must lie in 1..{most} for {n_cases} cases with max_test={max_test}, "
-                         f"got {shots}")
+        raise ValueError(f"shots must lie in 1..{most} for {n_cases} cases with max_test={max_test} and "
+                         f"val_cases={val_cases}, got {shots}")
     train = [pool[(seed * stride + j) % len(pool)] for j in range(shots)]
+    if validate:
+        return train, val
     return train, test if max_test is not None else [i for i in order if i not in train]
 
 
@@ -105,14 +113,29 @@ def _run_arm(arm: str, backbone: UNet, cases: list[PreparedCase], split: tuple[l
     return torch.stack(scores)
 
 
+# The learning rates (and, for the pretrained arm, the share of steps with its backbone frozen) that ``tune``
+# tries on the validation cases; each arm gets its best, so neither arm is handicapped by the other's setting.
+SCRATCH_CHOICES: tuple[dict[str, float], ...] = tuple({"lr_scratch": lr} for lr in (3e-3, 1e-2, 3e-2))
+FINETUNE_CHOICES: tuple[dict[str, float], ...] = tuple({"lr_finetune": lr, "freeze_fraction": frozen}
+                                                       for frozen in (0.0, 0.25) for lr in (1e-3, 3e-3, 1e-2))
+
+
+def _source(arm: str, pretrained: UNet | None, scratch: UNet) -> UNet:
+    """The network an arm starts from: the checkpoint for ``pretrained`` and ``probe`` (the scratch initialisation
+    without one), the scratch initialisation for the others."""
+    return pretrained if pretrained is not None and arm in ("pretrained", "probe") else scratch
+
+
 def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Sequence[int] = (1, 3, 5),
                           seeds: int = 3, steps: int = 200, dim: int = 3, preset: str | None = None,
                           max_test: int | None = None, device: str | torch.device = "auto", *,
                           lr_scratch: float = FineTuneConfig.lr_scratch,
                           lr_finetune: float = FineTuneConfig.lr_finetune,
-                          lr_probe: float = FineTuneConfig.lr_probe, batch_size: int | None = None,
-                          augment: AugmentConfig | None = None, arms: Sequence[str] = ARMS,
-                          progress: bool = True) -> dict[str, Any]:
+                          lr_probe: float = FineTuneConfig.lr_probe,
+                          freeze_fraction: float = FineTuneConfig.freeze_fraction,
+                          probe_steps: int = FineTuneConfig.probe_steps, batch_size: int | None = None,
+                          augment: AugmentConfig | None = None, arms: Sequence[str] = ARMS, tune: bool = False,
+                          val_cases: int = 10, tune_seeds: int = 2, progress: bool = True) -> dict[str, Any]:
     """Few-shot Dice of every arm for every shot count, over ``seeds`` seeds, as a JSON-able dict.
 
     Args:
@@ -124,52 +147,77 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
         dim: 2 (train on slices, predict slice by slice) or 3 (whole padded volumes).
         preset: architecture for ``checkpoint="none"`` (default: the active profile's preset for ``dim``).
         max_test: test on a fixed list of this many cases (else on every case a seed did not train on).
-        lr_scratch, lr_finetune, lr_probe: Adam learning rates of the arms (see :class:`FineTuneConfig`).
+        lr_scratch, lr_finetune, lr_probe, freeze_fraction, probe_steps: the budget (:class:`FineTuneConfig`).
         batch_size: samples per step (default 16 slices in 2D, 2 volumes in 3D); augment: its ranges.
         arms: which of :data:`ARMS` to run.
+        tune: first choose the scratch arm's learning rate and the pretrained arm's learning rate and frozen
+            warm-up among :data:`SCRATCH_CHOICES` and :data:`FINETUNE_CHOICES`, by mean Dice on ``val_cases``
+            cases kept apart from the test list (``tune_seeds`` seeds, the smallest shot count).
     Returns:
-        ``{"settings", "pretrained", "scratch", "probe", "gain"}``. An arm maps each shot count (a string) to
-        mean/std/sem over seeds of the mean test Dice, per-label means, per-seed values, and each seed's
-        training subjects and ``n_test``; it is None when not run. ``gain`` holds the paired per-seed
-        difference pretrained - scratch with its mean and standard error.
+        ``{"settings", <arm>..., "gain"}``. An arm maps each shot count (a string) to mean/std/sem over seeds
+        of the mean test Dice, per-label means, per-seed values, and each seed's training subjects and
+        ``n_test``; it is None when not run. ``gain`` holds the paired per-seed difference pretrained -
+        scratch with its mean and standard error; ``settings["tuning"]`` every validation score.
     """
     started = time.perf_counter()
     dim, shots = check_dim(dim), [int(k) for k in shots]
     for name, bad in (("shots", not shots or min(shots) < 1), ("seeds", seeds < 1), ("steps", steps < 0),
-                      ("max_test", max_test is not None and max_test < 1)):
+                      ("max_test", max_test is not None and max_test < 1), ("val_cases", val_cases < 0),
+                      ("tune_seeds", tune_seeds < 1)):
         if bad:
             raise ValueError(f"{name} is out of range: shots={shots}, seeds={seeds}, steps={steps}, "
-                             f"max_test={max_test}")
+                             f"max_test={max_test}, val_cases={val_cases}, tune_seeds={tune_seeds}")
     if unknown := set(arms) - set(ARMS):
         raise ValueError(f"arms must be among {ARMS}, got {sorted(unknown)}")
-    budget = FineTuneConfig(steps=steps, batch_size=batch_size, lr_scratch=lr_scratch,
-                            lr_finetune=lr_finetune, lr_probe=lr_probe, augment=augment or AugmentConfig())
+    budget = FineTuneConfig(steps=steps, batch_size=batch_size, lr_scratch=lr_scratch, lr_finetune=lr_finetune,
+                            lr_probe=lr_probe, freeze_fraction=freeze_fraction, probe_steps=probe_steps,
+                            augment=augment or AugmentConfig())
     template = load_backbone(checkpoint, dim, preset)  # the arms' architecture (and, with a checkpoint, weights)
     pretrained = None if checkpoint == "none" else template
     arms = [arm for arm in arms if pretrained is not None or arm != "pretrained"]
     folder = resolve_data(data)
     cases, labels, names = _numbered_cases(folder)
     cases, grid = prepare_cases(cases, template.downsample_factor, dim)
-    if max_test is not None and max_test >= len(cases):
-        raise ValueError(f"max_test={max_test} leaves no training case among the {len(cases)} in {folder}")
+    held = val_cases if tune else 0
+    if max_test is not None and max_test + held >= len(cases):
+        raise ValueError(f"max_test={max_test} and {held} validation cases leave no training case among the "
+                         f"{len(cases)} in {folder}")
+    if tune and max_test is None:
+        raise ValueError("tune needs max_test: the validation cases must be kept apart from a fixed test list")
     for k in shots:  # fail on a bad shot count before any training
-        split_subjects(len(cases), k, 0, max_test, stride=max(shots))
+        split_subjects(len(cases), k, 0, max_test, max(shots), held)
     device = resolve_device(device)
+
+    def run(arm: str, k: int, seed: int, run_budget: FineTuneConfig, validate: bool = False
+            ) -> tuple[torch.Tensor, list[int]]:
+        split = split_subjects(len(cases), k, seed, max_test, max(shots), held, validate)
+        scratch = random_backbone(template.config, stable_seed("init", seed, k))
+        source = copy.deepcopy(_source(arm, pretrained, scratch))
+        return _run_arm(arm, source, cases, split, labels, (seed, k), run_budget, device, progress), split[0]
+
+    tuning: dict[str, Any] = {}
+    if tune:
+        for arm, choices in (("scratch", SCRATCH_CHOICES), ("pretrained", FINETUNE_CHOICES)):
+            if arm not in arms:
+                continue
+            scored = [{**choice, "val_dice": statistics.fmean(
+                float(run(arm, min(shots), seed, replace(budget, **choice), validate=True)[0].mean())
+                for seed in range(tune_seeds))} for choice in choices]
+            best = max(scored, key=lambda row: row["val_dice"])
+            budget = replace(budget, **{k: v for k, v in best.items() if k != "val_dice"})
+            tuning[arm] = {"choices": scored, "chosen": best}
+
     results: dict[str, Any] = {arm: ({} if arm in arms else None) for arm in ARMS}
     bar = progress_bar(len(shots) * seeds * len(arms), "eval-seg", enabled=progress)
     for k in shots:
         raw = {arm: {"per_seed": [], "per_seed_per_label": [], "subjects": [], "n_test": []} for arm in arms}
         for seed in range(seeds):
-            split = split_subjects(len(cases), k, seed, max_test, stride=max(shots))
-            scratch = random_backbone(template.config, stable_seed("init", seed, k))
             for arm in arms:
-                source = pretrained if pretrained is not None and arm != "scratch" else scratch
-                scores = _run_arm(arm, copy.deepcopy(source), cases, split, labels, (seed, k), budget, device,
-                                  progress)
+                scores, train = run(arm, k, seed, budget)
                 raw[arm]["per_seed"].append(float(scores.mean()))
                 raw[arm]["per_seed_per_label"].append(scores.mean(0).tolist())
-                raw[arm]["subjects"].append([cases[i].name for i in split[0]])
-                raw[arm]["n_test"].append(len(split[1]))
+                raw[arm]["subjects"].append([cases[i].name for i in train])
+                raw[arm]["n_test"].append(scores.shape[0])
                 bar.update()
         for arm in arms:
             per_label = torch.tensor(raw[arm]["per_seed_per_label"]).mean(0).tolist()
@@ -179,16 +227,19 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
     bar.close()
     both = results["pretrained"] is not None and results["scratch"] is not None
     results["gain"] = paired_gain(results["pretrained"], results["scratch"]) if both else None
+    order = _case_order(len(cases))
     settings = {
         "data": str(folder), "checkpoint": checkpoint, "dim": dim, "net_config": dict(template.config),
         "shots": shots, "seeds": seeds, "steps": steps, "batch_size": budget.batch(dim),
         "device": str(device), "lrs": {arm: budget.lr(arm) for arm in arms},
+        "freeze_fraction": budget.freeze_fraction, "probe_steps": budget.probe_steps, "tuning": tuning or None,
         "augment": asdict(budget.augment), "labels": labels,
         "label_names": {str(i): names[i] for i in labels} if names is not None else None,
         "grid": list(grid), "n_cases": len(cases),
         "max_test": max_test,
-        "test_cases": ([cases[i].name for i in _case_order(len(cases))[:max_test]] if max_test is not None
+        "test_cases": ([cases[i].name for i in order[:max_test]] if max_test is not None
                        else "every case the seed did not train on"),
+        "validation_cases": [cases[i].name for i in order[max_test:max_test + held]] if held else None,
         "probe_backbone": "pretrained" if pretrained is not None else "random (the scratch initialisation)",
         "split_seed": SPLIT_SEED, "seconds": time.perf_counter() - started,
     }

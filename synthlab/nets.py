@@ -25,7 +25,7 @@ from torch import nn
 
 from .spatial import check_dim, interp_mode
 
-__all__ = ["FEATURE_SOURCES", "PRESETS", "EncoderFeatures", "ProjectionHead", "UNet", "build_unet", "crop_embedding",
+__all__ = ["FEATURE_SOURCES", "PRESETS", "LevelFeatures", "ProjectionHead", "UNet", "build_unet", "crop_embedding",
            "feature_network", "kaiming_init", "seeded", "unet_config"]
 
 NORMS = ("batch", "instance")
@@ -91,6 +91,7 @@ class UNet(nn.Module):
         downsample_factor: ``2 ** len(widths)``; every input side must be a multiple of it.
         tap_channels: channels of the maps returned by ``forward(x, return_taps=True)``, in order.
         encoder_channels: channels of the maps returned by :meth:`encode`, in order.
+        level_channels: channels of the maps returned by ``forward(x, return_levels=True)``, in order.
     """
 
     feature_source = "output"  # its forward gives the features (see feature_network)
@@ -129,6 +130,7 @@ class UNet(nn.Module):
                              bias=norm == "instance")
 
         self.encoder_channels = [*widths, int(bottleneck)]
+        self.level_channels = [*self.encoder_channels, *reversed(widths), int(out_channels)]
         # Taps as in anatomix: last encoder level, bottleneck, every decoder level but the full-resolution one
         # (it sits at the output's resolution, which the output tap already covers), output.
         self.tap_channels = [widths[-1], int(bottleneck), *list(reversed(widths))[:-1], int(out_channels)]
@@ -147,7 +149,8 @@ class UNet(nn.Module):
             raise ValueError(f"input size {size} leaves a 1-voxel bottleneck, too small for reflect padding; "
                              f"use sides of at least {2 * factor}")
 
-    def forward(self, x: torch.Tensor, return_taps: bool = False, encoder_only: bool = False
+    def forward(self, x: torch.Tensor, return_taps: bool = False, encoder_only: bool = False,
+                return_levels: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]] | list[torch.Tensor]:
         """Per-voxel features ``(B, out_channels, *size)``.
 
@@ -157,6 +160,8 @@ class UNet(nn.Module):
                 before the norm, as anatomix taps them); the result is then ``(features, taps)``.
             encoder_only: return :meth:`encode`'s list instead. It is a flag of ``forward`` (not only a
                 method) so that objectives can reach the encoder through a DistributedDataParallel wrapper.
+            return_levels: return every level's activations instead, coarse and fine: the encoder's (as
+                :meth:`encode`), each decoder level's, then the output (channels ``level_channels``).
         """
         self.check_input(x)
         taps, skips = [], []
@@ -171,13 +176,17 @@ class UNet(nn.Module):
         h = self.bottleneck[1](h)[1]
         if encoder_only:
             return [*skips, h]
+        levels = [*skips, h]
         for level, (first, second) in enumerate(self.decoder):
             h = F.interpolate(h, scale_factor=2, mode="nearest")
             raw, h = first(torch.cat([skips[-1 - level], h], dim=1))
             if level < self.depth - 1:
                 taps.append(raw)
             h = second(h)[1]
+            levels.append(h)
         out = self.head(h)
+        if return_levels:
+            return [*levels, out]
         return (out, [*taps, out]) if return_taps else out
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -267,39 +276,45 @@ class ProjectionHead(nn.Module):
         return self.mlp(self.dropout(x))
 
 
-class EncoderFeatures(nn.Module):
-    """What an encoder-only pretraining (VoCo) gives: every encoder level of a UNet, brought back to the input grid
-    (linear interpolation) and set side by side, each level at unit norm per voxel so that none dominates.
+class LevelFeatures(nn.Module):
+    """Several levels of a UNet brought back to the input grid (linear interpolation) and set side by side.
 
-    It stands in for the network wherever features are read (probes, registration, the linear probe): a decoder
-    that pretraining never trained says nothing about what pretraining learned.
+    ``levels="encoder"`` is what an encoder-only pretraining (VoCo) gives: it stands in for the network wherever
+    features are read (probes, registration), since a decoder that pretraining never trained says nothing about
+    what pretraining learned; each level is at unit norm per voxel so that none dominates a cosine.
+    ``levels="all"`` (every encoder and decoder level and the output) is what a linear probe reads: everything
+    the network has, for a head that standardises each channel itself.
     """
 
-    feature_source = "encoder"
-
-    def __init__(self, net: UNet) -> None:
+    def __init__(self, net: UNet, levels: str = "encoder") -> None:
         super().__init__()
-        self.net = net
+        if levels not in ("encoder", "all"):
+            raise ValueError(f"levels must be 'encoder' or 'all', got {levels!r}")
+        self.net, self.levels = net, levels
+        self.feature_source = levels
         self.dim, self.in_channels, self.config = net.dim, net.in_channels, net.config
         self.downsample_factor = net.downsample_factor
-        self.out_channels = sum(net.encoder_channels)
+        self.out_channels = sum(net.encoder_channels if levels == "encoder" else net.level_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = tuple(x.shape[2:])
-        return torch.cat([F.normalize(F.interpolate(level, size=size, mode=interp_mode(self.dim),
-                                                    align_corners=False), dim=1)
-                          for level in self.net.encode(x)], dim=1)
+        maps = self.net(x, encoder_only=True) if self.levels == "encoder" else self.net(x, return_levels=True)
+        upsampled = [F.interpolate(level, size=size, mode=interp_mode(self.dim), align_corners=False)
+                     if tuple(level.shape[2:]) != size else level for level in maps]
+        if self.levels == "encoder":
+            upsampled = [F.normalize(level, dim=1) for level in upsampled]
+        return torch.cat(upsampled, dim=1)
 
 
-FEATURE_SOURCES = ("output", "encoder")
+FEATURE_SOURCES = ("output", "encoder", "all")
 
 
 def feature_network(net: UNet, source: str = "output") -> nn.Module:
-    """The module whose outputs are ``net``'s features of kind ``source``: the network itself (``"output"``) or
-    its encoder levels (:class:`EncoderFeatures`)."""
+    """The module whose outputs are ``net``'s features of kind ``source``: the network itself (``"output"``), its
+    encoder levels (``"encoder"``) or every level (``"all"``), see :class:`LevelFeatures`."""
     if source not in FEATURE_SOURCES:
         raise ValueError(f"feature source must be one of {FEATURE_SOURCES}, got {source!r}")
-    return net if source == "output" else EncoderFeatures(net)
+    return net if source == "output" else LevelFeatures(net, source)
 
 
 def kaiming_init(module: nn.Module, gain_std: float = 0.02) -> None:

@@ -1,9 +1,12 @@
 """Few-shot segmentation: fine-tune a backbone (or probe its frozen features) on a handful of labelled cases.
 
-Three arms share budget, augmentations, seeds and data order (REFERENCE §1.5): ``pretrained`` (checkpoint UNet
-+ 1x1 head, all layers fine-tuned with Dice + CE), ``scratch`` (same architecture, random init) and ``probe``
-(frozen backbone, only the 1x1 head trains: how linearly readable the features are). This module trains and
-predicts one arm; the experiment over shots and seeds behind ``synthlab eval-seg`` is :mod:`synthlab.eval_seg`.
+The arms share budget, augmentations, seeds and data order (REFERENCE §1.5): ``pretrained`` (checkpoint UNet
++ 1x1 head, all layers fine-tuned with Dice + CE, optionally after a warm-up with the backbone frozen) and
+``scratch`` (same architecture, random init). The linear probes ask how much the features alone say: a 1x1 head
+on every level of the frozen network (``probe``), trained to convergence on the features of every training
+voxel, beside the same head on the untrained network's levels (``probe_random``) and on the raw intensity
+(``probe_intensity``). This module trains and predicts one arm; the experiment over shots and seeds behind
+``synthlab eval-seg`` is :mod:`synthlab.eval_seg`.
 """
 
 from __future__ import annotations
@@ -19,15 +22,17 @@ from torch import nn
 
 from .augment import AugmentConfig, draw_batch
 from .data import Case, crop_or_pad, normalize_intensity
-from .nets import UNet
+from .nets import LevelFeatures, UNet
 from .progress import progress_iter
 from .spatial import check_dim, conv_fn
 from .train import lr_factor, train_step
 
-__all__ = ["ARMS", "FineTuneConfig", "PreparedCase", "SegmentationNet", "dice_ce_loss", "fit_arm",
-           "from_samples", "predict", "prepare_cases", "seeded_generator", "stable_seed", "to_samples", "train_model"]
+__all__ = ["ARMS", "PROBE_ARMS", "FineTuneConfig", "Intensity", "PreparedCase", "SegmentationNet", "dice_ce_loss",
+           "fit_arm", "fit_probe", "from_samples", "predict", "prepare_cases", "seeded_generator", "stable_seed",
+           "to_samples", "train_model"]
 
-ARMS = ("pretrained", "scratch", "probe")
+ARMS = ("pretrained", "scratch", "probe", "probe_random", "probe_intensity")
+PROBE_ARMS = ("probe", "probe_random", "probe_intensity")
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,9 @@ class FineTuneConfig:
     batch_size: int | None = None  # None: 16 slices in 2D, 2 whole volumes in 3D
     lr_scratch: float = 1e-2
     lr_finetune: float = 1e-2
-    lr_probe: float = 1e-2  # only a 1x1 head on standardised features trains
+    lr_probe: float = 3e-2  # Adam on a 1x1 head over standardised features, full batch
+    freeze_fraction: float = 0.0  # share of the pretrained arm's steps with its backbone frozen (head warm-up)
+    probe_steps: int = 500  # the probe's full-batch steps (it converges; it sees no augmentation)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -57,9 +64,12 @@ class FineTuneConfig:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if not 0 <= self.freeze_fraction < 1 or self.probe_steps < 0:
+            raise ValueError(f"freeze_fraction must lie in [0, 1) and probe_steps be >= 0, got "
+                             f"{self.freeze_fraction!r} and {self.probe_steps!r}")
 
     def lr(self, arm: str) -> float:
-        return {"pretrained": self.lr_finetune, "scratch": self.lr_scratch, "probe": self.lr_probe}[arm]
+        return self.lr_probe if arm in PROBE_ARMS else {"pretrained": self.lr_finetune, "scratch": self.lr_scratch}[arm]
 
     def batch(self, dim: int) -> int:
         return self.batch_size if self.batch_size is not None else {2: 16, 3: 2}[check_dim(dim)]
@@ -123,7 +133,13 @@ class SegmentationNet(nn.Module):
         # Fixed per-channel standardisation of the features: identity until standardize_features().
         self.register_buffer("feature_mean", torch.zeros(1, channels, *ones))
         self.register_buffer("feature_std", torch.ones(1, channels, *ones))
-        backbone.requires_grad_(not freeze_backbone)
+        self.freeze(freeze_backbone)
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Freeze (or release) the backbone: no gradients, and its batch norms keep their statistics."""
+        self.freeze_backbone = frozen
+        self.backbone.requires_grad_(not frozen)
+        self.train(self.training)
 
     def train(self, mode: bool = True) -> SegmentationNet:
         """Keep a frozen backbone in eval mode, so the probe never updates its BatchNorm statistics."""
@@ -131,19 +147,6 @@ class SegmentationNet(nn.Module):
         if self.freeze_backbone:
             self.backbone.eval()
         return self
-
-    @torch.no_grad()
-    def standardize_features(self, images: torch.Tensor, chunk: int = 16) -> None:
-        """Fix the per-channel feature mean and std to their values on ``images`` (the probe's pool).
-
-        Frozen features can have any scale (a random UNet in eval mode gives ~1e-4) that a linear head would
-        need thousands of steps to undo; a fixed affine map keeps the probe linear in the features.
-        """
-        self.backbone.eval()
-        features = torch.cat([self.backbone(images[i:i + chunk]) for i in range(0, images.shape[0], chunk)])
-        axes = (0, *range(2, features.ndim))
-        self.feature_mean.copy_(features.mean(axes, keepdim=True))
-        self.feature_std.copy_(features.std(axes, keepdim=True).clamp_min(1e-12))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
@@ -187,16 +190,20 @@ class _WithLoss(nn.Module):
 
 def train_model(model: SegmentationNet, images: torch.Tensor, labels: torch.Tensor, *, steps: int,
                 lr: float, batch_size: int, augment: AugmentConfig, generator: torch.Generator,
-                progress: bool = False) -> list[float]:
+                progress: bool = False, freeze_steps: int = 0) -> list[float]:
     """Adam on Dice + CE for ``steps`` augmented batches, the learning rate decaying along a cosine to zero
-    (:func:`~synthlab.train.lr_factor`); each step is pretraining's :func:`~synthlab.train.train_step`.
-    Returns each step's loss."""
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    (:func:`~synthlab.train.lr_factor`); each step is pretraining's :func:`~synthlab.train.train_step`. For the
+    first ``freeze_steps`` only the head trains (a random head would otherwise send large gradients into
+    pretrained weights). Returns each step's loss."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)  # frozen parameters get no gradient, so no update
     device = next(model.parameters()).device
     step_model = _WithLoss(model)
     model.train()
+    model.freeze(freeze_steps > 0)
     losses = []
     for step in progress_iter(range(steps), "train", enabled=progress, nested=True):
+        if step == freeze_steps and model.freeze_backbone:
+            model.freeze(False)
         x, y = draw_batch(images, labels, batch_size, augment, generator)
         loss, _ = train_step(step_model, optimizer, (x.to(device), y.to(device)),
                              lr=lr * lr_factor(step, steps, warmup_fraction=0.0, min_fraction=0.0))
@@ -215,21 +222,81 @@ def predict(model: SegmentationNet, image: torch.Tensor, chunk: int = 32) -> tor
     return from_samples(torch.cat(parts), model.dim)
 
 
+class Intensity(nn.Module):
+    """The raw image as a one-channel feature map: the floor a linear probe of any network has to beat."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim, self.in_channels, self.out_channels, self.downsample_factor = check_dim(dim), 1, 1, 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class _RowsWithLoss(nn.Module):
+    """A segmentation head applied to rows of standardised features: ``(rows, labels) -> (loss, logs)``."""
+
+    def __init__(self, model: SegmentationNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, rows: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        weight = self.model.head_weight.flatten(1)  # (K, C)
+        logits = rows @ weight.T + self.model.head_bias  # (P, K)
+        return dice_ce_loss(logits.T[None], labels[None]), {}
+
+
+def fit_probe(features: nn.Module, cases: list[PreparedCase], train: Sequence[int], n_classes: int,
+              key: tuple[int, int], budget: FineTuneConfig, device: torch.device) -> SegmentationNet:
+    """A linear (1x1) head on frozen ``features``, trained to convergence.
+
+    The features of every voxel of the training cases (inside their original field of view) are computed
+    once, standardised per channel, and the head is fitted to all of them at once by ``budget.probe_steps`` Adam
+    steps on Dice + CE (no augmentation: a probe measures the features, not how well they survive
+    augmentation). A probe that stops early reads "all background" as often as "nothing there".
+    """
+    model = SegmentationNet(features, n_classes, seeded_generator("head", *key), freeze_backbone=True).to(device)
+    rows, targets = [], []
+    with torch.no_grad():
+        model.backbone.eval()
+        for i in train:
+            samples = to_samples(cases[i].image, model.dim).to(device)
+            maps = torch.cat([features(samples[j:j + 16]) for j in range(0, samples.shape[0], 16)]).float()
+            inside = to_samples(cases[i].valid, model.dim)[:, 0].to(device)
+            rows.append(maps.movedim(1, -1)[inside])
+            targets.append(to_samples(cases[i].label, model.dim)[:, 0].to(device)[inside])
+    x, y = torch.cat(rows), torch.cat(targets)
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    shape = (1, -1, *([1] * model.dim))
+    model.feature_mean.copy_(mean.view(shape))
+    model.feature_std.copy_(std.view(shape))
+    x = (x - mean) / std
+    optimizer = torch.optim.Adam([model.head_weight, model.head_bias], lr=budget.lr_probe)
+    step_model = _RowsWithLoss(model)
+    for step in range(budget.probe_steps):
+        train_step(step_model, optimizer, (x, y), lr=budget.lr_probe * lr_factor(step, budget.probe_steps, 0.0, 0.0))
+    return model.eval()
+
+
 def fit_arm(arm: str, backbone: UNet, cases: list[PreparedCase], train: Sequence[int], n_classes: int,
             key: tuple[int, int], budget: FineTuneConfig, device: torch.device,
             progress: bool = False) -> SegmentationNet:
-    """Fine-tune (or, for ``arm="probe"``, fit a head on frozen features of) ``backbone`` on ``cases[train]``.
+    """Fine-tune ``backbone`` on ``cases[train]`` (``pretrained``, ``scratch``), or fit a linear probe on its
+    frozen levels (``probe``, ``probe_random``) or on the intensity (``probe_intensity``).
 
     Everything random is keyed by ``key = (seed, shots)``, never by the arm: all arms start from the same
-    head and see the same batches and augmentation draws.
+    head and see the same batches and augmentation draws. The ``pretrained`` arm trains its head alone for
+    ``budget.freeze_fraction`` of the steps.
     """
     dim = backbone.dim
-    model = SegmentationNet(backbone, n_classes, seeded_generator("head", *key),
-                            freeze_backbone=arm == "probe").to(device)
+    if arm in PROBE_ARMS:
+        features = Intensity(dim) if arm == "probe_intensity" else LevelFeatures(backbone, "all")
+        return fit_probe(features, cases, train, n_classes, key, budget, device)
+    model = SegmentationNet(backbone, n_classes, seeded_generator("head", *key)).to(device)
     images = torch.cat([to_samples(cases[i].image, dim) for i in train]).to(device)
     targets = torch.cat([to_samples(cases[i].label, dim)[:, 0] for i in train]).to(device)
-    if arm == "probe":
-        model.standardize_features(images)
+    freeze = round(budget.freeze_fraction * budget.steps) if arm == "pretrained" else 0
     train_model(model, images, targets, steps=budget.steps, lr=budget.lr(arm), batch_size=budget.batch(dim),
-                augment=budget.augment, generator=seeded_generator("data", *key), progress=progress)
+                augment=budget.augment, generator=seeded_generator("data", *key), progress=progress,
+                freeze_steps=freeze)
     return model

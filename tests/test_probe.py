@@ -14,7 +14,7 @@ import torch
 from synthlab.__main__ import main
 from synthlab.data import Volume
 from synthlab.losses import build_objective
-from synthlab.nets import EncoderFeatures, build_unet
+from synthlab.nets import LevelFeatures, build_unet
 from synthlab.probe import FeatureProbe, ProbeConfig, TrainingProbe, probe_features
 from synthlab.synth import SynthConfig
 
@@ -101,9 +101,10 @@ def test_training_probe_reads_what_an_objective_is_meant_to_give_and_asks_its_ow
     scores = probe(net, objective)
     assert 0.0 <= scores["voco_position_acc"] <= 1.0
     assert scores["voco_position_acc_constant"] == pytest.approx(0.25, abs=0.1)  # 3 x 3 grid: the centre wins 1/4
-    encoder = EncoderFeatures(net)
-    assert encoder.out_channels == sum(net.encoder_channels)
-    assert encoder(torch.rand(1, 1, 48, 48)).shape == (1, encoder.out_channels, 48, 48)
+    encoder, everything = LevelFeatures(net, "encoder"), LevelFeatures(net, "all")
+    assert encoder.out_channels == sum(net.encoder_channels) < everything.out_channels == sum(net.level_channels)
+    for features in (encoder, everything):
+        assert features(torch.rand(2, 1, 48, 48)).shape == (2, features.out_channels, 48, 48)
 
 
 def _coregistered(folder: Path) -> Path:

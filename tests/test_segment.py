@@ -175,11 +175,11 @@ def test_arms_share_subjects_batches_and_augmentation(cubes: Path, tiny_checkpoi
     steps = 3
     result = eval_seg.evaluate_segmentation(cubes, checkpoint=str(tiny_checkpoint), shots=[2], seeds=2,
                                            steps=steps, dim=3, max_test=2, device="cpu", progress=False)
-    runs = [seen[i:i + steps] for i in range(0, len(seen), steps)]  # seed 0: 3 arms, then seed 1: 3 arms
-    assert len(runs) == 6
-    assert runs[0] == runs[1] == runs[2] and runs[3] == runs[4] == runs[5] and runs[0] != runs[3]
+    runs = [seen[i:i + steps] for i in range(0, len(seen), steps)]  # per seed: the two fine-tuned arms
+    assert len(runs) == 4  # the probes see no augmented batches: they fit every training voxel at once
+    assert runs[0] == runs[1] and runs[2] == runs[3] and runs[0] != runs[2]
     subjects = [result[arm]["2"]["subjects"] for arm in segment.ARMS]
-    assert subjects[0] == subjects[1] == subjects[2] and subjects[0][0] != subjects[0][1]
+    assert all(s == subjects[0] for s in subjects) and subjects[0][0] != subjects[0][1]
     gain = result["gain"]["2"]
     pairs = zip(result["pretrained"]["2"]["per_seed"], result["scratch"]["2"]["per_seed"], strict=True)
     assert gain["per_seed"] == pytest.approx([p - s for p, s in pairs])
@@ -224,3 +224,41 @@ def test_short_run_on_real_hippocampus() -> None:
     factor = build_unet("tiny", 3).downsample_factor  # largest crop is 43x56x47 voxels
     assert settings["grid"] == [-(-side // factor) * factor for side in (43, 56, 47)]
     assert 0.0 <= entry["mean"] <= 1.0 and entry["subjects"][0][0].startswith("hippocampus_")
+
+
+def test_a_probe_trained_to_convergence_reads_what_its_features_hold(cubes: Path) -> None:
+    result = eval_seg.evaluate_segmentation(cubes, shots=[2], seeds=1, steps=2, dim=2, max_test=3,
+                                            arms=("probe_intensity", "probe_random"), probe_steps=300, **FAST)
+    # The cube is the bright part of each image: a head on the intensity alone finds it, far from Dice 0.
+    assert result["probe_intensity"]["2"]["mean"] > 0.7
+    assert 0.0 <= result["probe_random"]["2"]["mean"] <= 1.0 and result["scratch"] is None
+
+
+def test_tuning_chooses_on_validation_cases_apart_from_the_test_list(cubes: Path) -> None:
+    many = _write_cubes(cubes.parent / "many_cubes", n=12)
+    result = eval_seg.evaluate_segmentation(many, shots=[1], seeds=2, steps=2, dim=2, max_test=3, tune=True,
+                                            val_cases=3, tune_seeds=1, arms=("scratch",), **FAST)
+    settings = result["settings"]
+    tested, validated = set(settings["test_cases"]), set(settings["validation_cases"])
+    trained = {name for names in result["scratch"]["1"]["subjects"] for name in names}
+    assert len(tested) == len(validated) == 3 and not tested & validated and not trained & (tested | validated)
+    scored = settings["tuning"]["scratch"]["choices"]
+    assert [row["lr_scratch"] for row in scored] == [c["lr_scratch"] for c in eval_seg.SCRATCH_CHOICES]
+    chosen = settings["tuning"]["scratch"]["chosen"]
+    assert chosen["val_dice"] == max(row["val_dice"] for row in scored)
+    assert settings["lrs"]["scratch"] == chosen["lr_scratch"]
+    with pytest.raises(ValueError, match="max_test"):
+        eval_seg.evaluate_segmentation(many, shots=[1], seeds=1, steps=1, dim=2, tune=True, **FAST)
+
+
+def test_a_frozen_warm_up_trains_only_the_head_first() -> None:
+    backbone = build_unet("tiny", 2)
+    model = segment.SegmentationNet(backbone, 2, torch.Generator().manual_seed(0))
+    before = [p.detach().clone() for p in backbone.parameters()]
+    images, labels = torch.rand(4, 1, 16, 16), torch.randint(0, 2, (4, 16, 16))
+    segment.train_model(model, images, labels, steps=2, lr=1e-2, batch_size=2, augment=STILL,
+                        generator=torch.Generator().manual_seed(0), freeze_steps=2)
+    assert all(torch.equal(a, b) for a, b in zip(before, backbone.parameters(), strict=True))
+    segment.train_model(model, images, labels, steps=2, lr=1e-2, batch_size=2, augment=STILL,
+                        generator=torch.Generator().manual_seed(0), freeze_steps=1)
+    assert not all(torch.equal(a, b) for a, b in zip(before, backbone.parameters(), strict=True))

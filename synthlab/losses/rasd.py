@@ -79,11 +79,13 @@ class RaSDConfig:
 class RaSDObjective(Objective):
     """RaSD: push prototypes of different regions apart, pull each voxel to its own region's prototype.
 
-    Every view is a separate image of its sample's label map; prototypes are computed per view.
+    One rendering per label map, as in RaSD (with more views, each is a separate image of its map); prototypes are
+    computed per image.
     """
 
     name = "rasd"
     requires_labels = True
+    n_views = 1  # RaSD renders each label map once: every image is a sample of its own
     # RaSD's training script: AdamW 1e-5, weight decay 0.01, no schedule, no clipping (docs/fidelity.md).
     optim = OptimSettings(lr=1e-5, weight_decay=0.01, schedule="constant")
 
