@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 
@@ -187,3 +191,25 @@ def test_evaluate_rejects_bad_arguments() -> None:
         evaluate_registration("anything", "a", "b", features=["sift"])
     with pytest.raises(ValueError, match="seeds"):
         evaluate_registration("anything", "a", "b", features=["mind"], seeds=0)
+
+
+def test_labelled_pairs_longer_than_the_working_size_are_resampled(tmp_path: Path) -> None:
+    """A pair of large 'whole-brain' scans registers on a working grid, not at full resolution."""
+    (tmp_path / "imagesTr").mkdir()
+    (tmp_path / "labelsTr").mkdir()
+    entries = []
+    for case in range(2):
+        image = _blob_image(48, seed=case).numpy().astype(np.float32)
+        label = (image > 0.5).astype(np.int16)
+        affine = np.diag([0.5, 0.5, 0.5, 1.0])  # 24 mm of 0.5 mm voxels
+        nib.save(nib.Nifti1Image(image, affine), tmp_path / "imagesTr" / f"brain_{case}.nii.gz")
+        nib.save(nib.Nifti1Image(label, affine), tmp_path / "labelsTr" / f"brain_{case}.nii.gz")
+        entries.append({"image": f"./imagesTr/brain_{case}.nii.gz", "label": f"./labelsTr/brain_{case}.nii.gz"})
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"0": "background", "1": "bright"},
+                                                       "training": entries}))
+    small = evaluate_registration(tmp_path, features=["mind"], seeds=1, size=16, device="cpu",
+                                  config=RegistrationConfig(iterations=5), progress=False)
+    assert small["per_seed"]["mind"]["none"][0]["grid"] == [16, 16, 16]  # 24 mm at 1.5 mm voxels
+    native = evaluate_registration(tmp_path, features=["mind"], seeds=1, device="cpu",
+                                   config=RegistrationConfig(iterations=5), progress=False)
+    assert native["per_seed"]["mind"]["none"][0]["grid"] == [48, 48, 48]  # shorter than 128: kept as it is
