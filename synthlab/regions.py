@@ -51,15 +51,19 @@ def region_variance_share(features: torch.Tensor, labels: torch.Tensor) -> float
     """Share of the feature variance that lies *within* label regions: 0 when every region is one constant
     feature (what RaSD's pull term asks for), near 1 when features ignore the regions.
 
+    Features are taken as they are (RaSD's loss uses raw dot products, so their size counts); the share is a
+    ratio, so a global scale does not. On images whose regions are flat (RaSD's renderings), a network that
+    passes the intensity through already scores low: read it against the untrained network's share.
+
     Args:
-        features: ``(C, *size)``, compared after unit normalisation per voxel (so scale does not count).
+        features: ``(C, *size)``.
         labels: ``(*size)`` integer label map.
     """
-    unit = F.normalize(features.flatten(1).float(), dim=0)  # (C, N)
+    flat = features.flatten(1).float()  # (C, N)
     ids, numbered = torch.unique(labels.flatten(), return_inverse=True)
-    protos, _ = prototypes(unit[None], numbered.view(1, 1, -1), len(ids))  # (1, L, C)
-    within = (unit - protos[0][numbered].T).pow(2).sum()
-    total = (unit - unit.mean(1, keepdim=True)).pow(2).sum().clamp_min(1e-12)
+    protos, _ = prototypes(flat[None], numbered.view(1, 1, -1), len(ids))  # (1, L, C)
+    within = (flat - protos[0][numbered].T).pow(2).sum()
+    total = (flat - flat.mean(1, keepdim=True)).pow(2).sum().clamp_min(1e-12)
     return float(within / total)
 
 
