@@ -20,12 +20,18 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/synthlab/synthlab/blob/main/notebooks/04_segmentation.ipynb)
 #
 # The test every pretraining method is judged by: fine-tune on a handful of labelled scans, measure Dice
-# on held-out ones. Three arms share the same architecture, training subjects, augmentations and budget:
+# on held-out ones. The arms share the same architecture, training subjects and budget:
 #
-# * **pretrained**: start from a pretrained network and fine-tune all of it;
+# * **pretrained**: start from a pretrained network and fine-tune all of it (optionally training the new head
+#   alone for the first steps, so that a random head does not wreck what pretraining learned);
 # * **scratch**: the same network from a random initialisation;
-# * **probe**: freeze the backbone, train only a 1x1 convolution on its features (how much the features
-#   already know).
+# * **probe**: freeze the pretrained network and fit a linear (1x1) head on every level of it, to convergence:
+#   how much the features already know. Two baselines read the same head on the *untrained* network's levels
+#   (**probe_random**) and on the raw intensity (**probe_intensity**).
+#
+# A fair comparison gives each arm the learning rate that suits it. In the `cpu` and `gpu` profiles
+# `evaluate_segmentation(..., tune=True)` first tries a few learning rates per arm (and, for the pretrained arm,
+# a frozen warm-up) on *validation* cases that are in no test list, and keeps each arm's best.
 #
 # Data: Medical Segmentation Decathlon Task04 Hippocampus (CC BY-SA 4.0): T1 crops, labels anterior (1)
 # and posterior (2) hippocampus.
@@ -98,7 +104,7 @@ if has_data:
 # `evaluate_segmentation` trains each arm `seg_seeds` times per shot count (different training subjects
 # per seed, the same for every arm) and scores mean foreground Dice on a fixed held-out list. With
 # the default `checkpoint="shipped"` the pretrained arm starts from the network synthlab ships for this
-# dimension (trained for minutes on a CPU; `docs/experiments.md`), so at the `ci` budget this is a smoke
+# dimension (`voxnce`, trained for minutes on a GPU; `docs/experiments.md`), so at the `ci` budget this is a smoke
 # test, not evidence. With `checkpoint="none"` there is nothing pretrained: that arm is None, and the probe
 # reads the random features of the scratch initialisation, a floor for what a linear head can do.
 
@@ -107,19 +113,19 @@ if has_data:
     report = evaluate_segmentation(folder, checkpoint=checkpoint, shots=settings.seg_shots,
                                    seeds=settings.seg_seeds, steps=settings.seg_steps, dim=dim,
                                    max_test=settings.seg_max_test, batch_size=settings.for_dim("seg_batch", dim),
-                                   progress=False)
+                                   tune=settings.seg_tune, probe_steps=settings.seg_probe_steps, progress=False)
     print(f"{report['settings']['seconds']:.0f} s; learning rates {report['settings']['lrs']}; "
           f"probe backbone: {report['settings']['probe_backbone']}")
 
 # %%
 if has_data:
-    print(f"{'arm':<12}" + "".join(f"{f'{k} shot(s)':>20}" for k in settings.seg_shots))
+    print(f"{'arm':<16}" + "".join(f"{f'{k} shot(s)':>20}" for k in settings.seg_shots))
     for arm in ARMS:
         if report[arm] is None:
-            print(f"{arm:<12}" + f"{'not run':>20}" * len(settings.seg_shots))
+            print(f"{arm:<16}" + f"{'not run':>20}" * len(settings.seg_shots))
             continue
         cells = [report[arm][str(k)] for k in settings.seg_shots]
-        print(f"{arm:<12}" + "".join(f"{c['mean']:>12.3f} ± {c['sem'] or 0:.3f}" for c in cells))
+        print(f"{arm:<16}" + "".join(f"{c['mean']:>12.3f} ± {c['sem'] or 0:.3f}" for c in cells))
 
 # %% [markdown]
 # ## Dice versus number of labelled scans
@@ -130,7 +136,8 @@ if has_data:
 # %%
 if has_data:
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for arm, colour in zip(ARMS, ("tab:red", "tab:blue", "tab:grey"), strict=True):
+    colours = ("tab:red", "tab:blue", "tab:grey", "tab:olive", "tab:brown")
+    for arm, colour in zip(ARMS, colours, strict=True):
         if report[arm] is None:
             continue
         cells = [report[arm][str(k)] for k in settings.seg_shots]

@@ -40,6 +40,8 @@ class Profile:
     seg_steps: int
     seg_batch_2d: int  # slices per step
     seg_batch_3d: int  # whole volumes per step
+    seg_tune: bool  # choose each arm's learning rate on validation cases first (eval-seg --tune)
+    seg_probe_steps: int  # full-batch steps of the linear probes
     seg_shots: tuple[int, ...]
     seg_seeds: int
     seg_max_test: int | None
@@ -67,7 +69,8 @@ PROFILES: dict[str, Profile] = {
         preset_2d="tiny", preset_3d="tiny", pretrain_size_2d=64, pretrain_size_3d=32,
         pretrain_steps=30, pretrain_batch=2,
         reg_size=64, reg_iterations=40, reg_seeds=1,
-        seg_steps=120, seg_batch_2d=4, seg_batch_3d=2, seg_shots=(1,), seg_seeds=2, seg_max_test=8,
+        seg_steps=120, seg_batch_2d=4, seg_batch_3d=2, seg_tune=False, seg_probe_steps=150,
+        seg_shots=(1,), seg_seeds=2, seg_max_test=8,
         compare_shots=(1,), compare_seeds=1,
         probe_queries=500, probe_size_2d=128, probe_size_3d=64,
     ),
@@ -77,7 +80,8 @@ PROFILES: dict[str, Profile] = {
         preset_2d="small", preset_3d="small", pretrain_size_2d=128, pretrain_size_3d=64,
         pretrain_steps=500, pretrain_batch=2,
         reg_size=128, reg_iterations=80, reg_seeds=3,
-        seg_steps=800, seg_batch_2d=16, seg_batch_3d=2, seg_shots=(1, 3, 5), seg_seeds=6, seg_max_test=40,
+        seg_steps=400, seg_batch_2d=8, seg_batch_3d=2, seg_tune=True, seg_probe_steps=500,
+        seg_shots=(1, 3, 5), seg_seeds=10, seg_max_test=40,
         compare_shots=(1, 3, 5), compare_seeds=6,
         probe_queries=2000, probe_size_2d=256, probe_size_3d=96,
     ),
@@ -87,7 +91,8 @@ PROFILES: dict[str, Profile] = {
         preset_2d="anatomix", preset_3d="anatomix", pretrain_size_2d=256, pretrain_size_3d=128,
         pretrain_steps=20000, pretrain_batch=4,
         reg_size=192, reg_iterations=150, reg_seeds=5,
-        seg_steps=2000, seg_batch_2d=16, seg_batch_3d=2, seg_shots=(1, 3, 5), seg_seeds=10, seg_max_test=None,
+        seg_steps=2000, seg_batch_2d=16, seg_batch_3d=2, seg_tune=True, seg_probe_steps=1000,
+        seg_shots=(1, 3, 5), seg_seeds=10, seg_max_test=40,
         compare_shots=(1, 3, 5), compare_seeds=10,
         probe_queries=2000, probe_size_2d=256, probe_size_3d=96,
     ),
