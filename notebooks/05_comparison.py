@@ -67,6 +67,7 @@ from synthlab.results import (
     comparison_record,
     features_summary,
     machine_info,
+    one_per_architecture,
     registration_summary,
     segmentation_summary,
 )
@@ -89,13 +90,14 @@ print("real data:", data_root if data_root is not None else "not found: the eval
 print("synthlab", synthlab.__version__, "| numpy", np.__version__, "|", machine_info())
 
 # %% [markdown]
-# ## 1. The same backbone pretrained four ways
+# ## 1. Four pretraining objectives
 #
-# Same preset, image size, synthetic data recipe, batch, learning rate and seed; only the objective differs
-# (and with it what each one draws: label maps rendered twice for `supcon` and `voxnce`, one rendering cut
-# into crops for `voco`, one rendering per region map for `rasd`). By default the networks are the ones
-# synthlab ships (`make weights` rebuilds them: minutes of CPU each); `weights="train"` pretrains them here
-# with the profile's budget instead.
+# By default the networks are the ones synthlab ships, each trained from its own committed recipe
+# (`synthlab/weights/*.json`, with its paper's settings: `docs/fidelity.md`; `make weights` rebuilds them in
+# minutes of CPU each, and the two `voxnce` networks ship from their GPU runs). With `weights="train"` they are
+# pretrained here with the profile's budget: the same preset, image size, synthetic data, batch and seed, and
+# only the objective differs (with its paper's optimiser settings, and what it draws: label maps rendered twice
+# for `supcon` and `voxnce`, one rendering cut into crops for `voco`, one rendering per region map for `rasd`).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -159,8 +161,10 @@ if feature_match:
 #
 # For every checkpoint, `evaluate_segmentation` fine-tunes all layers (`pretrained` arm); the same
 # architecture trained from a random start (`scratch` arm) on the same subjects with the same batches is the
-# control. All four checkpoints share one architecture, so the scratch arm is trained once and each
-# objective's gain is its paired per-seed difference from it (`segmentation_summary`).
+# control. Checkpoints that share one architecture share one scratch arm, trained once
+# (`one_per_architecture`); each objective's gain is its paired per-seed difference from its own scratch arm
+# (`segmentation_summary`). In 2D the four shipped networks are all the `small` UNet; in 3D the shipped
+# `voxnce` network is the larger `anatomix` one (trained on a GPU), so it gets a scratch arm of its own.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -172,11 +176,11 @@ else:
         return evaluate_segmentation("hippocampus", checkpoint=checkpoint, shots=settings.compare_shots,
                                      seeds=settings.compare_seeds, steps=settings.seg_steps, dim=dim,
                                      max_test=settings.seg_max_test, batch_size=settings.for_dim("seg_batch", dim),
-                                     arms=(arm,), progress=False)
+                                     tune=settings.seg_tune, arms=(arm,), progress=False)
 
-    control = few_shot(pretraining[objectives[0]]["checkpoint"], "scratch")
-    segmentation = {objective: few_shot(pretraining[objective]["checkpoint"], "pretrained")
-                    for objective in objectives}
+    networks = {objective: pretraining[objective]["checkpoint"] for objective in objectives}
+    control = [few_shot(path, "scratch") for path in one_per_architecture(networks, dim)]
+    segmentation = {objective: few_shot(path, "pretrained") for objective, path in networks.items()}
 
 # %%
 seg_dice, seg_gain = segmentation_summary(segmentation, objectives, control if segmentation else None)
@@ -273,14 +277,14 @@ print(f"seeds per shot count: {settings.compare_seeds}; pretraining steps: "
       + ", ".join(f"{o} {r['steps']}" for o, r in pretraining.items()))
 
 # %% [markdown]
-# **Reading them honestly.** The shipped networks trained for minutes on a CPU (hundreds to 1,500 steps),
-# thousands of times less than the papers; in the `ci` profile fine-tuning takes 120 steps with one
-# seed, so segmentation differences between objectives are at the level of seed noise and carry no error bar
-# (the `cpu` and `gpu` profiles run 6 and 10 seeds). The feature probe is the sharper instrument here: it
-# needs no fine-tuning, and its baselines (the untrained network, MIND) are measured on the same voxels. These runs check that the
-# whole pipeline works end to end on real data; they do not rank the methods. The papers' claims (a gain
-# of 0.01–0.05 Dice for anatomix, +3.9 Dice % for VoCo on BTCV, a consistent gain for RaSD) come from
-# thousands of steps on large networks; the `gpu` profile is the setting in which a comparison means
-# something, and even then one data set and one backbone are a narrow test. A gain counts only when it
-# exceeds about two standard errors of the paired difference; registration with one seed carries no
-# error bar at all.
+# **Reading them honestly.** The shipped networks trained for minutes (hundreds to 6,000 steps on a CPU;
+# `voxnce` 1,500-3,500 steps on a GPU), thousands of times less than the papers; in the `ci` profile
+# fine-tuning takes 120 steps with one seed, so segmentation differences between objectives are at the level
+# of seed noise and carry no error bar (the `cpu` and `gpu` profiles run 6 and 10 seeds). The feature probe is
+# the sharper instrument here: it needs no fine-tuning, and its baselines (the untrained network, MIND) are
+# measured on the same voxels. These runs check that the whole pipeline works end to end on real data; they do
+# not rank the methods. The papers' claims (a gain of 0.01–0.05 Dice for anatomix, +3.9 Dice % for VoCo on
+# BTCV, a consistent gain for RaSD) come from thousands of steps on large networks; the `gpu` profile is the
+# setting in which a comparison means something, and even then one data set and one backbone are a narrow
+# test. A gain counts only when it exceeds about two standard errors of the paired difference; registration
+# with one seed carries no error bar at all.

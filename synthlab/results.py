@@ -22,14 +22,15 @@ from typing import Any
 
 import torch
 
+from .checkpoint import load_backbone
 from .cli import Parser
 from .eval_seg import paired_gain
 from .io import write_text_atomic
 from .profiles import Profile
 
 __all__ = ["CLAIMS", "END_MARKER", "SMOKE_PROFILES", "START_MARKER", "TABLE_PROFILES", "Claim", "comparison_record",
-           "comparison_summary", "features_summary", "load_runs", "machine_info", "main", "registration_summary",
-           "render_table", "replace_between_markers", "segmentation_summary", "update_readme"]
+           "comparison_summary", "features_summary", "load_runs", "machine_info", "main", "one_per_architecture",
+           "registration_summary", "render_table", "replace_between_markers", "segmentation_summary", "update_readme"]
 
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
@@ -72,27 +73,45 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 def segmentation_summary(segmentation: dict[str, dict[str, Any]] | None, objectives: Sequence[str],
-                         scratch: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                         scratch: dict[str, Any] | Sequence[dict[str, Any]] | None = None
+                         ) -> tuple[dict[str, Any], dict[str, Any]]:
     """From ``evaluate_segmentation`` reports per objective: Dice per arm and the paired gain per objective.
 
-    The scratch arm is the same for every objective (same architecture, subjects and draws), so it appears once,
-    under ``"scratch"``: taken from ``scratch`` (a report run with ``arms=("scratch",)``, so that it is trained
-    once, not once per objective) or else from the first objective's report.
+    Objectives whose networks share one architecture share one scratch arm (same subjects and draws), so it
+    appears once: taken from ``scratch`` (reports run with ``arms=("scratch",)``, one per architecture, see
+    :func:`one_per_architecture`) or else from the first objective's report. With several architectures each
+    scratch arm is listed as ``scratch (widths ...)``, and each objective is paired with its own.
     """
     dice: dict[str, Any] = {}
     gain: dict[str, Any] = {}
     if segmentation is None:
         return dice, gain
-    control = scratch if scratch is not None else segmentation[objectives[0]]
-    dice["scratch"] = control["scratch"]
+    if scratch is None:
+        controls = [segmentation[objectives[0]]]
+    else:
+        controls = [scratch] if isinstance(scratch, dict) else list(scratch)
+    for control in controls:
+        widths = control["settings"]["net_config"].get("widths")
+        dice["scratch" if len(controls) == 1 else f"scratch (widths {widths})"] = control["scratch"]
     for objective in objectives:
         report = segmentation[objective]
-        if report["settings"]["net_config"] != control["settings"]["net_config"]:
-            raise ValueError(f"{objective}: its network differs from the scratch arm's, so no paired gain exists")
+        control = next((c for c in controls if c["settings"]["net_config"] == report["settings"]["net_config"]),
+                       None)
+        if control is None:
+            raise ValueError(f"{objective}: its network differs from every scratch arm's, so no paired gain exists")
         dice[objective] = report["pretrained"]
         paired = report["gain"] or paired_gain(report["pretrained"], control["scratch"])
         gain[objective] = {k: {"mean": g["mean"], "sem": g["sem"]} for k, g in paired.items()}
     return dice, gain
+
+
+def one_per_architecture(checkpoints: dict[str, str], dim: int) -> list[str]:
+    """One checkpoint of each distinct network architecture among ``checkpoints`` (name -> path or shipped
+    name), in order: the scratch arm a few-shot comparison needs is trained once per architecture."""
+    seen: dict[str, str] = {}
+    for spec in checkpoints.values():
+        seen.setdefault(json.dumps(load_backbone(spec, dim).config, sort_keys=True), spec)
+    return list(seen.values())
 
 
 def registration_summary(registration: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
@@ -131,11 +150,11 @@ def machine_info() -> dict[str, Any]:
 
 def comparison_record(profile: Profile, dim: int, seed: int, weights: str, pretraining: dict[str, dict[str, Any]],
                       features: dict[str, list[dict[str, Any]]] | None, segmentation: dict[str, Any] | None,
-                      scratch: dict[str, Any] | None, registration: dict[str, dict[str, Any]] | None
-                      ) -> dict[str, Any]:
+                      scratch: dict[str, Any] | Sequence[dict[str, Any]] | None,
+                      registration: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
     """The whole comparison as one JSON-able record: the full reports, the compact ``summary`` the claims table
     reads (:func:`comparison_summary`), the date and the machine. ``segmentation`` maps each objective to its
-    ``evaluate_segmentation`` report (pretrained arm), ``scratch`` is the shared scratch arm's report."""
+    ``evaluate_segmentation`` report (pretrained arm), ``scratch`` the scratch arm's report (one per architecture)."""
     objectives = list(pretraining)
     seg_dice, seg_gain = segmentation_summary(segmentation, objectives, scratch)
     summary = comparison_summary(pretraining, seg_dice, seg_gain, registration_summary(registration),

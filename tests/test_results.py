@@ -112,3 +112,23 @@ def test_a_scratch_arm_trained_once_gives_each_objective_the_same_paired_gain_as
     other = evaluate_segmentation(data, "synthlab-supcon-2d", arms=("pretrained",), **{**common, "seeds": 1})
     with pytest.raises(ValueError, match="different subjects"):
         segmentation_summary({"supcon": other}, ["supcon"], control)
+
+
+def test_each_objective_is_paired_with_the_scratch_arm_of_its_own_architecture(tmp_path: Path) -> None:
+    from synthlab.eval_seg import evaluate_segmentation
+    from synthlab.results import one_per_architecture, segmentation_summary
+    from tests.test_segment import _write_cubes
+
+    networks = {"rasd": "synthlab-rasd-3d", "voco": "synthlab-voco-3d", "voxnce": "synthlab-voxnce-3d"}
+    assert one_per_architecture(networks, 3) == ["synthlab-rasd-3d", "synthlab-voxnce-3d"]  # small, anatomix
+    data = _write_cubes(tmp_path / "cubes", n=4)
+    common = {"shots": [1], "seeds": 1, "steps": 1, "dim": 3, "device": "cpu", "progress": False}
+    small, large = (evaluate_segmentation(data, name, arms=("scratch",), **common)
+                    for name in ("synthlab-rasd-3d", "synthlab-voxnce-3d"))
+    assert small["settings"]["net_config"] != large["settings"]["net_config"]
+    alone = evaluate_segmentation(data, "synthlab-voco-3d", arms=("pretrained",), **common)
+    dice, gain = segmentation_summary({"voco": alone}, ["voco"], [large, small])
+    assert gain["voco"]["1"]["mean"] == pytest.approx(alone["pretrained"]["1"]["mean"] - small["scratch"]["1"]["mean"])
+    assert set(dice) == {"scratch (widths [16, 32, 64, 128])", "scratch (widths [8, 16, 32, 64])", "voco"}
+    with pytest.raises(ValueError, match="every scratch arm"):
+        segmentation_summary({"voco": alone}, ["voco"], [large])
