@@ -203,7 +203,8 @@ plt.show()
 # ## 5b · A run that learns: the weights synthlab ships
 #
 # `make weights` trains every shipped network from a committed recipe (`synthlab/weights/*.json`, a few
-# minutes of one CPU thread each) and keeps its log. The recipe was found by the experiments in
+# minutes of one CPU thread each) and keeps its log; the two `voxnce` networks ship from the recipes' `gpu`
+# profile (`make gpu-weights`: minutes on one GPU), which measured better. The recipe was found by the experiments in
 # `docs/experiments.md`. Here are those logs: the loss on the left, and the probes that say whether the
 # features transfer. `real_match` asks the question on *real* MRI: for voxels of a patient's T1, is the most
 # similar feature in the same patient's FLAIR at the same place (within one voxel, among 169 candidates;

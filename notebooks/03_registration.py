@@ -159,8 +159,8 @@ fig = viz.show_row([viz.checkerboard(deformed, moving), viz.checkerboard(deforme
 # ## Every feature set, over seeds
 #
 # `evaluate_registration` repeats the experiment for `reg_seeds` seeded deformations and every feature
-# set. The network features come from the 3D network synthlab ships (`synthlab-3d`, trained for minutes on
-# a CPU; see `docs/experiments.md`); with `checkpoint="none"` they come from a fixed random initialisation
+# set. The network features come from the 3D network synthlab ships (`synthlab-3d`: the `voxnce` recipe with
+# the `anatomix` preset, trained for 1.8 minutes on a GPU; see `docs/experiments.md`); with `checkpoint="none"` they come from a fixed random initialisation
 # instead (stated in the report), the baseline a pretrained network has to beat. Without the study, the ICBM pair above is scored
 # with the package's building blocks instead (intensity and MIND only).
 
