@@ -152,7 +152,8 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
         arms: which of :data:`ARMS` to run.
         tune: first choose the scratch arm's learning rate and the pretrained arm's learning rate and frozen
             warm-up among :data:`SCRATCH_CHOICES` and :data:`FINETUNE_CHOICES`, by mean Dice on ``val_cases``
-            cases kept apart from the test list (``tune_seeds`` seeds, the smallest shot count).
+            cases kept apart from the test list (``tune_seeds`` seeds after the evaluated ones, the smallest
+            shot count).
     Returns:
         ``{"settings", <arm>..., "gain"}``. An arm maps each shot count (a string) to mean/std/sem over seeds
         of the mean test Dice, per-label means, per-seed values, and each seed's training subjects and
@@ -197,15 +198,20 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
 
     tuning: dict[str, Any] = {}
     if tune:
+        # Seeds after the evaluated ones: other training subjects, initialisations and draws, so the choice is
+        # not fitted to the very runs it is then scored on.
+        tune_range = range(seeds, seeds + tune_seeds)
         for arm, choices in (("scratch", SCRATCH_CHOICES), ("pretrained", FINETUNE_CHOICES)):
             if arm not in arms:
                 continue
             scored = [{**choice, "val_dice": statistics.fmean(
                 float(run(arm, min(shots), seed, replace(budget, **choice), validate=True)[0].mean())
-                for seed in range(tune_seeds))} for choice in choices]
+                for seed in tune_range)} for choice in choices]
             best = max(scored, key=lambda row: row["val_dice"])
             budget = replace(budget, **{k: v for k, v in best.items() if k != "val_dice"})
-            tuning[arm] = {"choices": scored, "chosen": best}
+            subjects = [[cases[i].name for i in split_subjects(len(cases), min(shots), seed, max_test, max(shots),
+                                                               held, validate=True)[0]] for seed in tune_range]
+            tuning[arm] = {"choices": scored, "chosen": best, "seeds": list(tune_range), "subjects": subjects}
 
     results: dict[str, Any] = {arm: ({} if arm in arms else None) for arm in ARMS}
     bar = progress_bar(len(shots) * seeds * len(arms), "eval-seg", enabled=progress)

@@ -247,6 +247,9 @@ def test_tuning_chooses_on_validation_cases_apart_from_the_test_list(cubes: Path
     chosen = settings["tuning"]["scratch"]["chosen"]
     assert chosen["val_dice"] == max(row["val_dice"] for row in scored)
     assert settings["lrs"]["scratch"] == chosen["lr_scratch"]
+    # The choice is made on seeds after the evaluated ones: other training subjects than any scored run's.
+    tuned_on = {name for names in settings["tuning"]["scratch"]["subjects"] for name in names}
+    assert settings["tuning"]["scratch"]["seeds"] == [2] and tuned_on and not tuned_on & (trained | tested)
     with pytest.raises(ValueError, match="max_test"):
         eval_seg.evaluate_segmentation(many, shots=[1], seeds=1, steps=1, dim=2, tune=True, **FAST)
 
