@@ -107,7 +107,8 @@ for objective in objectives:
     if weights == "shipped":
         pretraining[objective] = shipped.summary(f"synthlab-{objective}-{dim}d")
         print(f"{objective:7s} shipped: {pretraining[objective]['steps']} steps, final loss "
-              f"{pretraining[objective]['final_loss']:.3f}, {pretraining[objective]['seconds'] / 60:.1f} CPU min")
+              f"{pretraining[objective]['final_loss']:.3f}, {pretraining[objective]['seconds'] / 60:.1f} min on "
+              f"{pretraining[objective]['device']}")
         continue
     config = TrainConfig(objective=objective, out=run_root / objective, dim=dim, size=size, preset=preset,
                          steps=settings.pretrain_steps, batch_size=settings.pretrain_batch, seed=seed,

@@ -83,10 +83,11 @@ def read_log(name: str) -> list[dict[str, str]]:
 
 def summary(name: str) -> dict[str, Any]:
     """What :func:`~synthlab.train.pretrain` returned when the shipped weights ``name`` were trained: the name to
-    load them by, final loss, steps, seconds and the last probe's numbers."""
+    load them by, final loss, steps, seconds, the device they were trained on and the last probe's numbers."""
     payload = load_checkpoint(name)
     return {"checkpoint": name, "final_loss": payload["loss"], "steps": payload["step"],
-            "seconds": payload["seconds"], "probe": payload.get("probe")}
+            "seconds": payload["seconds"], "device": payload.get("recipe", {}).get("device", "cpu"),
+            "probe": payload.get("probe")}
 
 
 def build(name: str, runs: str | Path = "runs/weights", resume: bool = False, probe_data: str | None = None,

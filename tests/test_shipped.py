@@ -42,6 +42,7 @@ def test_shipped_weights_load_offline_by_name_and_stay_small(name: str) -> None:
     payload = load_checkpoint(name)
     assert "optimizer" not in payload and payload["config"]["out"] is None  # slim: weights and provenance
     profile = payload.get("recipe", {}).get("profile", "cpu")
+    assert summary(name)["device"] == ("cuda" if profile.startswith("gpu") else "cpu")  # where it was trained
     if profile in ("cpu", "gpu") and ("supcon" not in name or find_data_root() is not None):
         assert summary(name)["steps"] == recipe(name, "unused", profile).steps  # the recipe's full run
 
