@@ -202,6 +202,11 @@ fig.tight_layout()
 # contrast. Network features join MIND in `network+mind`; whether the shipped network adds to MIND here is
 # read against its random-initialisation baseline (`checkpoint="none"`) and the README's measured table.
 #
+# At the README's budget (3 seeds, 2026-11-30) it does not: network+MIND 0.649 voxels against MIND's 0.576,
+# although this network beats MIND on the correspondence probe. `docs/experiments.md` ("Why better features
+# register worse") measures why: its misses come in coherent regions that the solver's smoothing cannot
+# average away.
+#
 # ## Try it: regularisation and steps
 #
 # `lambda_` trades smoothness against matching; more Adam steps refine the field. The panel re-runs the

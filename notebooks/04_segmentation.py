@@ -107,6 +107,10 @@ if has_data:
 # dimension (`voxnce`, trained for minutes on a GPU; `docs/experiments.md`), so at the `ci` budget this is a smoke
 # test, not evidence. With `checkpoint="none"` there is nothing pretrained: that arm is None, and the probe
 # reads the random features of the scratch initialisation, a floor for what a linear head can do.
+#
+# In the README's fair-protocol run (1 shot, 10 seeds, tuned learning rates) the shipped `voxnce` network
+# gains nothing over scratch; anatomix's `supcon` network (`checkpoint="synthlab-supcon-2d"`) is the one that
+# does (+0.034 ± 0.030, its linear probe 0.550): label identity, not voxel identity, is what segmentation reads.
 
 # %%
 if has_data:
