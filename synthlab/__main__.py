@@ -35,6 +35,7 @@ from .eval_seg import evaluate_segmentation
 from .io import check_free_space, check_output_file, write_json_atomic
 from .probe import STANDARD_SIZE, ProbeConfig, TrainingProbe, evaluate_features
 from .register import FEATURE_SETS
+from .results import provenance
 from .segment import ARMS
 from .spatial import DIMS
 from .synth import SynthConfig
@@ -109,6 +110,9 @@ def _add_eval_seg(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="arms to run")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes the runs are spread over (default: every core on a CPU, one on a GPU); "
+                        "the results do not depend on it")
     p.add_argument("--out", required=True, help="results.json")
 
 
@@ -242,9 +246,9 @@ def _run(args: argparse.Namespace) -> int:
                                         seeds=args.seeds, steps=args.steps, dim=args.dim, preset=args.preset,
                                         max_test=args.max_test, device=args.device, batch_size=args.batch_size,
                                         arms=args.arms, tune=args.tune, val_cases=args.val_cases,
-                                        tune_seeds=args.tune_seeds,
+                                        tune_seeds=args.tune_seeds, workers=args.workers,
                                         **{k: getattr(args, k) for k in optional if getattr(args, k) is not None})
-        write_json_atomic(args.out, results)
+        write_json_atomic(args.out, {"provenance": provenance(["python -m synthlab", *sys.argv[1:]]), **results})
         _print_segmentation(results)
         print(f"wrote {args.out}")
         return 0

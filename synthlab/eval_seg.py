@@ -12,7 +12,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from .nets import UNet
 from .progress import progress_bar
 from .segment import ARMS, FineTuneConfig, PreparedCase, fit_arm, predict, prepare_cases, stable_seed
 from .spatial import check_dim
+from .workers import auto_workers, map_jobs
 
 __all__ = ["SPLIT_SEED", "evaluate_segmentation", "paired_gain", "split_subjects"]
 
@@ -101,29 +102,59 @@ def paired_gain(pretrained: dict[str, Any], scratch: dict[str, Any]) -> dict[str
     return gain
 
 
-def _run_arm(arm: str, backbone: UNet, cases: list[PreparedCase], split: tuple[list[int], list[int]],
-             labels: list[int], key: tuple[int, int], budget: FineTuneConfig, device: torch.device,
-             progress: bool) -> torch.Tensor:
-    """Train one arm on the cases ``split[0]``; return its Dice ``(n_test, n_labels)`` on ``split[1]``."""
-    classes = range(1, len(labels) + 1)  # the cases carry labels numbered 1..n (see _numbered_cases)
-    model = fit_arm(arm, backbone, cases, split[0], len(labels) + 1, key, budget, device, progress)
-    scores = [torch.tensor(list(dice_per_label(predict(model, cases[i].image) * cases[i].valid, cases[i].label,
-                                               classes).values()), dtype=torch.float64)
+@dataclass(frozen=True)
+class _Study:
+    """What every run of one study shares; sent once to each worker process (see :mod:`synthlab.workers`)."""
+
+    cases: list[PreparedCase]
+    labels: list[int]
+    template: UNet  # the arms' architecture; with ``pretrained`` also the checkpoint's weights
+    pretrained: bool
+    max_test: int | None
+    stride: int  # the largest shot count: smaller training sets nest in larger ones
+    held: int  # validation cases kept apart for tuning
+    device: torch.device
+    progress: bool  # per-run bars: only when the runs go one after another in this process
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One training run: a pure function of these fields and the study."""
+
+    arm: str
+    shots: int
+    seed: int
+    budget: FineTuneConfig
+    validate: bool = False  # score the validation cases (tuning) instead of the test list
+
+
+def _train_and_score(study: _Study, run: _Run) -> tuple[torch.Tensor, list[int]]:
+    """Train ``run.arm`` on its seed's subjects; return its Dice ``(n_scored, n_labels)`` and the subjects.
+
+    Everything random is keyed by ``(seed, shots)``: the scratch initialisation, the head, the batches and their
+    augmentation, so each arm of a seed sees the same subjects and draws.
+    """
+    split = split_subjects(len(study.cases), run.shots, run.seed, study.max_test, study.stride, study.held,
+                           run.validate)
+    uses_checkpoint = study.pretrained and run.arm in ("pretrained", "probe")
+    source = copy.deepcopy(study.template if uses_checkpoint
+                           else random_backbone(study.template.config, stable_seed("init", run.seed, run.shots)))
+    classes = range(1, len(study.labels) + 1)  # the cases carry labels numbered 1..n (see _numbered_cases)
+    model = fit_arm(run.arm, source, study.cases, split[0], len(study.labels) + 1, (run.seed, run.shots),
+                    run.budget, study.device, study.progress)
+    scores = [torch.tensor(list(dice_per_label(predict(model, study.cases[i].image) * study.cases[i].valid,
+                                               study.cases[i].label, classes).values()), dtype=torch.float64)
               for i in split[1]]
-    return torch.stack(scores)
+    return torch.stack(scores), split[0]
 
 
 # The learning rates (and, for the pretrained arm, the share of steps with its backbone frozen) that ``tune``
 # tries on the validation cases; each arm gets its best, so neither arm is handicapped by the other's setting.
-SCRATCH_CHOICES: tuple[dict[str, float], ...] = tuple({"lr_scratch": lr} for lr in (3e-3, 1e-2, 3e-2))
+# Each grid reaches a step past the values chosen so far (scratch 3e-2, fine-tuning 1e-2 on 2026-11-30), so a
+# choice at the edge of a grid is not taken for an optimum.
+SCRATCH_CHOICES: tuple[dict[str, float], ...] = tuple({"lr_scratch": lr} for lr in (3e-3, 1e-2, 3e-2, 1e-1))
 FINETUNE_CHOICES: tuple[dict[str, float], ...] = tuple({"lr_finetune": lr, "freeze_fraction": frozen}
-                                                       for frozen in (0.0, 0.25) for lr in (1e-3, 3e-3, 1e-2))
-
-
-def _source(arm: str, pretrained: UNet | None, scratch: UNet) -> UNet:
-    """The network an arm starts from: the checkpoint for ``pretrained`` and ``probe`` (the scratch initialisation
-    without one), the scratch initialisation for the others."""
-    return pretrained if pretrained is not None and arm in ("pretrained", "probe") else scratch
+                                                       for frozen in (0.0, 0.25) for lr in (1e-3, 3e-3, 1e-2, 3e-2))
 
 
 def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Sequence[int] = (1, 3, 5),
@@ -135,7 +166,8 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
                           freeze_fraction: float = FineTuneConfig.freeze_fraction,
                           probe_steps: int = FineTuneConfig.probe_steps, batch_size: int | None = None,
                           augment: AugmentConfig | None = None, arms: Sequence[str] = ARMS, tune: bool = False,
-                          val_cases: int = 10, tune_seeds: int = 2, progress: bool = True) -> dict[str, Any]:
+                          val_cases: int = 10, tune_seeds: int = 2, workers: int | None = 1,
+                          progress: bool = True) -> dict[str, Any]:
     """Few-shot Dice of every arm for every shot count, over ``seeds`` seeds, as a JSON-able dict.
 
     Args:
@@ -154,6 +186,8 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
             warm-up among :data:`SCRATCH_CHOICES` and :data:`FINETUNE_CHOICES`, by mean Dice on ``val_cases``
             cases kept apart from the test list (``tune_seeds`` seeds after the evaluated ones, the smallest
             shot count).
+        workers: processes the runs are spread over (:func:`~synthlab.workers.map_jobs`; None: every core,
+            :func:`~synthlab.workers.auto_workers`). The results do not depend on it.
     Returns:
         ``{"settings", <arm>..., "gain"}``. An arm maps each shot count (a string) to mean/std/sem over seeds
         of the mean test Dice, per-label means, per-seed values, and each seed's training subjects and
@@ -188,25 +222,25 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
     for k in shots:  # fail on a bad shot count before any training
         split_subjects(len(cases), k, 0, max_test, max(shots), held)
     device = resolve_device(device)
-
-    def run(arm: str, k: int, seed: int, run_budget: FineTuneConfig, validate: bool = False
-            ) -> tuple[torch.Tensor, list[int]]:
-        split = split_subjects(len(cases), k, seed, max_test, max(shots), held, validate)
-        scratch = random_backbone(template.config, stable_seed("init", seed, k))
-        source = copy.deepcopy(_source(arm, pretrained, scratch))
-        return _run_arm(arm, source, cases, split, labels, (seed, k), run_budget, device, progress), split[0]
+    workers = auto_workers(device) if workers is None else workers
+    study = _Study(cases, labels, template, pretrained is not None, max_test, max(shots), held, device,
+                   progress and workers == 1)
 
     tuning: dict[str, Any] = {}
     if tune:
         # Seeds after the evaluated ones: other training subjects, initialisations and draws, so the choice is
         # not fitted to the very runs it is then scored on.
         tune_range = range(seeds, seeds + tune_seeds)
-        for arm, choices in (("scratch", SCRATCH_CHOICES), ("pretrained", FINETUNE_CHOICES)):
-            if arm not in arms:
-                continue
-            scored = [{**choice, "val_dice": statistics.fmean(
-                float(run(arm, min(shots), seed, replace(budget, **choice), validate=True)[0].mean())
-                for seed in tune_range)} for choice in choices]
+        grids = [(arm, choices) for arm, choices in (("scratch", SCRATCH_CHOICES), ("pretrained", FINETUNE_CHOICES))
+                 if arm in arms]
+        trials = [_Run(arm, min(shots), seed, replace(budget, **choice), validate=True)
+                  for arm, choices in grids for choice in choices for seed in tune_range]
+        bar = progress_bar(len(trials), "eval-seg tuning", enabled=progress)
+        scores = iter(map_jobs(_train_and_score, trials, study, workers, on_done=bar.update))
+        bar.close()
+        for arm, choices in grids:
+            scored = [{**choice, "val_dice": statistics.fmean(float(next(scores)[0].mean()) for _ in tune_range)}
+                      for choice in choices]
             best = max(scored, key=lambda row: row["val_dice"])
             budget = replace(budget, **{k: v for k, v in best.items() if k != "val_dice"})
             subjects = [[cases[i].name for i in split_subjects(len(cases), min(shots), seed, max_test, max(shots),
@@ -214,17 +248,18 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
             tuning[arm] = {"choices": scored, "chosen": best, "seeds": list(tune_range), "subjects": subjects}
 
     results: dict[str, Any] = {arm: ({} if arm in arms else None) for arm in ARMS}
-    bar = progress_bar(len(shots) * seeds * len(arms), "eval-seg", enabled=progress)
+    runs = [_Run(arm, k, seed, budget) for k in shots for seed in range(seeds) for arm in arms]
+    bar = progress_bar(len(runs), "eval-seg", enabled=progress)
+    done = dict(zip(runs, map_jobs(_train_and_score, runs, study, workers, on_done=bar.update), strict=True))
     for k in shots:
         raw = {arm: {"per_seed": [], "per_seed_per_label": [], "subjects": [], "n_test": []} for arm in arms}
         for seed in range(seeds):
             for arm in arms:
-                scores, train = run(arm, k, seed, budget)
+                scores, train = done[_Run(arm, k, seed, budget)]
                 raw[arm]["per_seed"].append(float(scores.mean()))
                 raw[arm]["per_seed_per_label"].append(scores.mean(0).tolist())
                 raw[arm]["subjects"].append([cases[i].name for i in train])
                 raw[arm]["n_test"].append(scores.shape[0])
-                bar.update()
         for arm in arms:
             per_label = torch.tensor(raw[arm]["per_seed_per_label"]).mean(0).tolist()
             results[arm][str(k)] = {**summarize(raw[arm]["per_seed"]),
@@ -237,7 +272,7 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
     settings = {
         "data": str(folder), "checkpoint": checkpoint, "dim": dim, "net_config": dict(template.config),
         "shots": shots, "seeds": seeds, "steps": steps, "batch_size": budget.batch(dim),
-        "device": str(device), "lrs": {arm: budget.lr(arm) for arm in arms},
+        "device": str(device), "workers": workers, "lrs": {arm: budget.lr(arm) for arm in arms},
         "freeze_fraction": budget.freeze_fraction, "probe_steps": budget.probe_steps, "tuning": tuning or None,
         "augment": asdict(budget.augment), "labels": labels,
         "label_names": {str(i): names[i] for i in labels} if names is not None else None,

@@ -305,6 +305,31 @@ class LevelFeatures(nn.Module):
             upsampled = [F.normalize(level, dim=1) for level in upsampled]
         return torch.cat(upsampled, dim=1)
 
+    def linear_readout(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``conv1x1(self(x), weight, bias)`` without building the full-resolution stack of every level.
+
+        A 1x1 head and linear interpolation are both linear and commute, so each level's share of the head is
+        applied at that level's own resolution and only ``K`` channels are upsampled: a linear probe predicts
+        a volume at the cost of one network pass (the stack of ``levels="all"`` holds hundreds of channels per
+        voxel). Only ``levels="all"``: the per-level unit norm of ``"encoder"`` does not commute.
+
+        Args:
+            x: ``(B, in_channels, *size)``; weight: ``(K, out_channels)``; bias: ``(K,)``.
+        Returns:
+            ``(B, K, *size)`` logits, equal to the plain path up to float rounding.
+        """
+        if self.levels != "all":
+            raise ValueError("linear_readout needs levels='all' (the encoder levels are normalised per voxel)")
+        size, ones = tuple(x.shape[2:]), [1] * self.dim
+        logits = bias.view(1, -1, *ones).to(x.dtype)
+        for level, part in zip(self.net(x, return_levels=True), weight.split(self.net.level_channels, dim=1),
+                               strict=True):
+            share = torch.einsum("bc...,kc->bk...", level, part)
+            if tuple(share.shape[2:]) != size:
+                share = F.interpolate(share, size=size, mode=interp_mode(self.dim), align_corners=False)
+            logits = logits + share
+        return logits
+
 
 FEATURE_SOURCES = ("output", "encoder", "all")
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
+import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +32,8 @@ from .profiles import Profile
 
 __all__ = ["CLAIMS", "END_MARKER", "SMOKE_PROFILES", "START_MARKER", "TABLE_PROFILES", "Claim", "comparison_record",
            "comparison_summary", "features_summary", "load_runs", "machine_info", "main", "one_per_architecture",
-           "registration_summary", "render_table", "replace_between_markers", "segmentation_summary", "update_readme"]
+           "provenance", "registration_summary", "render_table", "replace_between_markers", "segmentation_summary",
+           "update_readme"]
 
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
@@ -146,6 +149,18 @@ def machine_info() -> dict[str, Any]:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(), "torch": torch.__version__,
             "device": "cuda" if torch.cuda.is_available() else "cpu", "threads": torch.get_num_threads()}
+
+
+def provenance(command: Sequence[str]) -> dict[str, Any]:
+    """What a results file needs to be traced: when, on what, by which command, from which commit."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = None  # an installed wheel has no repository
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(command), "commit": commit, "machine": machine_info(),
+            "cpus": os.cpu_count()}
 
 
 def comparison_record(profile: Profile, dim: int, seed: int, weights: str, pretraining: dict[str, dict[str, Any]],

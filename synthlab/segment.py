@@ -149,6 +149,11 @@ class SegmentationNet(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.freeze_backbone and hasattr(self.backbone, "linear_readout") and self.backbone.levels == "all":
+            # A probe on every level: fold the standardisation into the head and apply it level by level.
+            weight = self.head_weight.flatten(1) / self.feature_std.flatten()
+            bias = self.head_bias - weight @ self.feature_mean.flatten()
+            return self.backbone.linear_readout(x, weight, bias)  # a frozen backbone's weights need no grad
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
             features = (self.backbone(x) - self.feature_mean) / self.feature_std
         return conv_fn(self.dim)(features, self.head_weight, self.head_bias)

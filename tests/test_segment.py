@@ -15,7 +15,7 @@ from synthlab.augment import AugmentConfig
 from synthlab.checkpoint import FORMAT_VERSION, save_checkpoint
 from synthlab.data import Case, Volume, find_data_root
 from synthlab.metrics import dice_per_label
-from synthlab.nets import build_unet
+from synthlab.nets import LevelFeatures, build_unet
 
 STILL = AugmentConfig(flip_prob=0.0, affine_prob=0.0, gamma_prob=0.0, noise_prob=0.0)
 FAST = {"preset": "tiny", "progress": False, "device": "cpu"}
@@ -265,3 +265,35 @@ def test_a_frozen_warm_up_trains_only_the_head_first() -> None:
     segment.train_model(model, images, labels, steps=2, lr=1e-2, batch_size=2, augment=STILL,
                         generator=torch.Generator().manual_seed(0), freeze_steps=1)
     assert not all(torch.equal(a, b) for a, b in zip(before, backbone.parameters(), strict=True))
+
+
+def test_runs_spread_over_worker_processes_give_the_results_of_one_process(tmp_path: Path,
+                                                                           tiny_checkpoint: Path) -> None:
+    many = _write_cubes(tmp_path / "many_cubes", n=10)
+    settings = {"checkpoint": str(tiny_checkpoint), "shots": [1, 2], "seeds": 2, "steps": 3, "dim": 3,
+                "max_test": 3, "tune": True, "val_cases": 2, "tune_seeds": 1, "probe_steps": 20,
+                "progress": False, "device": "cpu"}
+    alone = eval_seg.evaluate_segmentation(many, workers=1, **settings)
+    spread = eval_seg.evaluate_segmentation(many, workers=2, **settings)
+    assert spread["settings"]["workers"] == 2
+    for report in (alone, spread):
+        report["settings"].pop("seconds"), report["settings"].pop("workers")
+    assert spread == alone  # exactly: each run is computed alike wherever it runs
+    assert all(alone[arm] is not None for arm in segment.ARMS) and alone["settings"]["tuning"]["pretrained"]
+
+
+def test_a_probe_predicts_through_the_folded_head_as_through_the_full_feature_stack() -> None:
+    backbone = LevelFeatures(build_unet("tiny", 2).eval(), "all")
+    model = segment.SegmentationNet(backbone, 3, torch.Generator().manual_seed(0), freeze_backbone=True)
+    model.feature_mean.normal_(generator=torch.Generator().manual_seed(1))
+    model.feature_std.uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(2))
+    x = torch.rand(3, 1, 24, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        folded = model(x)
+        features = (backbone(x) - model.feature_mean) / model.feature_std  # the stack the fold avoids building
+        plain = torch.nn.functional.conv2d(features, model.head_weight, model.head_bias)
+    assert folded.shape == plain.shape == (3, 3, 24, 32)
+    torch.testing.assert_close(folded, plain, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="levels='all'"):
+        LevelFeatures(build_unet("tiny", 2), "encoder").linear_readout(x, model.head_weight.flatten(1),
+                                                                       model.head_bias)
