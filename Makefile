@@ -3,6 +3,7 @@
 #   make run-all   execute every notebook in order with papermill into notebooks/executed/ (with time-outs)
 #   make lab       JupyterLab;  make sync   pair notebooks/*.py with their .ipynb (jupytext)
 #   make bench     the synthesis benchmark (installs the benchmark-only TorchIO extra)
+#   make studies   run every measured study whose results file is missing (synthlab/studies; tens of minutes each)
 #   make results   regenerate the README's results table from notebooks/results/*.json (written by notebook 05)
 #   make weights   retrain every shipped network from its committed recipe (synthlab/weights/*.json; minutes each)
 #   On a GPU machine (with GPU_PYTHON, default python3, holding a CUDA build of torch and synthlab's needs):
@@ -26,8 +27,8 @@ SYNTHLAB_DATA ?= $(wildcard $(CURDIR)/../shared/data)
 export SYNTHLAB_DATA
 export PYTHONHASHSEED := 0
 
-.PHONY: install test unit notebooks-test notebooks-run run-all lab sync lint bench results weights gpu-test gpu-check \
-	gpu-weights clean
+.PHONY: install test unit notebooks-test notebooks-run run-all lab sync lint bench results studies weights gpu-test \
+	gpu-check gpu-weights clean
 
 install: $(STAMP)
 
@@ -104,6 +105,11 @@ gpu-weights:
 
 results: $(STAMP)
 	$(BIN)/python -m synthlab.results --update README.md --results notebooks/results
+
+# The measured studies behind the README (synthlab/studies): every one whose results file is missing, one after
+# another, with every core (tens of minutes each; `python -m synthlab.studies list` names them and their cost).
+studies: $(STAMP)
+	$(BIN)/python -m synthlab.studies run all
 
 clean:
 	rm -rf notebooks/executed .pytest_cache

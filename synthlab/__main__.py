@@ -31,7 +31,7 @@ from .bench import main as bench_main
 from .cli import Parser, add_config_flags, config_values
 from .dist import configure_threads
 from .eval_reg import evaluate_registration
-from .eval_seg import evaluate_segmentation
+from .eval_seg import evaluate_segmentation, format_segmentation
 from .io import check_free_space, check_output_file, write_json_atomic
 from .probe import STANDARD_SIZE, ProbeConfig, TrainingProbe, evaluate_features
 from .register import FEATURE_SETS
@@ -165,20 +165,6 @@ def _synth_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {**settings, **_key_values(args.synth_set, "--synth-set")}
 
 
-def _print_segmentation(results: dict[str, Any]) -> None:
-    """Mean test Dice ± SE over seeds per arm and shot count, and the paired gain of the pretrained arm."""
-    arms = [arm for arm in ARMS if results.get(arm)]
-    shots = list(results[arms[0]]) if arms else []
-    print("mean Dice ± SE over seeds:" + "".join(f"{f'{k} shot(s)':>18}" for k in shots))
-    rows = [(arm, results[arm]) for arm in arms]
-    if results.get("gain"):
-        rows.append(("gain (paired)", results["gain"]))
-    for name, by_shot in rows:
-        cells = "".join(f"{by_shot[k]['mean']:>+11.3f} ± {by_shot[k]['sem'] or 0:.3f}" if name.startswith("gain")
-                        else f"{by_shot[k]['mean']:>11.3f} ± {by_shot[k]['sem'] or 0:.3f}" for k in shots)
-        print(f"  {name:<24}{cells}")
-
-
 def _print_registration(results: dict[str, Any]) -> None:
     """Mean ± SD over seeds of each metric, per feature set (and per contrast change for an MSD folder)."""
     print(f"{results.get('network', '')}; mean ± SD over seeds:")
@@ -249,7 +235,7 @@ def _run(args: argparse.Namespace) -> int:
                                         tune_seeds=args.tune_seeds, workers=args.workers,
                                         **{k: getattr(args, k) for k in optional if getattr(args, k) is not None})
         write_json_atomic(args.out, {"provenance": provenance(["python -m synthlab", *sys.argv[1:]]), **results})
-        _print_segmentation(results)
+        print(format_segmentation(results))
         print(f"wrote {args.out}")
         return 0
     if args.command == "eval-features":

@@ -22,14 +22,15 @@ from .augment import AugmentConfig
 from .checkpoint import load_backbone, random_backbone
 from .data import Case, DataWarning, declared_labels, label_counts, load_msd, relabel, resolve_data, warn_stray_labels
 from .dist import resolve_device
-from .metrics import dice_per_label, summarize
+from .metrics import bootstrap_interval, dice_per_label, summarize
 from .nets import UNet
 from .progress import progress_bar
 from .segment import ARMS, FineTuneConfig, PreparedCase, fit_arm, predict, prepare_cases, stable_seed
 from .spatial import check_dim
 from .workers import auto_workers, map_jobs
 
-__all__ = ["SPLIT_SEED", "evaluate_segmentation", "paired_gain", "split_subjects"]
+__all__ = ["BACKGROUND_DICE", "SPLIT_SEED", "evaluate_segmentation", "format_segmentation", "paired_gain",
+           "split_subjects"]
 
 SPLIT_SEED = 0  # fixes the test list and the order training subjects are taken in, whatever `seeds` is
 
@@ -92,13 +93,14 @@ def _numbered_cases(folder: Path) -> tuple[list[Case], list[int], dict[int, str]
 
 
 def paired_gain(pretrained: dict[str, Any], scratch: dict[str, Any]) -> dict[str, Any]:
-    """Per shot count, pretrained - scratch seed by seed (same subjects, same draws), with mean and SEM."""
+    """Per shot count, pretrained - scratch seed by seed (same subjects, same draws), with mean, SEM and a
+    bootstrap 95 % interval of the mean (``ci95``)."""
     gain = {}
     for key, entry in pretrained.items():
         if entry["subjects"] != scratch[key]["subjects"]:
             raise ValueError(f"{key} shot(s): the two arms trained on different subjects; no paired gain exists")
         diffs = [p - s for p, s in zip(entry["per_seed"], scratch[key]["per_seed"], strict=True)]
-        gain[key] = {**summarize(diffs), "per_seed": diffs}
+        gain[key] = {**summarize(diffs), "ci95": bootstrap_interval(diffs), "per_seed": diffs}
     return gain
 
 
@@ -146,6 +148,40 @@ def _train_and_score(study: _Study, run: _Run) -> tuple[torch.Tensor, list[int]]
                                                study.cases[i].label, classes).values()), dtype=torch.float64)
               for i in split[1]]
     return torch.stack(scores), split[0]
+
+
+BACKGROUND_DICE = 0.01  # a run whose mean test Dice is below this predicts (almost) only background
+
+
+def format_segmentation(report: dict[str, Any]) -> str:
+    """The arms' Dice per shot count as a plain table that says what its numbers can mean.
+
+    Mean ± standard error over seeds, and no ± for a single seed (one run estimates no spread); the number of
+    seeds stuck at all-background is named, since such a seed is a failed run, not a low score; the paired gain
+    of the pretrained arm carries its bootstrap 95 % interval.
+    """
+    arms = [arm for arm in ARMS if report.get(arm)]
+    if not arms:
+        return "no arm was run"
+    shots = list(report[arms[0]])
+    lines = ["Dice, mean ± SE over seeds" + "".join(f"{f'{k} shot(s)':>26}" for k in shots)]
+
+    def cell(entry: dict[str, Any], signed: bool = False) -> str:
+        mean = f"{entry['mean']:+.3f}" if signed else f"{entry['mean']:.3f}"
+        spread = f" ± {entry['sem']:.3f}" if entry.get("sem") is not None else " (1 seed)"
+        stuck = sum(value < BACKGROUND_DICE for value in entry["per_seed"]) if not signed else 0
+        interval = entry.get("ci95")
+        extra = (f" [{interval[0]:+.3f}, {interval[1]:+.3f}]" if signed and interval
+                 else f" {stuck}/{len(entry['per_seed'])} bg" if stuck else "")
+        return f"{mean + spread + extra:>26}"
+
+    for arm in arms:
+        lines.append(f"  {arm:<24}" + "".join(cell(report[arm][k]) for k in shots))
+    if report.get("gain"):
+        lines.append(f"  {'gain (paired) [95% CI]':<24}" + "".join(cell(report["gain"][k], True) for k in shots))
+    if any(sum(v < BACKGROUND_DICE for v in report[arm][k]["per_seed"]) for arm in arms for k in shots):
+        lines.append(f"  n/m bg: n of m seeds predict all background (Dice < {BACKGROUND_DICE}): failed runs")
+    return "\n".join(lines)
 
 
 # The learning rates (and, for the pretrained arm, the share of steps with its backbone frozen) that ``tune``

@@ -21,6 +21,7 @@ __all__ = [
     "mid_slices",
     "pca_rgb",
     "plot_deformation_grid",
+    "plot_fewshot",
     "plot_logs",
     "show_matrices",
     "show_planes",
@@ -224,6 +225,68 @@ def plot_logs(logs: dict[str, Sequence[dict[str, str]]], columns: Sequence[str],
             ax.axhline(value, color="gray", linestyle=style, linewidth=1, label=label)
         ax.set(xlabel="step", title=title)
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+ARM_COLOURS = {"pretrained": "tab:red", "scratch": "tab:blue", "probe": "tab:grey", "probe_random": "tab:olive",
+               "probe_intensity": "tab:brown"}
+
+
+def _seed_offsets(n: int, width: float = 0.25) -> np.ndarray:
+    """Fixed horizontal offsets that spread ``n`` per-seed dots around their column (no random jitter)."""
+    return np.linspace(-width, width, n) if n > 1 else np.zeros(1)
+
+
+def plot_fewshot(report: Mapping, title: str = "") -> plt.Figure:
+    """A few-shot report (:func:`synthlab.eval_seg.evaluate_segmentation`) as its seeds show it.
+
+    Left: every seed's test Dice as a dot, per arm (one shot count) or against the shot count (several), with the
+    mean ± standard error. Right: the paired gain pretrained - scratch of each seed, its mean ± SE and bootstrap
+    95 % interval against the zero line, which is what decides a claim. A single seed draws no error bar, and
+    dots at zero are runs stuck at all-background, not low scores.
+    """
+    arms = [arm for arm in ARM_COLOURS if report.get(arm)]
+    shots = [int(k) for k in report[arms[0]]] if arms else []
+    gain = report.get("gain")
+    fig, axes = plt.subplots(1, 2 if gain else 1, figsize=(9.5 if gain else 5.5, 3.6), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.6, 1]} if gain else None)
+    ax = axes[0][0]
+    for position, arm in enumerate(arms):
+        entries = [report[arm][str(k)] for k in shots]
+        xs = np.array(shots, float) + (position - (len(arms) - 1) / 2) * 0.12 if len(shots) > 1 else [position]
+        for x, entry in zip(xs, entries, strict=True):
+            seeds = entry["per_seed"]
+            ax.scatter(x + _seed_offsets(len(seeds), 0.04 if len(shots) > 1 else 0.25), seeds, s=9, alpha=0.45,
+                       color=ARM_COLOURS[arm], linewidths=0)
+        means = [e["mean"] for e in entries]
+        errors = [e["sem"] if e.get("sem") is not None else 0.0 for e in entries]
+        ax.errorbar(xs, means, yerr=errors, color=ARM_COLOURS[arm], marker="o", capsize=4, lw=1.5,
+                    linestyle="-" if len(shots) > 1 else "none", label=f"{arm} (n={len(entries[0]['per_seed'])})")
+    if len(shots) > 1:
+        ax.set(xticks=shots, xlabel="labelled training scans (shots)")
+    else:
+        ax.set_xticks(range(len(arms)), arms, rotation=20, fontsize=8)
+        ax.set_xlabel(f"{shots[0]} shot(s)" if shots else "")
+    ax.set(ylim=(-0.02, 1), ylabel="test Dice per seed")
+    ax.legend(fontsize=7, loc="lower left" if len(shots) > 1 else "best")
+    ax.set_title(title or "few-shot Dice", fontsize=9)
+    if gain:
+        ax = axes[0][1]
+        for position, k in enumerate(shots):
+            entry = gain[str(k)]
+            ax.scatter(position + _seed_offsets(len(entry["per_seed"])), entry["per_seed"], s=12, alpha=0.6,
+                       color=ARM_COLOURS["pretrained"], linewidths=0)
+            if entry.get("ci95"):
+                ax.vlines(position + 0.35, *entry["ci95"], color="black", lw=3, alpha=0.35,
+                          label="bootstrap 95 % interval" if position == 0 else None)
+            ax.errorbar(position + 0.35, entry["mean"], yerr=entry["sem"] or 0.0, color="black", marker="o",
+                        capsize=4, label="mean ± SE" if position == 0 else None)
+        ax.axhline(0.0, color="gray", lw=1, linestyle=":")
+        ax.set_xticks(range(len(shots)), [f"{k} shot(s)" for k in shots])
+        ax.set(ylabel="pretrained − scratch (Dice, same seed)")
+        ax.legend(fontsize=7)
+        ax.set_title("paired gain per seed", fontsize=9)
     fig.tight_layout()
     return fig
 

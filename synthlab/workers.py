@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
@@ -33,10 +35,18 @@ def auto_workers(device: torch.device) -> int:
     return max(1, (os.cpu_count() or 1) // torch.get_num_threads())
 
 
-def _start_worker(context: Any, threads: int) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once its parent is gone: a killed study must not leave runs computing for nobody."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _start_worker(context: Any, threads: int, parent: int) -> None:
     global _CONTEXT
     torch.set_num_threads(threads)
     _CONTEXT = context
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
 def _call(fn: Callable[[Any, Any], Any], job: Any) -> Any:
@@ -65,7 +75,7 @@ def map_jobs(fn: Callable[[Context, Job], Any], jobs: Sequence[Job], context: Co
     spawn = multiprocessing.get_context("spawn")
     out: list[Any] = [None] * len(jobs)
     with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_start_worker,
-                             initargs=(context, torch.get_num_threads())) as pool:
+                             initargs=(context, torch.get_num_threads(), os.getpid())) as pool:
         pending = {pool.submit(_call, fn, job): i for i, job in enumerate(jobs)}
         try:
             while pending:

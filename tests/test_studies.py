@@ -1,0 +1,108 @@
+"""Tests for the reporting of few-shot studies: bootstrap intervals, the honest table, the figure, the registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from synthlab import studies  # noqa: E402
+from synthlab.eval_seg import format_segmentation, paired_gain  # noqa: E402
+from synthlab.metrics import bootstrap_interval, summarize  # noqa: E402
+from synthlab.viz import plot_fewshot  # noqa: E402
+
+
+def _arm(values: list[float]) -> dict:
+    return {"1": {**summarize(values), "per_seed": values, "subjects": [[f"s{i}"] for i in range(len(values))]}}
+
+
+def test_bootstrap_interval_holds_the_mean_narrows_with_seeds_and_needs_two_values() -> None:
+    gen = torch.Generator().manual_seed(0)
+    few = (0.05 + 0.1 * torch.randn(5, generator=gen)).tolist()
+    many = (0.05 + 0.1 * torch.randn(80, generator=gen)).tolist()
+    low, high = bootstrap_interval(few)
+    assert low < sum(few) / len(few) < high
+    wide, narrow = high - low, -(-bootstrap_interval(many)[1] + bootstrap_interval(many)[0])
+    assert narrow < wide / 2  # ~1/sqrt(n): 16 times the seeds, a quarter of the width
+    assert bootstrap_interval(few) == bootstrap_interval(few)  # seeded: a file does not change between writes
+    assert bootstrap_interval([0.3]) is None
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_interval(few, level=1.5)
+
+
+def test_the_table_gives_no_spread_for_one_seed_and_names_runs_stuck_at_background() -> None:
+    one = {"scratch": _arm([0.0]), "pretrained": _arm([0.15])}
+    one["gain"] = paired_gain(one["pretrained"], one["scratch"])
+    text = format_segmentation(one)
+    rows = text.splitlines()[1:]
+    assert not any("±" in row for row in rows) and "(1 seed)" in text and "1/1 bg" in text and "all background" in text
+    three = {"scratch": _arm([0.6, 0.0, 0.62]), "pretrained": _arm([0.65, 0.58, 0.7])}
+    three["gain"] = paired_gain(three["pretrained"], three["scratch"])
+    text = format_segmentation(three)
+    assert "1/3 bg" in text and f"{three['gain']['1']['mean']:+.3f} ± " in text and "[" in text
+
+
+def test_the_figure_shows_every_seed_of_every_arm_and_the_paired_gain() -> None:
+    report = {"scratch": _arm([0.5, 0.6, 0.55]), "pretrained": _arm([0.6, 0.62, 0.5]), "probe": _arm([0.3] * 3)}
+    report["gain"] = paired_gain(report["pretrained"], report["scratch"])
+    fig = plot_fewshot(report, "test")
+    dice, gain = fig.axes
+    assert sum(len(c.get_offsets()) for c in dice.collections if hasattr(c, "get_offsets")) >= 9
+    assert [t.get_text() for t in dice.get_xticklabels()] == ["pretrained", "scratch", "probe"]
+    assert any(line.get_ydata()[0] == 0.0 for line in gain.get_lines())  # the zero line a claim is read against
+
+
+def test_the_registry_names_each_study_and_refuses_an_unknown_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert studies.main(["list"]) == 0
+    assert all(name in capsys.readouterr().out for name in studies.STUDIES)
+    assert studies.main(["run", "no-such-study"]) == 2 and "no-such-study" in capsys.readouterr().err
+    assert studies.main(["jump"]) == 2
+    for name, study in studies.STUDIES.items():
+        assert "--out" not in study.argv and "--data" in study.argv, name
+        report = studies.load_study(name)
+        if report is not None:  # a shipped results file says which command made it
+            assert report["provenance"]["command"].startswith("python -m synthlab eval-seg")
+            json.dumps(report)
+
+
+def test_workers_end_when_the_study_that_started_them_is_killed(tmp_path: Path) -> None:
+    marker = tmp_path / "worker.pid"
+    (tmp_path / "slow_jobs.py").write_text(
+        "import os, time\n"
+        "def job(path, _):\n"
+        "    open(path, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(120)\n")
+    script = ("import slow_jobs\nfrom synthlab.workers import map_jobs\n"
+              f"map_jobs(slow_jobs.job, [0, 1], {str(marker)!r}, 2)\n")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=environment)
+    try:
+        for _ in range(600):
+            if marker.is_file() and marker.read_text():
+                break
+            time.sleep(0.1)
+        worker = int(marker.read_text())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        for _ in range(100):  # the worker notices within about a second
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("a worker kept running after its study was killed")
+    finally:
+        parent.kill()
