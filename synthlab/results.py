@@ -29,11 +29,12 @@ from .cli import Parser
 from .eval_seg import paired_gain
 from .io import write_text_atomic
 from .profiles import Profile
+from .studies import STUDIES, load_study
 
 __all__ = ["CLAIMS", "END_MARKER", "SMOKE_PROFILES", "START_MARKER", "TABLE_PROFILES", "Claim", "comparison_record",
            "comparison_summary", "features_summary", "load_runs", "machine_info", "main", "one_per_architecture",
-           "provenance", "registration_summary", "render_table", "replace_between_markers", "segmentation_summary",
-           "update_readme"]
+           "provenance", "registration_summary", "render_fewshot_study", "render_table", "replace_between_markers",
+           "segmentation_summary", "study_markers", "update_readme"]
 
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
@@ -254,21 +255,64 @@ def render_table(runs: dict[str, list[dict[str, Any]]]) -> str:
                       "notebooks/05_comparison).", *provenance])
 
 
-def replace_between_markers(text: str, body: str, name: str = "README") -> str:
+def replace_between_markers(text: str, body: str, name: str = "README", start_marker: str = START_MARKER,
+                            end_marker: str = END_MARKER) -> str:
     """``text`` with everything between the markers replaced by ``body``; ValueError naming ``name``."""
-    start, end = text.find(START_MARKER), text.find(END_MARKER)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < 0 or end < start:
-        raise ValueError(f"{name}: needs the markers {START_MARKER} and then {END_MARKER}")
-    return text[:start + len(START_MARKER)] + "\n" + body.strip() + "\n" + text[end:]
+        raise ValueError(f"{name}: needs the markers {start_marker} and then {end_marker}")
+    return text[:start + len(start_marker)] + "\n" + body.strip() + "\n" + text[end:]
+
+
+def study_markers(name: str) -> tuple[str, str]:
+    """The pair of markers around the README block rendered from study ``name``."""
+    return f"<!-- study:{name}:start -->", f"<!-- study:{name}:end -->"
+
+
+def render_fewshot_study(report: dict[str, Any]) -> str:
+    """A few-shot study as a markdown table: each arm's chosen setting, Dice, paired gain and interval."""
+    settings, made = report["settings"], report["provenance"]
+    shots = [str(k) for k in settings["shots"]]
+    rows = ["| arm | setting (tuned) | " + " | ".join(f"{k}-shot Dice, mean ± SE" for k in shots) + " |",
+            "|---|---|" + "---|" * len(shots)]
+    for arm in ("pretrained", "scratch", "probe", "probe_random", "probe_intensity"):
+        if not report.get(arm):
+            continue
+        setting = f"lr {settings['lrs'][arm]:g}" + (f", backbone frozen for the first {settings['freeze_fraction']:.0%}"
+                                                    if arm == "pretrained" and settings["freeze_fraction"] else "")
+        cells = [f"{e['mean']:.3f} ± {e['sem']:.3f}" if e["sem"] is not None else f"{e['mean']:.3f} (1 seed)"
+                 for e in (report[arm][k] for k in shots)]
+        rows.append(f"| {arm} | {setting} | " + " | ".join(cells) + " |")
+    if report.get("gain"):
+        cells = []
+        for k in shots:
+            gain = report["gain"][k]
+            positive = sum(d > 0 for d in gain["per_seed"])
+            interval = f", 95 % interval [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain.get("ci95") else ""
+            cells.append(f"**{gain['mean']:+.3f} ± {gain['sem']:.3f}**{interval}; {positive} of "
+                         f"{len(gain['per_seed'])} seeds positive")
+        rows.append("| paired gain, pretrained − scratch | same subject, initialisation and draws | "
+                    + " | ".join(cells) + " |")
+    return "\n".join([*rows, "", f"{settings['checkpoint']}, {settings['seeds']} seeds, {settings['max_test']} test "
+                       f"volumes; measured {made['date'][:10]} on {made['cpus']} CPU cores "
+                       f"({made['machine']['processor']}, torch {made['machine']['torch']}) in "
+                       f"{settings['seconds'] / 60:.0f} min by `{made['command']}` at commit "
+                       f"{(made['commit'] or 'unknown')[:7]}."])
 
 
 def update_readme(readme: str | Path, results: str | Path = "results", check: bool = False) -> bool:
-    """Regenerate the table in ``readme``; returns True when the file was (``check``: would be) changed."""
+    """Regenerate the claims table and every study block in ``readme``; returns True when the file was
+    (``check``: would be) changed."""
     readme = Path(readme)
     if not readme.is_file():
         raise FileNotFoundError(f"{readme}: README not found")
     text = readme.read_text()
     updated = replace_between_markers(text, render_table(load_runs(results)), str(readme))
+    for name in STUDIES:  # each study block present in the README is rendered from its results file
+        start, end = study_markers(name)
+        study = load_study(name)
+        if start in updated and study is not None:
+            updated = replace_between_markers(updated, render_fewshot_study(study), str(readme), start, end)
     if updated != text and not check:
         write_text_atomic(readme, updated)
     return updated != text

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from synthlab import results as results_module
+from synthlab.eval_seg import paired_gain
+from synthlab.metrics import summarize
 from synthlab.results import END_MARKER, START_MARKER, load_runs, main, render_table, update_readme
 
 
@@ -132,3 +135,28 @@ def test_each_objective_is_paired_with_the_scratch_arm_of_its_own_architecture(t
     assert set(dice) == {"scratch (widths [16, 32, 64, 128])", "scratch (widths [8, 16, 32, 64])", "voco"}
     with pytest.raises(ValueError, match="every scratch arm"):
         segmentation_summary({"voco": alone}, ["voco"], [large])
+
+
+def test_a_study_block_in_the_readme_is_rendered_from_the_study_file(workspace: tuple[Path, Path],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    readme, results = workspace
+    name = next(iter(results_module.STUDIES))
+    start, end = results_module.study_markers(name)
+    readme.write_text(readme.read_text() + f"\n{start}\nstale numbers\n{end}\n")
+
+    def arm(values: list[float]) -> dict:
+        return {"1": {**summarize(values), "per_seed": values, "subjects": [["a"], ["b"], ["c"]]}}
+
+    study = {"scratch": arm([0.60, 0.62, 0.58]), "pretrained": arm([0.65, 0.60, 0.66]), "probe": None,
+             "settings": {"shots": [1], "lrs": {"scratch": 0.03, "pretrained": 0.003}, "freeze_fraction": 0.25,
+                          "checkpoint": "synthlab-supcon-2d", "seeds": 3, "max_test": 40, "seconds": 600.0},
+             "provenance": {"date": "2026-12-03T17:00:00+00:00", "cpus": 2, "command": "python -m synthlab eval-seg",
+                            "commit": "abcdef123", "machine": {"processor": "x86_64", "torch": "2.13.0"}}}
+    study["gain"] = paired_gain(study["pretrained"], study["scratch"])
+    monkeypatch.setattr(results_module, "load_study", lambda wanted: study if wanted == name else None)
+    assert update_readme(readme, results)
+    text = readme.read_text()
+    assert "stale numbers" not in text and "backbone frozen for the first 25%" in text
+    assert f"**{study['gain']['1']['mean']:+.3f} ± {study['gain']['1']['sem']:.3f}**" in text
+    assert "2 of 3 seeds positive" in text and "commit abcdef1" in text
+    assert not update_readme(readme, results)  # idempotent
