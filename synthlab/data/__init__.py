@@ -3,7 +3,8 @@
 Evaluation needs images nobody here made; this package is the one door they come in by. ``nifti`` reads and
 writes single volumes and checks them, ``label_ids`` says which label ids a set has and numbers them 1..n,
 ``layouts`` knows the MSD and co-registered folder layouts and where data lives, ``unlabeled`` feeds real volumes
-to pretraining. Everything is re-exported here: ``synthlab.data.X``.
+to pretraining, ``download`` fetches a public data set once (``python -m synthlab.data download hippocampus``).
+Everything but the download is re-exported here: ``synthlab.data.X``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from .label_ids import check_label_ids, declared_labels, label_counts, relabel, 
 from .layouts import (
     Case,
     Subject,
+    downloaded_data_root,
     find_data_root,
     list_volumes,
     load_case,
@@ -51,6 +53,7 @@ __all__ = [
     "check_pair",
     "crop_or_pad",
     "declared_labels",
+    "downloaded_data_root",
     "find_data_root",
     "is_nifti",
     "label_counts",

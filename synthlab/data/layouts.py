@@ -20,8 +20,8 @@ from ..io import write_atomic
 from .label_ids import check_label_ids, declared_labels
 from .nifti import Volume, check_pair, is_nifti, load_nifti, nifti_files, stem
 
-__all__ = ["ICBM_NAME", "Case", "Subject", "find_data_root", "icbm_folder", "list_volumes", "load_case",
-           "load_coregistered", "load_icbm", "load_msd", "msd_entries", "pick_name", "resolve_data"]
+__all__ = ["ICBM_NAME", "Case", "Subject", "downloaded_data_root", "find_data_root", "icbm_folder", "list_volumes",
+           "load_case", "load_coregistered", "load_icbm", "load_msd", "msd_entries", "pick_name", "resolve_data"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,12 +158,21 @@ def load_coregistered(folder: str | Path) -> Subject:
 
 
 def find_data_root() -> Path | None:
-    """``$SYNTHLAB_DATA`` if set and existing, else ``<repo>/../shared/data`` if it exists, else None."""
+    """``$SYNTHLAB_DATA`` if set and existing, else ``<repo>/../shared/data`` if it exists, else the folder
+    ``python -m synthlab.data download`` fills (:func:`downloaded_data_root`) if it exists, else None."""
     env = os.environ.get("SYNTHLAB_DATA")
     if env and Path(env).expanduser().is_dir():
         return Path(env).expanduser()
     shared = _REPO_ROOT.parent / "shared" / "data"
-    return shared if shared.is_dir() else None
+    if shared.is_dir():
+        return shared
+    downloaded = downloaded_data_root()
+    return downloaded if downloaded.is_dir() else None
+
+
+def downloaded_data_root() -> Path:
+    """Where downloaded data sets go when ``$SYNTHLAB_DATA`` is unset: a ``data`` folder in synthlab's cache."""
+    return _cache_dir() / "data"
 
 
 ICBM_NAME = "icbm152"  # always available offline: the nilearn wheel's template, written to the cache on first use
