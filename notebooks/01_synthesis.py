@@ -35,14 +35,15 @@
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
-if importlib.util.find_spec("synthlab") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "synthlab @ git+https://github.com/synthlab/synthlab"], check=True)
+if importlib.util.find_spec("synthlab") is None:  # Colab, a bare kernel: install synthlab, its data extra
+    wheels = sorted(Path().glob("synthlab-*.whl"))  # a wheel uploaded beside the notebook wins
+    source = f"{wheels[-1].resolve()}[data]" if wheels else "synthlab[data] @ git+https://github.com/synthlab/synthlab"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", source], check=True)
 
 # %%
 # %matplotlib inline
-import os
 import tempfile
 from pathlib import Path
 
@@ -54,7 +55,7 @@ import synthlab
 from synthlab import viz
 from synthlab.data import find_data_root, load_icbm, save_nifti
 from synthlab.noise import pyramid_noise, smooth_noise
-from synthlab.profiles import get_profile
+from synthlab.profiles import use_profile
 from synthlab.synth import (
     AppearanceConfig,
     ProceduralConfig,
@@ -65,11 +66,11 @@ from synthlab.synth import (
 from synthlab.synth import appearance as fx
 
 # %% tags=["parameters"]
-profile = os.environ.get("SYNTHLAB_PROFILE", "ci")
+profile = None  # None: $SYNTHLAB_PROFILE, else "gpu" where CUDA is available, else "ci"
 seed = 0
 
 # %%
-P = get_profile(profile)
+P = use_profile(profile)
 SIZE_2D, SIZE_3D = P.synth_size_2d, P.synth_size_3d
 print(f"profile {P.name!r}: 2D images {SIZE_2D}^2, 3D volumes {SIZE_3D}^3")
 

@@ -41,13 +41,14 @@
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
-if importlib.util.find_spec("synthlab") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "synthlab @ git+https://github.com/synthlab/synthlab"], check=True)
+if importlib.util.find_spec("synthlab") is None:  # Colab, a bare kernel: install synthlab, its data extra
+    wheels = sorted(Path().glob("synthlab-*.whl"))  # a wheel uploaded beside the notebook wins
+    source = f"{wheels[-1].resolve()}[data]" if wheels else "synthlab[data] @ git+https://github.com/synthlab/synthlab"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", source], check=True)
 
 # %%
-import os
 import tempfile
 
 import matplotlib.pyplot as plt
@@ -65,19 +66,19 @@ from synthlab.losses.supcon import sample_voxels
 from synthlab.losses.voco import grid_boxes, overlap_fractions, random_boxes
 from synthlab.nets import unet_config
 from synthlab.probe import ProbeConfig, TrainingProbe, evaluate_features
-from synthlab.profiles import get_profile
+from synthlab.profiles import use_profile
 from synthlab.spatial import identity_grid, resize
 from synthlab.synth import SynthConfig, SynthEngine
 from synthlab.train import TrainConfig, pretrain
 
 # %% tags=["parameters"]
-profile = os.environ.get("SYNTHLAB_PROFILE", "ci")
+profile = None  # None: $SYNTHLAB_PROFILE, else "gpu" where CUDA is available, else "ci"
 objective = "supcon"  # "supcon", "voco", "rasd" or "voxnce"
 dim = 2  # 2 or 3
 seed = 0
 
 # %%
-P = get_profile(profile)
+P = use_profile(profile)
 SIZE = int(P.for_dim("pretrain_size", dim))
 PRESET = str(P.for_dim("preset", dim))
 SHIPPED = f"synthlab-{objective}-{dim}d"  # the weights synthlab ships for this objective (section 6)

@@ -32,15 +32,15 @@
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
-if importlib.util.find_spec("synthlab") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "synthlab @ git+https://github.com/synthlab/synthlab"], check=True)
+if importlib.util.find_spec("synthlab") is None:  # Colab, a bare kernel: install synthlab, its data extra
+    wheels = sorted(Path().glob("synthlab-*.whl"))  # a wheel uploaded beside the notebook wins
+    source = f"{wheels[-1].resolve()}[data]" if wheels else "synthlab[data] @ git+https://github.com/synthlab/synthlab"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", source], check=True)
 
 # %% tags=["parameters"]
-import os
-
-profile = os.environ.get("SYNTHLAB_PROFILE", "ci")
+profile = None  # None: $SYNTHLAB_PROFILE, else "gpu" where CUDA is available, else "ci"
 checkpoint = "synthlab-3d"  # the shipped 3D network (default), a checkpoint path, or "none" for a random init
 seed = 0
 
@@ -62,11 +62,11 @@ from synthlab.eval_reg import (
 )
 from synthlab.metrics import endpoint_error, folding_percent
 from synthlab.mind import mind_ssc
-from synthlab.profiles import get_profile
+from synthlab.profiles import use_profile
 from synthlab.register import FEATURE_SETS, RegistrationConfig, register
 from synthlab.spatial import warp
 
-settings = get_profile(profile)
+settings = use_profile(profile)
 config = RegistrationConfig(iterations=settings.reg_iterations)
 generator = torch.Generator().manual_seed(seed)
 data_root = find_data_root()

@@ -44,15 +44,15 @@
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
-if importlib.util.find_spec("synthlab") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "synthlab @ git+https://github.com/synthlab/synthlab"], check=True)
+if importlib.util.find_spec("synthlab") is None:  # Colab, a bare kernel: install synthlab, its data extra
+    wheels = sorted(Path().glob("synthlab-*.whl"))  # a wheel uploaded beside the notebook wins
+    source = f"{wheels[-1].resolve()}[data]" if wheels else "synthlab[data] @ git+https://github.com/synthlab/synthlab"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", source], check=True)
 
 # %% tags=["parameters"]
-import os
-
-profile = os.environ.get("SYNTHLAB_PROFILE", "ci")
+profile = None  # None: $SYNTHLAB_PROFILE, else "gpu" where CUDA is available, else "ci"
 # The network the study found fine-tuning gains from (anatomix's supcon objective); a checkpoint path or another
 # shipped name ("synthlab-2d" is the voxnce network), or "none": no pretrained arm.
 checkpoint = "synthlab-supcon-2d"
@@ -72,11 +72,11 @@ from synthlab import viz
 from synthlab.checkpoint import load_backbone
 from synthlab.data import declared_labels, find_data_root, load_msd, normalize_intensity
 from synthlab.eval_seg import evaluate_segmentation, format_segmentation, split_subjects
-from synthlab.profiles import get_profile
+from synthlab.profiles import use_profile
 from synthlab.segment import FineTuneConfig, fit_arm, predict, prepare_cases
 from synthlab.studies import STUDIES, load_study
 
-settings = get_profile(profile)
+settings = use_profile(profile)
 print(f"pretrained arm: {checkpoint}")
 data_root = find_data_root()
 folder = data_root / "hippocampus" if data_root is not None else None

@@ -34,15 +34,15 @@
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
-if importlib.util.find_spec("synthlab") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "synthlab @ git+https://github.com/synthlab/synthlab"], check=True)
+if importlib.util.find_spec("synthlab") is None:  # Colab, a bare kernel: install synthlab, its data extra
+    wheels = sorted(Path().glob("synthlab-*.whl"))  # a wheel uploaded beside the notebook wins
+    source = f"{wheels[-1].resolve()}[data]" if wheels else "synthlab[data] @ git+https://github.com/synthlab/synthlab"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", source], check=True)
 
 # %% tags=["parameters"]
-import os
-
-profile = os.environ.get("SYNTHLAB_PROFILE", "ci")
+profile = None  # None: $SYNTHLAB_PROFILE, else "gpu" where CUDA is available, else "ci"
 dim = 2  # 2: pretrain and fine-tune on slices; 3: whole volumes (registration always needs 3D features)
 weights = "shipped"  # "shipped": synthlab's own weights of each objective; "train": pretrain here with the profile
 seed = 0
@@ -62,7 +62,7 @@ from synthlab.eval_reg import evaluate_registration
 from synthlab.eval_seg import evaluate_segmentation
 from synthlab.io import write_text_atomic
 from synthlab.probe import ProbeConfig, compare_features
-from synthlab.profiles import get_profile
+from synthlab.profiles import use_profile
 from synthlab.results import (
     comparison_record,
     features_summary,
@@ -73,7 +73,7 @@ from synthlab.results import (
 )
 from synthlab.train import TrainConfig, pretrain
 
-settings = get_profile(profile)
+settings = use_profile(profile)
 objectives = ["supcon", "voco", "rasd", "voxnce"]  # the three papers' objectives and synthlab's own fourth arm
 size, preset = settings.for_dim("pretrain_size", dim), settings.for_dim("preset", dim)
 run_root = Path("results") / f"comparison_runs_{settings.name}_{dim}d"

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
+import torch
+
+from .dist import configure_threads
 from .spatial import check_dim
 
-__all__ = ["PROFILES", "Profile", "get_profile"]
+__all__ = ["PROFILES", "Profile", "get_profile", "use_profile"]
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,17 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(name: str | None = None) -> Profile:
-    """The named profile, else ``$SYNTHLAB_PROFILE``, else ``ci``; an unknown name raises a ValueError."""
-    name = name or os.environ.get("SYNTHLAB_PROFILE") or "ci"
+    """The named profile, else ``$SYNTHLAB_PROFILE``, else ``gpu`` where CUDA is available (a Colab GPU session)
+    and ``ci`` elsewhere; an unknown name raises a ValueError."""
+    name = name or os.environ.get("SYNTHLAB_PROFILE") or ("gpu" if torch.cuda.is_available() else "ci")
     if name not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {name!r} (check SYNTHLAB_PROFILE)")
     return PROFILES[name]
+
+
+def use_profile(name: str | None = None) -> Profile:
+    """:func:`get_profile`, and torch's CPU threads set as the command line sets them (half the cores, at most 4;
+    ``$SYNTHLAB_THREADS`` overrides): a notebook kernel beside another busy process must not spin two threads
+    against it (two notebooks of `make run-all` beside one job ran 9x slower with torch's default)."""
+    configure_threads()
+    return get_profile(name)
