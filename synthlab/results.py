@@ -38,8 +38,8 @@ __all__ = ["CLAIMS", "END_MARKER", "SMOKE_PROFILES", "START_MARKER", "TABLE_PROF
 
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
-TABLE_PROFILES = ("ci", "gpu")  # the columns of measured numbers; other profiles are listed under the table
-SMOKE_PROFILES = ("ci",)  # budgets that show the code runs end to end, not evidence for or against a claim
+TABLE_PROFILES = ("cpu", "gpu")  # notebook-05 runs whose numbers get a column; the others are listed under it
+SMOKE_PROFILES = ("ci",)  # budgets that show the code runs end to end, not evidence: never a column of numbers
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,14 @@ class Claim:
     published: str
     task: str  # "segmentation": few-shot Dice gain; "registration": EPE by feature set; "features": match rate
     objective: str
+    study: str | None = None  # the synthlab.studies results file that measures the claim, where one exists
 
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("anatomix", "pretraining on synthetic label maps raises few-shot Dice over random init",
           "hippocampus (MSD), fine-tune all layers vs scratch, same subjects/draws; Dice gain ± SE per shots",
-          "+0.01 to +0.05 Dice on 6 datasets (e.g. PROMISE12 .85 vs .80)", "segmentation", "supcon"),
+          "+0.01 to +0.05 Dice on 6 datasets (e.g. PROMISE12 .85 vs .80)", "segmentation", "supcon",
+          "fewshot-2d-supcon-1shot"),
     Claim("anatomix", "network features + MIND register better than MIND alone, without training",
           "brain_tumor_mri/study1, known smooth deformation; endpoint error (voxels, lower is better)",
           "ConvexAdam Dice .84 (+anatomix) vs .73 (MIND) on AbdomenMRCT", "registration", "supcon"),
@@ -221,6 +223,20 @@ def _measure(claim: Claim, run: dict[str, Any]) -> str | None:
     return " vs ".join(f"{name} {value['mean']:.2f}" for name, value in errors.items())
 
 
+def _study_cell(claim: Claim) -> str:
+    """The claim's paired gain as its study measured it, or where the README's hand-run figures stand instead."""
+    study = load_study(claim.study) if claim.study else None
+    if study is None or not study.get("gain"):
+        return "no study file yet (see Measured figures)"
+    settings = study["settings"]
+    parts = []
+    for shots, gain in study["gain"].items():
+        interval = f" [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain.get("ci95") else ""
+        parts.append(f"{shots}-shot {_signed(gain['mean'], gain.get('sem'))}{interval}")
+    return (f"{settings['dim']}D, {settings['seeds']} seeds, tuned, {settings['steps']} steps: " + ", ".join(parts)
+            + f" (`{claim.study}`)")
+
+
 def _cell(claim: Claim, runs: list[dict[str, Any]]) -> str:
     parts = [f"{run.get('dim', '?')}D: {value}" for run in runs if (value := _measure(claim, run)) is not None]
     return "<br>".join(parts) if parts else "not run"
@@ -238,21 +254,23 @@ def _provenance(profile: str, runs: list[dict[str, Any]]) -> str:
 
 def render_table(runs: dict[str, list[dict[str, Any]]]) -> str:
     """The markdown claims table plus one provenance line per run (no markers)."""
-    header = ["paper", "central claim", "protocol here",
-              *(f"measured `{p}`" + (" (smoke test)" if p in SMOKE_PROFILES else "") for p in TABLE_PROFILES),
-              "published (reference)"]
+    header = ["paper", "central claim", "protocol here", "measured in a study (paired gain ± SE [95 % interval])",
+              *(f"notebook 05, `{p}` profile" for p in TABLE_PROFILES), "published (reference)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for claim in CLAIMS:
-        measured = [_cell(claim, runs.get(profile, [])) for profile in TABLE_PROFILES]
+        measured = [_study_cell(claim), *(_cell(claim, runs.get(profile, [])) for profile in TABLE_PROFILES)]
         lines.append("| " + " | ".join([claim.paper, claim.claim, claim.protocol, *measured, claim.published])
                      + " |")
-    provenance = [_provenance(profile, group) for profile, group in sorted(runs.items())]
-    notes = ("Gains are pretrained minus scratch mean Dice (paired seeds) ± standard error; registration cells "
-             "give endpoint errors of the feature sets with that objective's network. Tiny budgets give "
-             "differences at the level of seed noise: the `ci` column is a smoke test (minutes of CPU: it shows the "
-             "pipeline runs end to end), not evidence; the longer CPU studies are under Measured figures above.")
-    return "\n".join([*lines, "", notes, "", "Runs:" if provenance else "Runs: none yet (run "
-                      "notebooks/05_comparison).", *provenance])
+    provenance = [_provenance(profile, runs[profile]) for profile in TABLE_PROFILES if profile in runs]
+    smoke = sorted(profile for profile in runs if profile in SMOKE_PROFILES)
+    notes = ("Gains are pretrained minus scratch mean Dice (paired seeds) ± standard error, with a bootstrap 95 % "
+             "interval; registration cells give endpoint errors of the feature sets with that objective's network. "
+             "The study column comes from the results files of `synthlab/studies` (their provenance is in each file "
+             "and under Measured figures). "
+             + (f"Runs at the {', '.join(f'`{p}`' for p in smoke)} budget (one seed, minutes of CPU) show that the "
+                "pipeline runs end to end and are not evidence, so they have no column." if smoke else ""))
+    return "\n".join([*lines, "", notes.strip(), "", "Runs:" if provenance else "Runs of notebook 05 at the `cpu` "
+                      "or `gpu` budget: none yet.", *provenance])
 
 
 def replace_between_markers(text: str, body: str, name: str = "README", start_marker: str = START_MARKER,

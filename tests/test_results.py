@@ -27,7 +27,8 @@ def _fake_run(profile: str, dim: int, supcon_gain: float) -> dict:
 def workspace(tmp_path: Path) -> tuple[Path, Path]:
     results = tmp_path / "results"
     results.mkdir()
-    (results / "comparison_ci_2d.json").write_text(json.dumps(_fake_run("ci", 2, 0.0312)))
+    (results / "comparison_cpu_2d.json").write_text(json.dumps(_fake_run("cpu", 2, 0.0312)))
+    (results / "comparison_ci_2d.json").write_text(json.dumps(_fake_run("ci", 2, 0.75)))  # a smoke run: no column
     readme = tmp_path / "README.md"
     readme.write_text(f"# title\n\nintro\n\n## Results\n\n{START_MARKER}\nold table\n{END_MARKER}\ntail\n")
     return readme, results
@@ -38,12 +39,14 @@ def test_table_shows_measured_numbers_and_missing_profiles(workspace: tuple[Path
     table = render_table(load_runs(results))
     rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ")][1:]  # skip the header
     anatomix_seg = next(r for r in rows if r[0] == "| anatomix" and "few-shot" in r[1])
-    assert anatomix_seg[3] == "2D: 1-shot +0.031 ± 0.004, 3-shot -0.020"  # the ci column
-    assert anatomix_seg[4] == "not run"  # no gpu JSON
+    assert anatomix_seg[4] == "2D: 1-shot +0.031 ± 0.004, 3-shot -0.020"  # the cpu column
+    assert anatomix_seg[5] == "not run"  # no gpu JSON
+    assert "+0.750" not in table and "are not evidence, so they have no column" in table  # the ci smoke run
     anatomix_reg = next(r for r in rows if r[0] == "| anatomix" and "register" in r[1])
-    assert anatomix_reg[3] == "2D: mind 1.23 vs network+mind 0.99"
+    assert anatomix_reg[4] == "2D: mind 1.23 vs network+mind 0.99"
+    assert anatomix_reg[3] == "no study file yet (see Measured figures)"
     rasd = next(r for r in rows if r[0] == "| RaSD")
-    assert rasd[3] == "not run"  # the JSON has no rasd entry
+    assert rasd[4] == "not run"  # the JSON has no rasd entry
     assert "2026-01-02T03:04:05+00:00 on Linux-test (x86_64), torch 9.9" in table
 
 
@@ -87,9 +90,9 @@ def test_feature_probe_rows_show_network_random_and_mind(tmp_path: Path) -> None
     other = {"methods": {k: {"match_rate": v["match_rate"] / 2} for k, v in report["methods"].items()}}
     match = features_summary({"voxnce": [report, other]})
     assert match["voxnce"]["network"] == pytest.approx(0.375)  # the mean over the image pairs
-    run = _fake_run("ci", 2, 0.0)
+    run = _fake_run("cpu", 2, 0.0)
     run["summary"]["feature_match"] = match
-    (tmp_path / "comparison_ci_2d.json").write_text(json.dumps(run))
+    (tmp_path / "comparison_cpu_2d.json").write_text(json.dumps(run))
     table = render_table(load_runs(tmp_path))
     voxnce = next(line for line in table.splitlines() if line.startswith("| synthlab"))
     assert "2D: network 0.375 vs random 0.225 vs mind 0.150" in voxnce
@@ -148,7 +151,8 @@ def test_a_study_block_in_the_readme_is_rendered_from_the_study_file(workspace: 
         return {"1": {**summarize(values), "per_seed": values, "subjects": [["a"], ["b"], ["c"]]}}
 
     study = {"scratch": arm([0.60, 0.62, 0.58]), "pretrained": arm([0.65, 0.60, 0.66]), "probe": None,
-             "settings": {"shots": [1], "lrs": {"scratch": 0.03, "pretrained": 0.003}, "freeze_fraction": 0.25,
+             "settings": {"shots": [1], "dim": 2, "steps": 400, "lrs": {"scratch": 0.03, "pretrained": 0.003},
+                          "freeze_fraction": 0.25,
                           "checkpoint": "synthlab-supcon-2d", "seeds": 3, "max_test": 40, "seconds": 600.0},
              "provenance": {"date": "2026-12-03T17:00:00+00:00", "cpus": 2, "command": "python -m synthlab eval-seg",
                             "commit": "abcdef123", "machine": {"processor": "x86_64", "torch": "2.13.0"}}}
