@@ -270,8 +270,14 @@ if t1 is not None:
 # ### Are features the same in both views?
 #
 # Both views show the same anatomy, so a good representation gives each voxel (nearly) the same feature in
-# both. Per voxel, the cosine similarity between the L2-normalised features of view 1 and view 2, for the
-# trained network and for the same network before training, on one shared grey scale (the colorbars).
+# both. Per voxel, the cosine similarity between the features of view 1 and view 2, for the trained network
+# and for the same network before training, on one shared grey scale (the colorbars).
+#
+# One trap first. An untrained network's features all share one large common direction, so the plain cosine
+# of any two of its feature vectors is close to 1, whatever the two images show; and training, which spreads
+# features apart to tell regions apart, *lowers* that plain cosine. `view_agreement` therefore centres each
+# channel (subtracts its mean over the image) before the cosine: it compares how a voxel differs from the rest
+# of its image in view 1 with how it differs in view 2. The printout gives both, so you can see the trap.
 
 # %%
 agreement = {name: view_agreement(net, test_views[0], test_views[1])
@@ -280,13 +286,18 @@ fig = viz.show_row([test_views[0, 0], test_views[1, 0], *agreement.values()],
                    ["view 1", "view 2", *(f"cosine, {name}" for name in agreement)],
                    kinds=["image", "image", "auto", "auto"], shared=True)
 plt.show()
-for name, cosine in agreement.items():
-    print(f"{name:>9}: mean per-voxel cosine between views {cosine.mean():.3f}")
+for name, net in (("untrained", untrained), ("trained", trained)):
+    plain = view_agreement(net, test_views[0], test_views[1], centred=False)
+    print(f"{name:>9}: mean per-voxel cosine between views, centred {agreement[name].mean():.3f} "
+          f"(plain, uncentred: {plain.mean():.3f})")
 
 # %% [markdown]
-# And the prototype picture of section 4 again, now with the trained network next to the untrained one:
-# training should move weight onto the diagonal (each region recognises its own prototype). Expect the
-# clearest change for `objective = "rasd"`, which optimises exactly this.
+# And the prototype picture of section 4 again, now with the trained network next to the untrained one. This
+# matrix is RaSD's own training quantity: only `objective = "rasd"` is asked to put its weight on the diagonal
+# (each region recognising its own prototype). It is a softmax over raw dot products, so for the other
+# objectives a prototype of large norm takes every row (one bright column), and an untrained network, whose
+# prototypes are all alike, gives one flat colour: neither says the features are bad, only that they were not
+# trained for this picture.
 
 # %%
 viz.show_matrices({"untrained": prototype_similarity(untrained, views[0], labels),
@@ -323,7 +334,7 @@ display(viz.slider(similarity_to_voxel, row=(0, SIZE - 1, 1, SIZE // 2), col=(0,
 # %% [markdown]
 # ## Next
 #
-# Change `objective` (and `dim`) in the parameters cell and run again to compare the three objectives. For
+# Change `objective` (and `dim`) in the parameters cell and run again to compare the four objectives. For
 # real runs use the command line, e.g. `python -m synthlab pretrain --objective supcon --dim 3 --size 64
 # --steps 2000 --out runs/supcon3d`, or `torchrun` for several GPUs. Notebooks 03 and 04 use such
 # checkpoints for registration and few-shot segmentation.

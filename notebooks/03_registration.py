@@ -198,14 +198,19 @@ for ax in axes:
 fig.tight_layout()
 
 # %% [markdown]
-# Lower is better. Intensity features suffer most when the contrasts differ; MIND is built to ignore
-# contrast. Network features join MIND in `network+mind`; whether the shipped network adds to MIND here is
-# read against its random-initialisation baseline (`checkpoint="none"`) and the README's measured table.
+# Lower is better; the dashed line is the error before registration. Read the bars with care: at the `ci`
+# budget this is one seeded deformation on a 64-voxel grid, a demonstration of the machinery. In it the
+# network's features *alone* can land above the dashed line (worse than not registering at all): the shipped
+# network was trained to find the same voxel, and a registration built on its features alone inherits its
+# coherent misses. MIND, built to ignore contrast, is the set to beat; `network+mind` asks whether the network
+# adds anything to it.
 #
-# At the README's budget (3 seeds, 2026-11-30) it does not: network+MIND 0.649 voxels against MIND's 0.576,
-# although this network beats MIND on the correspondence probe. `docs/experiments.md` ("Why better features
-# register worse") measures why: its misses come in coherent regions that the solver's smoothing cannot
-# average away.
+# The README measures the same question with more care, on another pair and grid (T1 pre-contrast against
+# FLAIR, 128 voxels, 3 seeds): network+MIND 0.649 voxels against MIND's 0.576, so the shipped network does not
+# help there either, although it beats MIND on the correspondence probe. The same table gives the baseline
+# this notebook does not run: a *random* network added to MIND (0.563), no worse than MIND. To run it here, set
+# `checkpoint = "none"`. `docs/experiments.md` ("Why better features register worse") measures why the trained
+# network hurts: its misses come in coherent regions that the solver's smoothing cannot average away.
 #
 # ## Try it: regularisation and steps
 #

@@ -153,23 +153,26 @@ def _train_and_score(study: _Study, run: _Run) -> tuple[torch.Tensor, list[int]]
 BACKGROUND_DICE = 0.01  # a run whose mean test Dice is below this predicts (almost) only background
 
 
-def format_segmentation(report: dict[str, Any]) -> str:
+def format_segmentation(report: dict[str, Any], gains: dict[str, dict[str, Any]] | None = None) -> str:
     """The arms' Dice per shot count as a plain table that says what its numbers can mean.
 
     Mean ± standard error over seeds, and no ± for a single seed (one run estimates no spread); the number of
-    seeds stuck at all-background is named, since such a seed is a failed run, not a low score; the paired gain
-    of the pretrained arm carries its bootstrap 95 % interval.
+    seeds stuck at all-background is named, since such a seed is a failed run, not a low score; a paired gain
+    carries its bootstrap 95 % interval where it has one. ``report`` maps arm names to their entries (an
+    :func:`evaluate_segmentation` report, or several objectives' arms side by side); ``gains`` names several
+    paired gains (default: the report's own ``gain``).
     """
-    arms = [arm for arm in ARMS if report.get(arm)]
+    arms = [arm for arm, entry in report.items() if arm not in ("settings", "gain", "provenance") and entry]
     if not arms:
         return "no arm was run"
     shots = list(report[arms[0]])
+    gains = gains if gains is not None else ({"gain (paired)": report["gain"]} if report.get("gain") else {})
     lines = ["Dice, mean ± SE over seeds" + "".join(f"{f'{k} shot(s)':>26}" for k in shots)]
 
     def cell(entry: dict[str, Any], signed: bool = False) -> str:
         mean = f"{entry['mean']:+.3f}" if signed else f"{entry['mean']:.3f}"
         spread = f" ± {entry['sem']:.3f}" if entry.get("sem") is not None else " (1 seed)"
-        stuck = sum(value < BACKGROUND_DICE for value in entry["per_seed"]) if not signed else 0
+        stuck = sum(value < BACKGROUND_DICE for value in entry.get("per_seed", [])) if not signed else 0
         interval = entry.get("ci95")
         extra = (f" [{interval[0]:+.3f}, {interval[1]:+.3f}]" if signed and interval
                  else f" {stuck}/{len(entry['per_seed'])} bg" if stuck else "")
@@ -177,9 +180,9 @@ def format_segmentation(report: dict[str, Any]) -> str:
 
     for arm in arms:
         lines.append(f"  {arm:<24}" + "".join(cell(report[arm][k]) for k in shots))
-    if report.get("gain"):
-        lines.append(f"  {'gain (paired) [95% CI]':<24}" + "".join(cell(report["gain"][k], True) for k in shots))
-    if any(sum(v < BACKGROUND_DICE for v in report[arm][k]["per_seed"]) for arm in arms for k in shots):
+    for name, gain in gains.items():
+        lines.append(f"  {name:<24}" + "".join(cell(gain[k], True) for k in shots))
+    if any(sum(v < BACKGROUND_DICE for v in report[arm][k].get("per_seed", [])) for arm in arms for k in shots):
         lines.append(f"  n/m bg: n of m seeds predict all background (Dice < {BACKGROUND_DICE}): failed runs")
     return "\n".join(lines)
 

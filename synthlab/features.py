@@ -198,13 +198,20 @@ def cosine_map(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     return (normalize_features(first) * normalize_features(second)).sum(0)
 
 
-def view_agreement(net: nn.Module, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+def view_agreement(net: nn.Module, first: torch.Tensor, second: torch.Tensor, centred: bool = True) -> torch.Tensor:
     """Per-voxel cosine similarity of ``net``'s features between two renderings of one label map.
 
     What anatomix-style pretraining asks for: the same anatomy gives the same feature whatever the appearance.
+    ``centred`` first subtracts each channel's mean over the image: an untrained network's features share one
+    large common direction, so their plain cosine is near 1 everywhere whatever the images show (0.95 between
+    two renderings in notebook 02), and training that spreads features apart *lowers* it. The centred cosine
+    compares how each voxel differs from the rest of its image, which is what telling anatomy apart needs.
     Inputs are ``(1, *size)`` images; the result is ``(*size)`` in [-1, 1].
     """
-    return cosine_map(*(extract_features(net, view, progress=False) for view in (first, second)))
+    maps = [extract_features(net, view, progress=False) for view in (first, second)]
+    if centred:
+        maps = [m - m.flatten(1).mean(1).view(-1, *([1] * (m.ndim - 1))) for m in maps]
+    return cosine_map(*maps)
 
 
 def prototype_similarity(net: nn.Module, image: torch.Tensor, labels: torch.Tensor,

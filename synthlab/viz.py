@@ -239,14 +239,17 @@ def _seed_offsets(n: int, width: float = 0.25) -> np.ndarray:
 
 
 def plot_fewshot(report: Mapping, title: str = "") -> plt.Figure:
-    """A few-shot report (:func:`synthlab.eval_seg.evaluate_segmentation`) as its seeds show it.
+    """A few-shot report (:func:`synthlab.eval_seg.evaluate_segmentation`, or any arms side by side) as its seeds
+    show it.
 
     Left: every seed's test Dice as a dot, per arm (one shot count) or against the shot count (several), with the
     mean ± standard error. Right: the paired gain pretrained - scratch of each seed, its mean ± SE and bootstrap
     95 % interval against the zero line, which is what decides a claim. A single seed draws no error bar, and
     dots at zero are runs stuck at all-background, not low scores.
     """
-    arms = [arm for arm in ARM_COLOURS if report.get(arm)]
+    arms = [arm for arm, entry in report.items() if arm not in ("settings", "gain", "provenance") and entry]
+    cycle = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"][4:] * 3)  # other arms: colours not used above
+    colours = {arm: ARM_COLOURS.get(arm) or next(cycle) for arm in arms}
     shots = [int(k) for k in report[arms[0]]] if arms else []
     gain = report.get("gain")
     fig, axes = plt.subplots(1, 2 if gain else 1, figsize=(9.5 if gain else 5.5, 3.6), squeeze=False,
@@ -258,10 +261,10 @@ def plot_fewshot(report: Mapping, title: str = "") -> plt.Figure:
         for x, entry in zip(xs, entries, strict=True):
             seeds = entry["per_seed"]
             ax.scatter(x + _seed_offsets(len(seeds), 0.04 if len(shots) > 1 else 0.25), seeds, s=9, alpha=0.45,
-                       color=ARM_COLOURS[arm], linewidths=0)
+                       color=colours[arm], linewidths=0)
         means = [e["mean"] for e in entries]
         errors = [e["sem"] if e.get("sem") is not None else 0.0 for e in entries]
-        ax.errorbar(xs, means, yerr=errors, color=ARM_COLOURS[arm], marker="o", capsize=4, lw=1.5,
+        ax.errorbar(xs, means, yerr=errors, color=colours[arm], marker="o", capsize=4, lw=1.5,
                     linestyle="-" if len(shots) > 1 else "none", label=f"{arm} (n={len(entries[0]['per_seed'])})")
     if len(shots) > 1:
         ax.set(xticks=shots, xlabel="labelled training scans (shots)")

@@ -109,6 +109,17 @@ def test_gpu_matches_cpu() -> None:
     torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=1e-4)
 
 
+class _Offset(torch.nn.Module):
+    """A network whose every feature carries one large common offset, as an untrained network's roughly do."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net, self.downsample_factor = net, net.downsample_factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) + 10.0
+
+
 def test_view_agreement_is_one_for_identical_views_and_prototypes_are_rowwise_distributions() -> None:
     from synthlab.features import prototype_similarity, view_agreement
     from synthlab.nets import build_unet
@@ -120,6 +131,12 @@ def test_view_agreement_is_one_for_identical_views_and_prototypes_are_rowwise_di
     assert cosine.shape == (32, 32)
     assert torch.allclose(cosine, torch.ones_like(cosine), atol=1e-5)
     assert float(view_agreement(net, image, torch.rand(1, 32, 32)).mean()) < 0.999
+    # A common offset on every feature makes the plain cosine ~1 whatever the images; the centred one ignores it.
+    shifted = _Offset(net).eval()
+    other = torch.rand(1, 32, 32, generator=torch.Generator().manual_seed(1))
+    assert float(view_agreement(shifted, image, other, centred=False).mean()) > 0.95
+    assert float(view_agreement(shifted, image, other).mean()) == pytest.approx(
+        float(view_agreement(net, image, other).mean()), abs=1e-4)
     labels = torch.zeros(1, 32, 32, dtype=torch.long)
     labels[:, 16:] = 2  # label 1 absent: only the two present regions get a row
     matrix = prototype_similarity(net, image, labels)

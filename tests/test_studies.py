@@ -59,7 +59,7 @@ def test_the_figure_shows_every_seed_of_every_arm_and_the_paired_gain() -> None:
     fig = plot_fewshot(report, "test")
     dice, gain = fig.axes
     assert sum(len(c.get_offsets()) for c in dice.collections if hasattr(c, "get_offsets")) >= 9
-    assert [t.get_text() for t in dice.get_xticklabels()] == ["pretrained", "scratch", "probe"]
+    assert [t.get_text() for t in dice.get_xticklabels()] == ["scratch", "pretrained", "probe"]  # report order
     assert any(line.get_ydata()[0] == 0.0 for line in gain.get_lines())  # the zero line a claim is read against
 
 
