@@ -1,8 +1,9 @@
 """The few-shot experiment behind ``synthlab eval-seg``: splits, arms, seeds, and one JSON of results.
 
 Dice swings with the training subject, so each seed trains on different subjects against a fixed test list
-(:func:`split_subjects`), and results carry standard errors and the paired per-seed gain over scratch
-(DESIGN.md, "Judging a gain honestly"). Training one arm is :func:`synthlab.segment.fit_arm`.
+(:func:`split_subjects`), and results carry standard errors and the paired per-seed gain over scratch (a gain
+is judged on per-seed differences, never on two unpaired means). Training one arm is
+:func:`synthlab.segment.fit_arm`.
 """
 
 from __future__ import annotations

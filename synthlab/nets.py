@@ -83,7 +83,7 @@ class UNet(nn.Module):
         widths: channels of the encoder levels, finest first; ``len(widths)`` is the number of poolings.
         bottleneck: channels at the coarsest resolution.
         norm: ``"batch"`` (anatomix) or ``"instance"`` (per-sample statistics: preferable under DDP and for
-            batch size 1 at inference, see REFERENCE §5.6).
+            batch size 1 at inference, where batch statistics of one sample are noise).
 
     Attributes:
         config: the constructor arguments; ``UNet(**net.config)`` rebuilds the architecture (checkpoints

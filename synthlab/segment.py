@@ -1,12 +1,12 @@
 """Few-shot segmentation: fine-tune a backbone (or probe its frozen features) on a handful of labelled cases.
 
-The arms share budget, augmentations, seeds and data order (REFERENCE §1.5): ``pretrained`` (checkpoint UNet
-+ 1x1 head, all layers fine-tuned with Dice + CE, optionally after a warm-up with the backbone frozen) and
-``scratch`` (same architecture, random init). The linear probes ask how much the features alone say: a 1x1 head
-on every level of the frozen network (``probe``), trained to convergence on the features of every training
-voxel, beside the same head on the untrained network's levels (``probe_random``) and on the raw intensity
-(``probe_intensity``). This module trains and predicts one arm; the experiment over shots and seeds behind
-``synthlab eval-seg`` is :mod:`synthlab.eval_seg`.
+The arms share budget, augmentations, seeds and data order, so a difference between arms is the pretraining's, not
+the draws': ``pretrained`` (checkpoint UNet + 1x1 head, all layers fine-tuned with Dice + CE, optionally after a
+warm-up with the backbone frozen) and ``scratch`` (same architecture, random init). The linear probes ask how much
+the features alone say: a 1x1 head on every level of the frozen network (``probe``), trained to convergence on the
+features of every training voxel, beside the same head on the untrained network's levels (``probe_random``) and on
+the raw intensity (``probe_intensity``). This module trains and predicts one arm; the experiment over shots and
+seeds behind ``synthlab eval-seg`` is :mod:`synthlab.eval_seg`.
 """
 
 from __future__ import annotations

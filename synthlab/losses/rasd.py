@@ -1,4 +1,5 @@
-"""RaSD's objective: region-wise prototype disentanglement on dense output features (REFERENCE §3.3).
+"""RaSD's objective: region-wise prototype disentanglement on dense output features (docs/fidelity.md sets each
+choice beside the authors' code).
 
 Each label region of a synthetic volume gets a prototype, the mean output feature over the region. Two
 cross-entropies train the network: prototypes must be told apart from each other (``P^T P / t`` against the

@@ -3,7 +3,7 @@
 Both views of a synthetic label map go through the shared UNet. At each tapped layer the same voxel locations
 are sampled in both views, their features pass a per-layer projection MLP and are L2-normalised, and voxels
 that carry the same label are pulled together while all other voxels are pushed apart (SupCon "all" mode,
-REFERENCE §1.3). Background is an ordinary class.
+Khosla et al. 2020; docs/fidelity.md). Background is an ordinary class.
 
 As in anatomix's code, the contrast is one volume pair at a time: a batch of B pairs is B separate losses,
 averaged, so a same-label voxel of *another* volume is never a negative (in anatomix's batch of one pair it

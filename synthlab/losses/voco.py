@@ -1,4 +1,4 @@
-"""VoCo's objective: predict where a random crop lies from its similarity to base crops (REFERENCE §2).
+"""VoCo's objective: predict where a random crop lies from its similarity to base crops (docs/fidelity.md).
 
 The volume is cut into a regular grid of base crops; a few random crops of the same size are drawn too. A
 random crop's *position label* is its overlap-volume fraction with each base cell (non-negative, sums to 1).

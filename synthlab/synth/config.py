@@ -4,7 +4,7 @@ Lengths of *smooth fields* (label fields, deformations, texture, bias, the foreg
 the output volume, so a 48^3 sample looks like a shrunken 128^3 sample: a field drawn on a coarse grid of side
 ``g`` varies over ``side / g`` voxels, and radii or offsets are fractions of the side. Image-resolution
 effects (blur, low resolution, Gibbs ringing, ghost shifts) are in voxels. Every default names its source in
-the comment (anatomix step1/step2 and online augmentation, RaSD's generator; REFERENCE.md §1.1, §3.1-3.2).
+the comment (anatomix step1/step2 and online augmentation, RaSD's generator; docs/fidelity.md).
 
 A range ``(lo, hi)`` means a uniform draw in ``[lo, hi]``; ``lo == hi`` fixes the value.
 """
