@@ -227,14 +227,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
         return 0
     if args.command == "eval-seg":
+        # Every finished run is kept beside the output until the results are written: run the same command again
+        # after a kill and only the missing runs train.
+        journal = Path(f"{args.out}.partial.jsonl")
+        if journal.is_file():
+            print(f"resuming from {journal}", file=sys.stderr)
         optional = ("lr_scratch", "lr_finetune", "lr_probe", "freeze_fraction", "probe_steps")
         results = evaluate_segmentation(data=args.data, checkpoint=args.checkpoint, shots=args.shots,
                                         seeds=args.seeds, steps=args.steps, dim=args.dim, preset=args.preset,
                                         max_test=args.max_test, device=args.device, batch_size=args.batch_size,
                                         arms=args.arms, tune=args.tune, val_cases=args.val_cases,
-                                        tune_seeds=args.tune_seeds, workers=args.workers,
+                                        tune_seeds=args.tune_seeds, workers=args.workers, journal=journal,
                                         **{k: getattr(args, k) for k in optional if getattr(args, k) is not None})
-        write_json_atomic(args.out, {"provenance": provenance(["python -m synthlab", *sys.argv[1:]]), **results})
+        write_json_atomic(args.out, {"provenance": provenance(args.command_line), **results})
+        journal.unlink()  # the results are written: nothing left to resume
         print(format_segmentation(results))
         print(f"wrote {args.out}")
         return 0
@@ -257,6 +263,7 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 for bad input, with one line on stderr)."""
     args = build_parser().parse_args(argv)
+    args.command_line = ["python -m synthlab", *(sys.argv[1:] if argv is None else argv)]  # results record it
     warnings.showwarning = _show_warning
     try:
         configure_threads()  # SYNTHLAB_THREADS=N overrides; see dist.configure_threads

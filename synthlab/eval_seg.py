@@ -9,6 +9,7 @@ is judged on per-seed differences, never on two unpaired means). Training one ar
 from __future__ import annotations
 
 import copy
+import json
 import statistics
 import time
 import warnings
@@ -131,6 +132,42 @@ class _Run:
     validate: bool = False  # score the validation cases (tuning) instead of the test list
 
 
+class _Journal:
+    """Each finished run of a study, one JSON line each, so that a killed study resumes where it stopped.
+
+    The first line holds the study's fingerprint (data, network and protocol); a journal written by another study
+    is refused rather than mixed in. Scores are stored as float64 lists, which JSON round-trips exactly, so a
+    resumed study reports what an uninterrupted one does.
+    """
+
+    def __init__(self, path: Path, fingerprint: dict[str, Any]) -> None:
+        self.path, self.runs = path, {}
+        header = json.dumps({"fingerprint": fingerprint}, sort_keys=True)
+        if path.is_file() and path.stat().st_size:
+            lines = path.read_text().splitlines()
+            if lines[0] != header:
+                raise ValueError(f"journal {path} belongs to another study (other data, network or settings); "
+                                 "delete it to start afresh")
+            for line in lines[1:]:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:  # the last line of a killed write
+                    continue
+                self.runs[entry["run"]] = (torch.tensor(entry["scores"], dtype=torch.float64), entry["train"])
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(header + "\n")
+
+    def add(self, key: str, result: tuple[torch.Tensor, list[int]]) -> None:
+        self.runs[key] = result
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"run": key, "scores": result[0].tolist(), "train": result[1]}) + "\n")
+
+
+def _run_key(run: _Run) -> str:
+    return json.dumps(asdict(run), sort_keys=True)
+
+
 def _train_and_score(study: _Study, run: _Run) -> tuple[torch.Tensor, list[int]]:
     """Train ``run.arm`` on its seed's subjects; return its Dice ``(n_scored, n_labels)`` and the subjects.
 
@@ -207,7 +244,7 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
                           probe_steps: int = FineTuneConfig.probe_steps, batch_size: int | None = None,
                           augment: AugmentConfig | None = None, arms: Sequence[str] = ARMS, tune: bool = False,
                           val_cases: int = 10, tune_seeds: int = 2, workers: int | None = 1,
-                          progress: bool = True) -> dict[str, Any]:
+                          journal: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Few-shot Dice of every arm for every shot count, over ``seeds`` seeds, as a JSON-able dict.
 
     Args:
@@ -228,6 +265,8 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
             shot count).
         workers: processes the runs are spread over (:func:`~synthlab.workers.map_jobs`; None: every core,
             :func:`~synthlab.workers.auto_workers`). The results do not depend on it.
+        journal: a file that keeps every finished run (:class:`_Journal`): a killed study called again with the
+            same journal trains only the runs it had not finished, and reports what an uninterrupted one does.
     Returns:
         ``{"settings", <arm>..., "gain"}``. An arm maps each shot count (a string) to mean/std/sem over seeds
         of the mean test Dice, per-label means, per-seed values, and each seed's training subjects and
@@ -265,6 +304,27 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
     workers = auto_workers(device) if workers is None else workers
     study = _Study(cases, labels, template, pretrained is not None, max_test, max(shots), held, device,
                    progress and workers == 1)
+    weights = float(sum(value.double().sum() for value in template.state_dict().values()
+                        if value.is_floating_point()))  # the checkpoint's weights, not only its name
+    record = None if journal is None else _Journal(Path(journal), {
+        "data": str(folder), "n_cases": len(cases), "checkpoint": checkpoint, "net_config": dict(template.config),
+        "weights_sum": weights, "max_test": max_test, "held": held, "stride": max(shots)})
+
+    def run_all(runs: list[_Run], desc: str) -> list[tuple[torch.Tensor, list[int]]]:
+        """Every run's result: from the journal where it is there, else trained now (and journaled)."""
+        known = record.runs if record is not None else {}
+        todo = [run for run in runs if _run_key(run) not in known]
+        bar = progress_bar(len(runs), desc, enabled=progress, initial=len(runs) - len(todo))
+
+        def finished(index: int, result: tuple[torch.Tensor, list[int]]) -> None:
+            if record is not None:
+                record.add(_run_key(todo[index]), result)
+            bar.update()
+
+        fresh = dict(zip(map(_run_key, todo), map_jobs(_train_and_score, todo, study, workers, on_done=finished),
+                         strict=True))
+        bar.close()
+        return [known[key] if key in known else fresh[key] for key in map(_run_key, runs)]
 
     tuning: dict[str, Any] = {}
     if tune:
@@ -275,9 +335,7 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
                  if arm in arms]
         trials = [_Run(arm, min(shots), seed, replace(budget, **choice), validate=True)
                   for arm, choices in grids for choice in choices for seed in tune_range]
-        bar = progress_bar(len(trials), "eval-seg tuning", enabled=progress)
-        scores = iter(map_jobs(_train_and_score, trials, study, workers, on_done=bar.update))
-        bar.close()
+        scores = iter(run_all(trials, "eval-seg tuning"))
         for arm, choices in grids:
             scored = [{**choice, "val_dice": statistics.fmean(float(next(scores)[0].mean()) for _ in tune_range)}
                       for choice in choices]
@@ -289,8 +347,7 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
 
     results: dict[str, Any] = {arm: ({} if arm in arms else None) for arm in ARMS}
     runs = [_Run(arm, k, seed, budget) for k in shots for seed in range(seeds) for arm in arms]
-    bar = progress_bar(len(runs), "eval-seg", enabled=progress)
-    done = dict(zip(runs, map_jobs(_train_and_score, runs, study, workers, on_done=bar.update), strict=True))
+    done = dict(zip(runs, run_all(runs, "eval-seg"), strict=True))
     for k in shots:
         raw = {arm: {"per_seed": [], "per_seed_per_label": [], "subjects": [], "n_test": []} for arm in arms}
         for seed in range(seeds):
@@ -305,7 +362,6 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
             results[arm][str(k)] = {**summarize(raw[arm]["per_seed"]),
                                     "per_label": dict(zip(map(str, labels), per_label, strict=True)),
                                     **raw[arm]}
-    bar.close()
     both = results["pretrained"] is not None and results["scratch"] is not None
     results["gain"] = paired_gain(results["pretrained"], results["scratch"]) if both else None
     order = _case_order(len(cases))

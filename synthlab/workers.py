@@ -54,23 +54,24 @@ def _call(fn: Callable[[Any, Any], Any], job: Any) -> Any:
 
 
 def map_jobs(fn: Callable[[Context, Job], Any], jobs: Sequence[Job], context: Context, workers: int = 1,
-             on_done: Callable[[], None] | None = None) -> list[Any]:
+             on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
     """``[fn(context, job) for job in jobs]``, on ``workers`` processes when there is more than one.
 
     ``fn`` must be a module-level function and ``context`` picklable: each worker receives the context once
     (spawned, so no thread or file handle of the caller is shared) and runs with the caller's thread count.
-    ``on_done`` is called in the caller after each finished job (a progress bar). The first failing job's
-    exception is raised after the pending jobs are cancelled.
+    ``on_done(index, result)`` is called in the caller as each job finishes (a progress bar, a journal that
+    lets a killed study resume). The first failing job's exception is raised after the pending jobs are
+    cancelled.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     workers = min(workers, len(jobs))
     if workers <= 1:
         results = []
-        for job in jobs:
+        for index, job in enumerate(jobs):
             results.append(fn(context, job))
             if on_done is not None:
-                on_done()
+                on_done(index, results[-1])
         return results
     spawn = multiprocessing.get_context("spawn")
     out: list[Any] = [None] * len(jobs)
@@ -81,9 +82,10 @@ def map_jobs(fn: Callable[[Context, Job], Any], jobs: Sequence[Job], context: Co
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    out[pending.pop(future)] = future.result()
+                    index = pending.pop(future)
+                    out[index] = future.result()
                     if on_done is not None:
-                        on_done()
+                        on_done(index, out[index])
         except BaseException:
             for future in pending:
                 future.cancel()

@@ -115,6 +115,8 @@ def test_eval_seg_writes_results_json(tmp_path: Path) -> None:
     assert results["pretrained"] is None  # no checkpoint: no pretrained arm, stated rather than faked
     assert 0.0 <= results["scratch"]["1"]["mean"] <= 1.0
     assert results["settings"]["lrs"]["scratch"] == 0.01
+    assert results["provenance"]["command"].startswith("python -m synthlab eval-seg")
+    assert not Path(f"{out}.partial.jsonl").exists()  # the journal goes once the results are written
 
 
 def test_eval_commands_fail_cleanly_without_results_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -202,7 +204,7 @@ def test_eval_reg_and_eval_seg_end_with_a_summary_table(tmp_path: Path, capsys: 
                  "--steps", "2", "--dim", "2", "--preset", "tiny", "--device", "cpu",
                  "--out", str(tmp_path / "seg.json")]) == 0
     summary = capsys.readouterr().out
-    assert "mean Dice ± SE over seeds" in summary and "scratch" in summary
+    assert "Dice, mean ± SE over seeds" in summary and "scratch" in summary
 
 
 def test_pretrain_probes_a_real_pair_into_the_log_and_needs_its_contrast_names(

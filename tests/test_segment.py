@@ -297,3 +297,31 @@ def test_a_probe_predicts_through_the_folded_head_as_through_the_full_feature_st
     with pytest.raises(ValueError, match="levels='all'"):
         LevelFeatures(build_unet("tiny", 2), "encoder").linear_readout(x, model.head_weight.flatten(1),
                                                                        model.head_bias)
+
+
+def test_a_killed_study_resumes_from_its_journal_and_reports_what_an_uninterrupted_one_does(
+        cubes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = {"shots": [1], "seeds": 3, "steps": 2, "dim": 2, "max_test": 3, "probe_steps": 5,
+                "arms": ("scratch", "probe_intensity"), **FAST}
+    whole = eval_seg.evaluate_segmentation(cubes, **settings)
+    journal, original, calls = tmp_path / "study.json.partial.jsonl", eval_seg._train_and_score, []
+
+    def dies_after_four(study: object, run: object) -> object:
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # a kill in the middle of the fifth run
+        calls.append(run)
+        return original(study, run)
+
+    monkeypatch.setattr(eval_seg, "_train_and_score", dies_after_four)
+    with pytest.raises(KeyboardInterrupt):
+        eval_seg.evaluate_segmentation(cubes, journal=journal, **settings)
+    assert len(journal.read_text().splitlines()) == 1 + 4  # the fingerprint, then the four finished runs
+    calls.clear()
+    monkeypatch.setattr(eval_seg, "_train_and_score", lambda study, run: calls.append(run) or original(study, run))
+    resumed = eval_seg.evaluate_segmentation(cubes, journal=journal, **settings)
+    assert len(calls) == 6 - 4  # only the runs the killed study had not finished
+    for report in (whole, resumed):
+        report["settings"].pop("seconds")
+    assert resumed == whole
+    with pytest.raises(ValueError, match="another study"):
+        eval_seg.evaluate_segmentation(cubes, journal=journal, **{**settings, "max_test": 2})
