@@ -22,7 +22,6 @@ from .checkpoint import load_backbone
 from .data import (
     Case,
     Volume,
-    crop_or_pad,
     declared_labels,
     load_case,
     load_coregistered,
@@ -32,6 +31,7 @@ from .data import (
     resample,
     resolve_data,
 )
+from .data.frame import common_frame, to_frame
 from .dist import resolve_device
 from .metrics import endpoint_error, folding_percent, mean_dice, summarize
 from .noise import pyramid_noise
@@ -190,17 +190,17 @@ def _coregistered_protocol(folder: Path, names: tuple[str, str], features: Seque
 
 
 def _pair_grid(pair: Sequence[Case], size: int | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Image and label map of each case on one grid: isotropic voxels with the longest side of either case at
-    most ``size`` (whole-brain scans are resampled; small crops keep their voxels), centre-padded to a common
-    shape, intensities scaled to [0, 1]."""
+    """Image and label map of the fixed and the moving case in one physical frame (:mod:`synthlab.data.frame`):
+    the fixed scan's field of view on RAS axes, isotropic voxels with the longest side of either case at most
+    ``size`` (whole-brain scans are resampled; small crops keep their voxels), the moving scan sampled there in
+    world coordinates after aligning the centres of mass of the two foregrounds; intensities scaled to [0, 1]."""
+    fixed, moving = pair
     extent = max(n * s for case in pair for n, s in zip(case.image.array.shape, case.image.spacing, strict=True))
     finest = min(min(case.image.spacing) for case in pair)
     spacing = max(extent / size, finest) if size is not None and extent / finest > size else None
-    volumes = [(resample(case.image, spacing), resample(case.label, spacing)) if spacing else (case.image, case.label)
-               for case in pair]
-    shape = tuple(max(image.array.shape[k] for image, _ in volumes) for k in range(3))
-    return [(crop_or_pad(normalize_intensity(image.array), shape), crop_or_pad(label.array, shape))
-            for image, label in volumes]
+    frame, fixed_image = common_frame(fixed.image, moving.image, spacing)
+    return [(normalize_intensity(fixed_image.array), to_frame(fixed.label, frame, moving=False)),
+            (normalize_intensity(to_frame(moving.image, frame)), to_frame(moving.label, frame))]
 
 
 def _msd_protocol(folder: Path, names: tuple[str | None, str | None], features: Sequence[str],
@@ -239,8 +239,10 @@ def _msd_protocol(folder: Path, names: tuple[str | None, str | None], features: 
                     "dice": mean_dice(moved, fixed_label),
                     "folding_percent": folding_percent(result.displacement), "seconds": result.seconds})
     skip = ("seed", "fixed", "moving", "grid")
-    return {"protocol": "inter-subject pairs of labelled cases (drawn per seed unless named), resampled to "
-                        "isotropic voxels when longer than the working size, centre-padded to a common grid: "
+    return {"protocol": "inter-subject pairs of labelled cases (drawn per seed unless named), placed in one "
+                        "world frame (the fixed scan's field of view on RAS axes, isotropic voxels when longer "
+                        "than the working size; the moving scan sampled there after aligning the centres of "
+                        "mass of the two foregrounds): "
                         "mean foreground Dice of the warped moving labels before and after "
                         "registration, with the moving image unchanged or remapped by a random monotone or "
                         "non-monotone intensity curve",
