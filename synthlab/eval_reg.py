@@ -31,7 +31,7 @@ from .data import (
     resample,
     resolve_data,
 )
-from .data.frame import common_frame, to_frame
+from .data.frame import common_frame, to_frame, working_spacing
 from .dist import resolve_device
 from .metrics import endpoint_error, folding_percent, mean_dice, summarize
 from .noise import pyramid_noise
@@ -39,8 +39,8 @@ from .progress import ProgressLike, progress_bar
 from .register import FEATURE_SETS, RegistrationConfig, RegistrationResult, register
 from .spatial import warp
 
-__all__ = ["RANDOM_PRESET", "ProtocolConfig", "evaluate_registration", "known_answer_scores", "random_contrast",
-           "random_deformation", "working_grid"]
+__all__ = ["RANDOM_PRESET", "ProtocolConfig", "evaluate_registration", "known_answer_scores", "load_feature_net",
+           "random_contrast", "random_deformation", "working_grid"]
 
 RANDOM_PRESET = "small"  # the architecture of the random-network baseline (checkpoint="none")
 
@@ -104,7 +104,7 @@ def random_contrast(image: torch.Tensor, generator: torch.Generator, monotone: b
     return values[lower] * (1 - fraction) + values[lower + 1] * fraction
 
 
-def _load_net(checkpoint: str, device: torch.device) -> tuple[nn.Module, str]:
+def load_feature_net(checkpoint: str, device: torch.device) -> tuple[nn.Module, str]:
     """The 3D feature network and a sentence saying what it is (a random init is stated, never hidden); an
     encoder-only method's network gives its encoder features.
 
@@ -195,10 +195,7 @@ def _pair_grid(pair: Sequence[Case], size: int | None) -> list[tuple[torch.Tenso
     ``size`` (whole-brain scans are resampled; small crops keep their voxels), the moving scan sampled there in
     world coordinates after aligning the centres of mass of the two foregrounds; intensities scaled to [0, 1]."""
     fixed, moving = pair
-    extent = max(n * s for case in pair for n, s in zip(case.image.array.shape, case.image.spacing, strict=True))
-    finest = min(min(case.image.spacing) for case in pair)
-    spacing = max(extent / size, finest) if size is not None and extent / finest > size else None
-    frame, fixed_image = common_frame(fixed.image, moving.image, spacing)
+    frame, fixed_image = common_frame(fixed.image, moving.image, working_spacing([fixed.image, moving.image], size))
     return [(normalize_intensity(fixed_image.array), to_frame(fixed.label, frame, moving=False)),
             (normalize_intensity(to_frame(moving.image, frame)), to_frame(moving.label, frame))]
 
@@ -281,7 +278,7 @@ def evaluate_registration(data: str | Path, fixed: str | None = None, moving: st
         raise ValueError(f"size must be at least 8 voxels, got {size}")
     folder = resolve_data(data)
     device = resolve_device(device)
-    net, network = (_load_net(checkpoint, device) if any("network" in name for name in features)
+    net, network = (load_feature_net(checkpoint, device) if any("network" in name for name in features)
                     else (None, "not used"))
     msd = (folder / "dataset.json").is_file()
     if not msd and (fixed is None or moving is None):

@@ -1,10 +1,15 @@
-"""Tests for synthlab.data.frame: two scans stored differently are placed in one physical frame."""
+"""Tests for synthlab.data.frame and `synthlab register`: two scans stored differently, in one physical frame."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import nibabel as nib
 import numpy as np
+import pytest
 import torch
 
+from synthlab.__main__ import main
 from synthlab.data import Volume
 from synthlab.data.frame import common_frame, foreground_centre, grid_points, sample_world, to_frame
 from synthlab.metrics import mean_dice
@@ -60,3 +65,33 @@ def test_a_coarser_working_grid_covers_the_fixed_field_of_view_on_ras_axes() -> 
     frame, on_grid = common_frame(fixed, fixed, spacing=2.0)
     assert "".join(on_grid.orientation) == "RAS" and frame.spacing == (2.0, 2.0, 2.0)
     assert frame.shape == tuple(round(n / 2) for n in image.shape) and np.allclose(frame.shift, 0.0)
+
+
+def test_register_command_writes_the_moved_scan_labels_and_field_on_the_fixed_grid(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image, label = _subject()
+    affine = np.diag([1.5, 1.5, 2.0, 1.0])
+    flip = np.eye(4)
+    flip[0, 0], flip[0, 3] = -1, image.shape[0] - 1
+    moved_affine = affine @ flip
+    moved_affine[:3, 3] += (9.0, -6.0, 4.0)
+    files = {"fixed.nii.gz": (image, affine), "fixed_seg.nii.gz": (label, affine),
+             "moving.nii.gz": (image.flip(0), moved_affine), "moving_seg.nii.gz": (label.flip(0), moved_affine)}
+    for name, (array, matrix) in files.items():
+        nib.save(nib.Nifti1Image(array.numpy().astype(np.float32 if array.is_floating_point() else np.int16),
+                                 matrix), tmp_path / name)
+    out = tmp_path / "result"
+    code = main(["register", str(tmp_path / "fixed.nii.gz"), str(tmp_path / "moving.nii.gz"), "--features", "mind",
+                 "--moving-labels", str(tmp_path / "moving_seg.nii.gz"), "--fixed-labels",
+                 str(tmp_path / "fixed_seg.nii.gz"), "--device", "cpu", "--out", str(out)])
+    assert code == 0 and "Dice" in capsys.readouterr().out
+    warped, warped_labels, field = (nib.load(out / name) for name in
+                                    ("warped.nii.gz", "warped_labels.nii.gz", "displacement.nii.gz"))
+    assert np.allclose(warped.affine, affine) and warped.shape == tuple(image.shape)
+    assert field.shape == (*image.shape, 3)
+    assert mean_dice(torch.from_numpy(np.asarray(warped_labels.dataobj).astype(np.int64)), label) > 0.95
+    # Bad input: one line, exit 2, no output folder.
+    assert main(["register", str(tmp_path / "fixed.nii.gz"), str(tmp_path / "nope.nii.gz"),
+                 "--out", str(tmp_path / "other")]) == 2
+    assert "nope.nii.gz" in capsys.readouterr().err and not (tmp_path / "other").exists()
+    assert main(["register", str(tmp_path / "fixed.nii.gz"), str(tmp_path / "moving.nii.gz"), "--out", str(out)]) == 2

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from .nifti import Volume, normalize_intensity, reorient, resample
 
-__all__ = ["Frame", "common_frame", "foreground_centre", "grid_points", "sample_world", "to_frame"]
+__all__ = ["Frame", "common_frame", "foreground_centre", "grid_points", "sample_grid", "sample_world", "to_frame",
+           "working_spacing"]
 
 
 def grid_points(shape: tuple[int, ...], affine: np.ndarray) -> torch.Tensor:
@@ -28,19 +29,25 @@ def grid_points(shape: tuple[int, ...], affine: np.ndarray) -> torch.Tensor:
     return index @ torch.from_numpy(np.asarray(affine, dtype=np.float64)).T[:, :3]
 
 
+def sample_grid(array: torch.Tensor, affine: np.ndarray, points: torch.Tensor, nearest: bool = False,
+                border: bool = False) -> torch.Tensor:
+    """Channels ``(C, *shape)`` of a grid with ``affine`` at world positions ``points`` (``(*out, 3)`` mm):
+    ``(C, *out)`` float, linear (or ``nearest``), 0 outside the grid (or the ``border`` value)."""
+    to_index = torch.from_numpy(np.linalg.inv(np.asarray(affine, dtype=np.float64)))
+    index = points @ to_index[:3, :3].T + to_index[:3, 3]
+    sides = torch.tensor(array.shape[1:], dtype=torch.float64)
+    # grid_sample wants (x, y, z) = (last, middle, first) axis, each scaled to [-1, 1] between the end voxels.
+    normal = (2 * index / (sides - 1).clamp_min(1) - 1).flip(-1).float()
+    out = F.grid_sample(array.float()[None], normal.reshape(1, 1, 1, -1, 3).to(array.device),
+                        mode="nearest" if nearest else "bilinear", padding_mode="border" if border else "zeros",
+                        align_corners=True)
+    return out.reshape(array.shape[0], *points.shape[:-1])
+
+
 def sample_world(volume: Volume, points: torch.Tensor) -> torch.Tensor:
     """``volume`` at world positions ``points`` (``(*shape, 3)`` mm): linear for images, nearest for label maps,
     0 outside its field of view. Returns ``(*shape)`` in the volume's dtype."""
-    to_index = torch.from_numpy(np.linalg.inv(np.asarray(volume.affine, dtype=np.float64)))
-    index = points @ to_index[:3, :3].T + to_index[:3, 3]
-    sides = torch.tensor(volume.array.shape, dtype=torch.float64)
-    # grid_sample wants (x, y, z) = (last, middle, first) axis, each scaled to [-1, 1] between the end voxels.
-    normal = (2 * index / (sides - 1).clamp_min(1) - 1).flip(-1).float()
-    source = volume.array.float()[None, None]
-    mode = "nearest" if volume.is_label else "bilinear"
-    out = F.grid_sample(source, normal.reshape(1, 1, 1, -1, 3).to(source.device), mode=mode,
-                        padding_mode="zeros", align_corners=True)
-    return out.reshape(points.shape[:-1]).to(volume.array.dtype)
+    return sample_grid(volume.array[None], volume.affine, points, nearest=volume.is_label)[0].to(volume.array.dtype)
 
 
 def foreground_centre(volume: Volume, level: float = 0.2) -> np.ndarray:
@@ -64,6 +71,14 @@ class Frame:
     @property
     def spacing(self) -> tuple[float, ...]:
         return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
+
+
+def working_spacing(volumes: list[Volume], size: int | None) -> float | None:
+    """Isotropic voxel size (mm) that fits the longest side of any of ``volumes`` in ``size`` voxels, never finer
+    than their finest voxels; None (keep the voxels) when they already fit or ``size`` is None."""
+    extent = max(n * s for volume in volumes for n, s in zip(volume.array.shape, volume.spacing, strict=True))
+    finest = min(min(volume.spacing) for volume in volumes)
+    return max(extent / size, finest) if size is not None and extent / finest > size else None
 
 
 def common_frame(fixed: Volume, moving: Volume, spacing: float | None = None, align: bool = True
