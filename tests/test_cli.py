@@ -201,7 +201,7 @@ def test_eval_reg_and_eval_seg_end_with_a_summary_table(tmp_path: Path, capsys: 
     assert "mind" in capsys.readouterr().out.split("wrote")[0]
     cubes = _write_cubes(tmp_path / "cubes", n=5)
     assert main(["eval-seg", "--data", str(cubes), "--checkpoint", "none", "--shots", "1", "--seeds", "1",
-                 "--steps", "2", "--dim", "2", "--preset", "tiny", "--device", "cpu",
+                 "--steps", "2", "--dim", "2", "--preset", "tiny", "--device", "cpu", "--workers", "1",
                  "--out", str(tmp_path / "seg.json")]) == 0
     summary = capsys.readouterr().out
     assert "Dice, mean ± SE over seeds" in summary and "scratch" in summary

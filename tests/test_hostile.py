@@ -21,7 +21,7 @@ from synthlab.checkpoint import load_checkpoint
 from tests.test_segment import _write_cubes
 
 SEG = ["--checkpoint", "none", "--shots", "1", "--seeds", "1", "--steps", "1", "--dim", "2", "--preset", "tiny",
-       "--device", "cpu"]
+       "--device", "cpu", "--workers", "1"]
 PRETRAIN = ["pretrain", "--objective", "supcon", "--dim", "2", "--size", "16", "--preset", "tiny", "--device", "cpu",
             "--batch-size", "1", "--steps", "1"]
 
