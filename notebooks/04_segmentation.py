@@ -137,9 +137,10 @@ if has_data:
 # `evaluate_segmentation` trains each arm `seg_seeds` times per shot count (different training subjects per
 # seed, the same for every arm) and scores mean foreground Dice on a fixed held-out list. Where the profile does
 # not tune (`ci`), the arms take the learning rates the study's tuning chose. The table says what the numbers
-# can mean: no ± for a single seed, and a seed stuck at all-background is counted as a failed run. At the `ci`
-# budget (a few hundred steps fewer than the study) fine-tuning has not converged: compare the probes, which are
-# fitted to convergence at any budget, with the study above.
+# can mean: no ± for a single seed, no interval below five seeds, and a seed stuck at all-background is counted
+# as a failed run. At the `ci` budget (150 steps instead of the study's 400, three seeds, three arms) fine-tuning
+# has not converged, so its gain here is not the study's: compare the probe, which is fitted to convergence at
+# any budget, with the study above.
 
 # %%
 if has_data:
@@ -150,7 +151,7 @@ if has_data:
                                    seeds=settings.seg_seeds, steps=settings.seg_steps, dim=dim,
                                    max_test=settings.seg_max_test, batch_size=settings.for_dim("seg_batch", dim),
                                    tune=settings.seg_tune, probe_steps=settings.seg_probe_steps, progress=False,
-                                   **chosen)
+                                   arms=settings.seg_arms, **chosen)
     print(f"{report['settings']['seconds']:.0f} s; learning rates {report['settings']['lrs']}; "
           f"probe backbone: {report['settings']['probe_backbone']}")
     print(format_segmentation(report))

@@ -77,12 +77,14 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
 
 def bootstrap_interval(values: Sequence[float], level: float = 0.95, resamples: int = 10_000,
                        seed: int = 0) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of the mean of per-seed values (None below two values).
+    """Percentile bootstrap interval of the mean of per-seed values (None below five values).
 
     It makes no normal assumption, which matters for few-shot gains: one bad seed (a run stuck on one label)
-    makes their distribution lopsided. Seeded, so a results file does not change between two writes.
+    makes their distribution lopsided. Below five values the resamples are too few and too alike to mean an
+    interval (three values have ten distinct resamples). Seeded, so a results file does not change between two
+    writes.
     """
-    if len(values) < 2:
+    if len(values) < 5:
         return None
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")

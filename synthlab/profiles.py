@@ -45,10 +45,11 @@ class Profile:
     seg_batch_3d: int  # whole volumes per step
     seg_tune: bool  # choose each arm's learning rate on validation cases first (eval-seg --tune)
     seg_probe_steps: int  # full-batch steps of the linear probes
+    seg_arms: tuple[str, ...]  # the arms notebook 04 runs live (the studies run all five)
     seg_shots: tuple[int, ...]
     seg_seeds: int
     seg_max_test: int | None
-    # Notebook 05 fine-tunes four checkpoints: the shot counts and seeds it evaluates (fewer fit CI).
+    # Notebook 05 fine-tunes four checkpoints: the shot counts and seeds it evaluates (0 seeds: not run live).
     compare_shots: tuple[int, ...]
     compare_seeds: int
     # Notebook 05's feature probe: query voxels per image pair and working side (the README's tables use 2,000
@@ -73,8 +74,9 @@ PROFILES: dict[str, Profile] = {
         pretrain_steps=30, pretrain_batch=2,
         reg_size=64, reg_iterations=40, reg_seeds=1,
         seg_steps=150, seg_batch_2d=4, seg_batch_3d=2, seg_tune=False, seg_probe_steps=150,
+        seg_arms=("pretrained", "scratch", "probe"),
         seg_shots=(1,), seg_seeds=3, seg_max_test=8,
-        compare_shots=(1,), compare_seeds=1,
+        compare_shots=(1,), compare_seeds=0,  # no live comparison: one seed a network would mean nothing
         probe_queries=500, probe_size_2d=128, probe_size_3d=64,
     ),
     "cpu": Profile(
@@ -84,6 +86,7 @@ PROFILES: dict[str, Profile] = {
         pretrain_steps=500, pretrain_batch=2,
         reg_size=128, reg_iterations=80, reg_seeds=3,
         seg_steps=400, seg_batch_2d=8, seg_batch_3d=2, seg_tune=True, seg_probe_steps=500,
+        seg_arms=("pretrained", "scratch", "probe", "probe_random", "probe_intensity"),
         seg_shots=(1, 3, 5), seg_seeds=10, seg_max_test=40,
         compare_shots=(1, 3, 5), compare_seeds=6,
         probe_queries=2000, probe_size_2d=256, probe_size_3d=96,
@@ -95,6 +98,7 @@ PROFILES: dict[str, Profile] = {
         pretrain_steps=20000, pretrain_batch=4,
         reg_size=192, reg_iterations=150, reg_seeds=5,
         seg_steps=2000, seg_batch_2d=16, seg_batch_3d=2, seg_tune=True, seg_probe_steps=1000,
+        seg_arms=("pretrained", "scratch", "probe", "probe_random", "probe_intensity"),
         seg_shots=(1, 3, 5), seg_seeds=10, seg_max_test=40,
         compare_shots=(1, 3, 5), compare_seeds=10,
         probe_queries=2000, probe_size_2d=256, probe_size_3d=96,

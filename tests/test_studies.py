@@ -36,7 +36,7 @@ def test_bootstrap_interval_holds_the_mean_narrows_with_seeds_and_needs_two_valu
     wide, narrow = high - low, -(-bootstrap_interval(many)[1] + bootstrap_interval(many)[0])
     assert narrow < wide / 2  # ~1/sqrt(n): 16 times the seeds, a quarter of the width
     assert bootstrap_interval(few) == bootstrap_interval(few)  # seeded: a file does not change between writes
-    assert bootstrap_interval([0.3]) is None
+    assert bootstrap_interval([0.3]) is None and bootstrap_interval(few[:4]) is None
     with pytest.raises(ValueError, match="level"):
         bootstrap_interval(few, level=1.5)
 
