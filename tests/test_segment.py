@@ -187,7 +187,7 @@ def test_arms_share_subjects_batches_and_augmentation(cubes: Path, tiny_checkpoi
 
 
 def test_2d_path_reports_every_field_and_same_seed_gives_same_result(cubes: Path) -> None:
-    settings = {"shots": [1, 2], "seeds": 2, "steps": 3, "dim": 2, "max_test": 3, **FAST}
+    settings = {"shots": [1, 2], "seeds": 2, "steps": 3, "dim": 2, "max_test": 3, "probe_steps": 30, **FAST}
     result = eval_seg.evaluate_segmentation(cubes, **settings)
     again = eval_seg.evaluate_segmentation(cubes, **settings)
     json.dumps(result)  # JSON-able as it stands
@@ -270,7 +270,7 @@ def test_a_frozen_warm_up_trains_only_the_head_first() -> None:
 def test_runs_spread_over_worker_processes_give_the_results_of_one_process(tmp_path: Path,
                                                                            tiny_checkpoint: Path) -> None:
     many = _write_cubes(tmp_path / "many_cubes", n=10)
-    settings = {"checkpoint": str(tiny_checkpoint), "shots": [1, 2], "seeds": 2, "steps": 3, "dim": 3,
+    settings = {"checkpoint": str(tiny_checkpoint), "shots": [1], "seeds": 2, "steps": 3, "dim": 3,
                 "max_test": 3, "tune": True, "val_cases": 2, "tune_seeds": 1, "probe_steps": 20,
                 "progress": False, "device": "cpu"}
     alone = eval_seg.evaluate_segmentation(many, workers=1, **settings)

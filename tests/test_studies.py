@@ -50,7 +50,11 @@ def test_the_table_gives_no_spread_for_one_seed_and_names_runs_stuck_at_backgrou
     three = {"scratch": _arm([0.6, 0.0, 0.62]), "pretrained": _arm([0.65, 0.58, 0.7])}
     three["gain"] = paired_gain(three["pretrained"], three["scratch"])
     text = format_segmentation(three)
-    assert "1/3 bg" in text and f"{three['gain']['1']['mean']:+.3f} ± " in text and "[" in text
+    assert "1/3 bg" in text and f"{three['gain']['1']['mean']:+.3f} ± " in text and "[" not in text  # 3 seeds
+    five = {"scratch": _arm([0.6, 0.5, 0.62, 0.55, 0.58]), "pretrained": _arm([0.65, 0.58, 0.7, 0.6, 0.57])}
+    five["gain"] = paired_gain(five["pretrained"], five["scratch"])
+    low, high = five["gain"]["1"]["ci95"]
+    assert f"[{low:+.3f}, {high:+.3f}]" in format_segmentation(five)
 
 
 def test_the_figure_shows_every_seed_of_every_arm_and_the_paired_gain() -> None:
