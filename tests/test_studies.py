@@ -69,9 +69,10 @@ def test_the_figure_shows_every_seed_of_every_arm_and_the_paired_gain() -> None:
 
 def test_the_registry_names_each_study_and_refuses_an_unknown_one(capsys: pytest.CaptureFixture[str]) -> None:
     assert studies.main(["list"]) == 0
-    assert all(name in capsys.readouterr().out for name in studies.STUDIES)
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in studies.STUDIES)
     assert studies.main(["run", "no-such-study"]) == 2 and "no-such-study" in capsys.readouterr().err
-    assert studies.main(["jump"]) == 2
+    assert studies.main(["jump"]) == 2 and studies.main(["run", "all", "--workers", "two"]) == 2
     for name, study in studies.STUDIES.items():
         assert "--out" not in study.argv and "--data" in study.argv, name
         report = studies.load_study(name)
@@ -110,3 +111,21 @@ def test_workers_end_when_the_study_that_started_them_is_killed(tmp_path: Path) 
             pytest.fail("a worker kept running after its study was killed")
     finally:
         parent.kill()
+
+
+def test_a_study_runs_its_own_command_from_its_folder_so_its_file_names_no_machine_path(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[tuple[list[str], Path]] = []
+
+    def fake_run(command: list[str], cwd: Path, check: bool) -> subprocess.CompletedProcess:
+        calls.append((command, Path(cwd)))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(studies, "FOLDER", tmp_path)
+    monkeypatch.setattr(studies.subprocess, "run", fake_run)
+    name = next(iter(studies.STUDIES))
+    assert studies.main(["run", name, "--workers", "1"]) == 0
+    (command, cwd), = calls
+    assert cwd == tmp_path and command[command.index("--out") + 1] == f"{name}.json"
+    assert command[command.index("--workers") + 1] == "1"
+    assert command[3:3 + len(studies.STUDIES[name].argv)] == list(studies.STUDIES[name].argv)

@@ -6,12 +6,13 @@ their provenance (date, machine, command, commit, minutes). Nothing in the READM
 run: it is rendered from here.
 
     python -m synthlab.studies list                 # each study, whether its file exists, its cost
-    python -m synthlab.studies run NAME [--force]   # run one (needs $SYNTHLAB_DATA), write NAME.json here
+    python -m synthlab.studies run NAME [--force] [--workers N]  # run one (needs $SYNTHLAB_DATA)
     python -m synthlab.studies run all              # every study whose file is missing (make studies)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -45,6 +46,11 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
           "Does anatomix's supcon network gain over tuned scratch training with one labelled scan (20 seeds)?",
           (*_FEWSHOT_2D, "--checkpoint", "synthlab-supcon-2d", "--shots", "1", "--seeds", "20"),
           "about 80 minutes on 2 cores"),
+    Study("fewshot-2d-supcon-3-5shot",
+          "Does the gain of anatomix's supcon network over tuned scratch grow or fade with 3 and 5 labelled scans "
+          "(10 seeds)?",
+          (*_FEWSHOT_2D, "--checkpoint", "synthlab-supcon-2d", "--shots", "3", "5", "--seeds", "10"),
+          "about 90 minutes on one core"),
 )}
 
 
@@ -61,30 +67,44 @@ def load_study(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m synthlab.studies", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="each study, whether its file exists, its cost")
+    run = sub.add_parser("run", help="run one study (or all whose file is missing) and write its results file")
+    run.add_argument("name", help="a study's name, or all")
+    run.add_argument("--force", action="store_true", help="run again even when the results file exists")
+    run.add_argument("--workers", type=int, default=None,
+                     help="processes for the runs (default: every core); the results do not depend on it")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``list`` or ``run NAME|all [--force]``; returns the exit code (2 for an unknown study)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["list"]:
+    """``list`` or ``run NAME|all [--force] [--workers N]``; returns the exit code (2 for bad arguments)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as stop:  # argparse has printed its one line
+        return int(stop.code or 0)
+    if args.command == "list":
         for study in STUDIES.values():
             state = "done" if study_path(study.name).is_file() else "missing"
             print(f"{study.name:<28} {state:<8} {study.cost}: {study.question}")
         return 0
-    if len(args) in (2, 3) and args[0] == "run" and args[2:] in ([], ["--force"]):
-        names = [name for name in STUDIES if not study_path(name).is_file()] if args[1] == "all" else [args[1]]
-        if unknown := [name for name in names if name not in STUDIES]:
-            print(f"synthlab.studies: error: unknown study {unknown[0]!r}; choose one of {sorted(STUDIES)} or all",
-                  file=sys.stderr)
-            return 2
-        for name in names:
-            path = study_path(name)
-            if path.is_file() and "--force" not in args:
-                print(f"{path} exists; --force runs the study again")
-                continue
-            # The command line runs the study, exactly as a user would type it (its file records that command).
-            code = subprocess.run([sys.executable, "-m", "synthlab", *STUDIES[name].argv, "--out", str(path)],
-                                  check=False).returncode
-            if code:
-                return code
-        return 0
-    print("usage: python -m synthlab.studies list | run NAME|all [--force]", file=sys.stderr)
-    return 2
+    names = [name for name in STUDIES if not study_path(name).is_file()] if args.name == "all" else [args.name]
+    if unknown := [name for name in names if name not in STUDIES]:
+        print(f"synthlab.studies: error: unknown study {unknown[0]!r}; choose one of {sorted(STUDIES)} or all",
+              file=sys.stderr)
+        return 2
+    for name in names:
+        path = study_path(name)
+        if path.is_file() and not args.force:
+            print(f"{path} exists; --force runs the study again")
+            continue
+        # The command line runs the study exactly as a user would type it, from this folder, so the command its
+        # file records names no machine's paths.
+        extra = [] if args.workers is None else ["--workers", str(args.workers)]
+        code = subprocess.run([sys.executable, "-m", "synthlab", *STUDIES[name].argv, *extra, "--out", path.name],
+                              cwd=FOLDER, check=False).returncode
+        if code:
+            return code
+    return 0
