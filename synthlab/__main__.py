@@ -28,7 +28,8 @@ from typing import Any
 import torch
 
 from .bench import main as bench_main
-from .cli import Parser, add_config_flags, config_values
+from .cli import USER_ERRORS, Parser, add_config_flags, config_values, input_error
+from .dims import DIMS
 from .dist import configure_threads
 from .eval_reg import evaluate_registration
 from .eval_seg import evaluate_segmentation, format_segmentation
@@ -38,7 +39,6 @@ from .register import FEATURE_SETS
 from .register_files import register_files
 from .results import provenance
 from .segment import ARMS
-from .spatial import DIMS
 from .synth import SynthConfig
 from .train import TrainConfig, pretrain
 
@@ -298,25 +298,17 @@ def main(argv: list[str] | None = None) -> int:
             check_output_file(args.out)  # before any compute
             check_free_space(args.out, 2**20)
         return _run(args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as err:  # what a user can cause or fix
-        print(f"synthlab {args.command}: error: {_first_line(err)}", file=sys.stderr)
-        return 2
+    except (*USER_ERRORS, FloatingPointError) as err:  # a diverged run is the user's budget to change
+        return input_error(f"synthlab {args.command}", err)
     except (OSError, MemoryError) as err:  # a full disk, no memory: one line too; a bug keeps its traceback
-        print(f"synthlab {args.command}: error: {type(err).__name__}: {_first_line(err)}", file=sys.stderr)
-        return 2
+        return input_error(f"synthlab {args.command}", err, kind=True)
     except RuntimeError as err:
         if not _out_of_memory(err):
             raise
         wanted = re.search(r"allocate (\d+) bytes", str(err))
         size = f" (an allocation of {int(wanted.group(1)) / 2**30:.1f} GiB failed)" if wanted else ""
-        print(f"synthlab {args.command}: error: out of memory{size}; lower --batch-size or --size",
-              file=sys.stderr)
-        return 2
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else ""
+        return input_error(f"synthlab {args.command}",
+                           MemoryError(f"out of memory{size}; lower --batch-size or --size"))
 
 
 if __name__ == "__main__":

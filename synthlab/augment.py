@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .dims import check_dim
 from .draw import bernoulli, log_uniform, sample_affine, uniform
-from .spatial import affine_displacement, affine_matrix, check_dim, warp
+from .spatial import affine_displacement, affine_matrix, warp
 from .synth.appearance import apply_gamma, apply_noise
 
 __all__ = ["AugmentConfig", "AugmentParams", "apply_augment", "draw_batch", "sample_augment"]

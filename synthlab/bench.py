@@ -30,11 +30,11 @@ from typing import Any
 
 import torch
 
-from .cli import Parser
+from .cli import USER_ERRORS, Parser, input_error
+from .dims import DIMS
 from .dist import resolve_device, start_runtime
 from .io import write_json_atomic
 from .losses import OBJECTIVES
-from .spatial import DIMS
 from .synth import SynthConfig, SynthEngine
 from .train import TrainConfig, build_run, scheduled_lr, train_step
 
@@ -257,9 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             _print_train(results)
         else:  # pragma: no cover - argparse rejects unknown sub-commands
             raise AssertionError(args.benchmark)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"synthlab.bench {args.benchmark}: error: {err}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as err:
+        return input_error(f"synthlab.bench {args.benchmark}", err)
     if args.json:
         write_json_atomic(args.json, results)
         print(f"wrote {args.json}")

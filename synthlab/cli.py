@@ -17,7 +17,24 @@ import typing
 from pathlib import Path
 from typing import Any, NoReturn, Union
 
-__all__ = ["Parser", "add_config_flags", "config_values"]
+__all__ = ["USER_ERRORS", "Parser", "add_config_flags", "config_values", "first_line", "input_error"]
+
+# What a user can cause or fix: every entry point answers these with one line and exit code 2, a bug keeps its
+# traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError)
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message: what fits in a log line."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def input_error(prog: str, err: BaseException, kind: bool = False) -> int:
+    """Print the one line ``prog: error: message`` a bad input earns (``kind`` adds the exception's name, for
+    errors such as a full disk whose message alone is unclear) and return the exit code, 2."""
+    print(f"{prog}: error: {type(err).__name__ + ': ' if kind else ''}{first_line(err)}", file=sys.stderr)
+    return 2
 
 
 class Parser(argparse.ArgumentParser):

@@ -9,11 +9,12 @@ user meets; so neither is written by hand. ``[project.urls] Repository`` is the 
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from .cli import USER_ERRORS, Parser, input_error
 
 __all__ = ["badge", "check", "install_cell", "main", "repository_url", "write"]
 
@@ -96,7 +97,7 @@ def write(folder: Path = _ROOT / "notebooks", url: str | None = None) -> list[Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synthlab.colab", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m synthlab.colab", description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--check", action="store_true", help="exit 1 if a notebook disagrees with pyproject.toml")
     mode.add_argument("--write", action="store_true", help="rewrite the badges and install cells")
@@ -107,9 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"rewrote {path}; run `make sync` to pair its .ipynb")
             return 0
         problems = check()
-    except ValueError as err:
-        print(f"synthlab colab: error: {err}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as err:
+        return input_error("synthlab colab", err)
     for line in problems:
         print(line, file=sys.stderr)
     return 1 if problems else 0

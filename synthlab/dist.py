@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["Runtime", "all_gather_grad", "gather_to_main", "get_rank", "get_world_size", "is_distributed",
+__all__ = ["Runtime", "all_gather_grad", "gather_to_main", "get_rank", "is_distributed",
            "mean_over_ranks", "resolve_device", "start_runtime", "wrap_ddp"]
 
 
@@ -65,11 +65,6 @@ def is_distributed() -> bool:
 def get_rank() -> int:
     """This process's rank, 0 when not distributed."""
     return dist.get_rank() if is_distributed() else 0
-
-
-def get_world_size() -> int:
-    """Number of processes, 1 when not distributed."""
-    return dist.get_world_size() if is_distributed() else 1
 
 
 class _AllGatherGrad(torch.autograd.Function):

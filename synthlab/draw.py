@@ -46,7 +46,7 @@ def sample_affine(generator: torch.Generator, rows: int, dim: int, rotation: flo
     order, ready for :func:`synthlab.spatial.affine_matrix`. Label augmentation and the shape bank share it, so
     both mean the same by a rotation range.
     """
-    n_angles = 1 if dim == 2 else 3
+    n_angles = dim * (dim - 1) // 2  # one rotation per plane of axes
     angles = uniform(generator, (rows, n_angles), (-rotation, rotation)) * (math.pi / 180)
     scales = uniform(generator, (rows, dim), scale)
     shears = uniform(generator, (rows, dim, dim), (-shear, shear))

@@ -33,12 +33,12 @@ from .data import (
     resolve_data,
     warn_stray_labels,
 )
+from .dims import check_dim
 from .dist import resolve_device
 from .metrics import bootstrap_interval, dice_per_label, summarize
 from .nets import UNet
 from .progress import progress_bar
 from .segment import ARMS, FineTuneConfig, PreparedCase, fit_arm, predict, prepare_cases, stable_seed
-from .spatial import check_dim
 from .workers import auto_workers, map_jobs
 
 __all__ = ["BACKGROUND_DICE", "SPLIT_SEED", "evaluate_segmentation", "format_segmentation", "paired_gain",

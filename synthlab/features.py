@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dims import check_dim
 from .progress import progress_iter
 from .regions import prototype_softmax
-from .spatial import check_dim
 
 __all__ = ["EvalMode", "blending_weights", "cosine_map", "extract_features", "normalize_features",
            "prototype_similarity", "view_agreement", "window_starts"]

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .spatial import check_dim, gaussian_blur
+from .dims import check_dim
+from .spatial import gaussian_blur
 
 __all__ = ["MindConfig", "mind_ssc", "shifted_view", "ssc_pairs"]
 

@@ -16,36 +16,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .spatial import check_dim, interp_mode
+from .dims import check_dim, interp_mode, layers
 
 __all__ = ["FEATURE_SOURCES", "PRESETS", "LevelFeatures", "ProjectionHead", "UNet", "build_unet", "crop_embedding",
            "feature_network", "kaiming_init", "seeded", "unet_config"]
 
 NORMS = ("batch", "instance")
-
-
-@dataclass(frozen=True)
-class _Ops:
-    """The dimension-specific layer classes, picked once by :func:`_ops`."""
-
-    conv: type[nn.Module]
-    batch_norm: type[nn.Module]
-    instance_norm: type[nn.Module]
-    max_pool: type[nn.Module]
-
-
-def _ops(dim: int) -> _Ops:
-    """The one place that maps ``dim`` to 2D or 3D layer classes."""
-    if check_dim(dim) == 2:
-        return _Ops(nn.Conv2d, nn.BatchNorm2d, nn.InstanceNorm2d, nn.MaxPool2d)
-    return _Ops(nn.Conv3d, nn.BatchNorm3d, nn.InstanceNorm3d, nn.MaxPool3d)
 
 
 class ConvUnit(nn.Module):
@@ -58,7 +40,7 @@ class ConvUnit(nn.Module):
 
     def __init__(self, dim: int, in_channels: int, out_channels: int, norm: str):
         super().__init__()
-        ops = _ops(dim)
+        ops = layers(dim)
         self.conv = ops.conv(in_channels, out_channels, 3, padding=1, padding_mode="reflect",
                              bias=norm == "instance")
         self.norm = ops.batch_norm(out_channels) if norm == "batch" else ops.instance_norm(out_channels)
@@ -117,7 +99,7 @@ class UNet(nn.Module):
         self.depth = len(widths)
         self.downsample_factor = 2 ** self.depth
 
-        ops = _ops(dim)
+        ops = layers(dim)
         self.stem = ConvUnit(dim, in_channels, widths[0], norm)
         self.encoder = nn.ModuleList(_double(dim, c_in, c_out, norm)
                                      for c_in, c_out in zip((widths[0], *widths[:-1]), widths, strict=True))

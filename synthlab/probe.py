@@ -26,12 +26,13 @@ from torch import nn
 
 from .checkpoint import load_backbone, random_backbone
 from .data import Volume, load_coregistered, normalize_intensity, pick_name, resample, resolve_data
+from .dims import check_dim, slice_axis
 from .features import EvalMode, cosine_map, extract_features, normalize_features
 from .losses import OBJECTIVES, Objective
 from .mind import mind_ssc
 from .nets import feature_network
 from .regions import label_contrast, region_variance_share
-from .spatial import check_dim, flat_index
+from .spatial import flat_index
 from .synth import SynthConfig, SynthEngine
 from .train import TrainConfig
 
@@ -92,12 +93,6 @@ class ProbeConfig:
         return (3 / (2 * self.radius + 1)) ** self.dim
 
 
-def _slice_axis(volume: Volume) -> int:
-    """The axis with the coarsest spacing (ties: the last), along which 2D networks take slices."""
-    spacing = list(volume.spacing)
-    return max(range(3), key=lambda axis: (round(spacing[axis], 3), axis))
-
-
 def prepare_pair(fixed: Volume, moving: Volume, config: ProbeConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Both contrasts on the working grid, intensities percentile-scaled to [0, 1].
 
@@ -109,7 +104,7 @@ def prepare_pair(fixed: Volume, moving: Volume, config: ProbeConfig) -> tuple[to
     spacing = list(fixed.spacing)
     extent = [n * s for n, s in zip(fixed.array.shape, spacing, strict=True)]
     if config.dim == 2:
-        axis = _slice_axis(fixed)
+        axis = slice_axis(fixed.spacing, fixed.array.shape)
         step = max(e for k, e in enumerate(extent) if k != axis) / config.size
         target = tuple(spacing[k] if k == axis else step for k in range(3))
     else:

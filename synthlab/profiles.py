@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .dims import check_dim
 from .dist import configure_threads
-from .spatial import check_dim
 
 __all__ = ["PROFILES", "Profile", "get_profile", "use_profile"]
 

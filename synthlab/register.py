@@ -31,9 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dims import DIMS
 from .features import extract_features, normalize_features
 from .mind import MindConfig, mind_ssc, shifted_view
-from .spatial import DIMS, gaussian_blur, grid_size, rescale_field, resize, to_grid, warp
+from .spatial import gaussian_blur, grid_size, rescale_field, resize, to_grid, warp
 
 __all__ = ["FEATURE_SETS", "RegistrationConfig", "RegistrationResult", "local_normalize", "register",
            "register_features", "registration_features"]

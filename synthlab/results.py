@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from .checkpoint import load_backbone
-from .cli import Parser
+from .cli import USER_ERRORS, Parser, input_error
 from .eval_seg import paired_gain
 from .io import write_text_atomic
 from .profiles import Profile
@@ -344,9 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         changed = update_readme(args.update, args.results, check=args.check)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as err:
+        return input_error("synthlab.results", err)
     if args.check and changed:
         print(f"{args.update} is stale: run `make results`", file=sys.stderr)
         return 1

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from .data import resolve_data
+from .dims import DIMS, check_dim
 from .fields import setting
 from .losses import OBJECTIVES, make_config
 from .losses.base import SCHEDULES
 from .nets import PRESETS
 from .profiles import get_profile
 from .runs import PATH_FIELDS, absolute_path
-from .spatial import DIMS, check_dim
 from .synth import SynthConfig
 from .synth.config import PROCEDURAL
 

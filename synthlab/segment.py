@@ -22,14 +22,14 @@ from torch import nn
 
 from .augment import AugmentConfig, draw_batch
 from .data import Case, crop_or_pad, normalize_intensity
+from .dims import check_dim, conv_fn, from_slices, slice_axis, to_slices
 from .nets import LevelFeatures, UNet
 from .progress import progress_iter
-from .spatial import check_dim, conv_fn
 from .train import lr_factor, train_step
 
 __all__ = ["ARMS", "PROBE_ARMS", "FineTuneConfig", "Intensity", "PreparedCase", "SegmentationNet", "dice_ce_loss",
-           "fit_arm", "fit_probe", "from_samples", "predict", "prepare_cases", "seeded_generator", "stable_seed",
-           "to_samples", "train_model"]
+           "fit_arm", "fit_probe", "predict", "prepare_cases", "seeded_generator", "stable_seed",
+           "train_model"]
 
 ARMS = ("pretrained", "scratch", "probe", "probe_random", "probe_intensity")
 PROBE_ARMS = ("probe", "probe_random", "probe_intensity")
@@ -85,37 +85,29 @@ class PreparedCase:
     valid: torch.Tensor  # (X, Y, Z) bool: True inside the original field of view
 
 
-def to_samples(volume: torch.Tensor, dim: int) -> torch.Tensor:
-    """A volume ``(X, Y, Z)`` as network inputs: ``(1, 1, X, Y, Z)`` in 3D, Z slices ``(Z, 1, X, Y)`` in 2D.
-
-    The one place that decides how 2D networks see volumes, so training, prediction and stacking agree.
-    """
-    return volume[None, None] if check_dim(dim) == 3 else volume.movedim(-1, 0).unsqueeze(1)
-
-
-def from_samples(samples: torch.Tensor, dim: int) -> torch.Tensor:
-    """Inverse of :func:`to_samples` for outputs without a channel axis: ``(N, *spatial) -> (X, Y, Z)``."""
-    return samples[0] if check_dim(dim) == 3 else samples.movedim(0, -1)
-
-
 def prepare_cases(cases: Sequence[Case], multiple: int, dim: int
                   ) -> tuple[list[PreparedCase], tuple[int, ...]]:
     """Normalise intensities and centre-pad every case to one grid whose sides are multiples of ``multiple``.
 
     Returns the cases and the grid: the largest case rounded up (at least ``2 * multiple``, two bottleneck
     voxels, which reflect padding needs), so nothing is cropped and Dice on the padded grid (predictions
-    masked by ``valid``) equals Dice on the original one. In 2D the slice axis is never padded.
+    masked by ``valid``) equals Dice on the original one. In 2D each case's slice axis
+    (:func:`~synthlab.dims.slice_axis`) is moved last, where :func:`~synthlab.dims.to_slices` reads it, and is
+    never padded.
     """
     if any(case.label is None for case in cases):
         raise ValueError("data: every case needs a label map for segmentation")
-    largest = [max(int(case.image.array.shape[a]) for case in cases) for a in range(3)]
+    axes = [slice_axis(case.image.spacing, case.image.array.shape) if check_dim(dim) == 2 else 2 for case in cases]
+    arrays = [(case.image.array.movedim(axis, -1), case.label.array.movedim(axis, -1))
+              for case, axis in zip(cases, axes, strict=True)]
+    largest = [max(int(image.shape[a]) for image, _ in arrays) for a in range(3)]
     grid = tuple(max(2, math.ceil(side / multiple)) * multiple for side in largest)
     prepared = []
-    for case in cases:
-        size = (*grid[:2], case.image.array.shape[2] if dim == 2 else grid[2])
-        valid = crop_or_pad(torch.ones(case.image.array.shape), size) > 0
-        prepared.append(PreparedCase(case.name, crop_or_pad(normalize_intensity(case.image.array), size),
-                                     crop_or_pad(case.label.array, size), valid))
+    for case, (image, label) in zip(cases, arrays, strict=True):
+        size = (*grid[:2], image.shape[2] if dim == 2 else grid[2])
+        valid = crop_or_pad(torch.ones(image.shape), size) > 0
+        prepared.append(PreparedCase(case.name, crop_or_pad(normalize_intensity(image), size),
+                                     crop_or_pad(label, size), valid))
     return prepared, grid
 
 
@@ -221,10 +213,10 @@ def predict(model: SegmentationNet, image: torch.Tensor, chunk: int = 32) -> tor
     """Label map ``(X, Y, Z)`` of a prepared image; a 2D model predicts slice by slice and stacks them."""
     model.eval()
     device = next(model.parameters()).device
-    samples = to_samples(image, model.dim)
+    samples = to_slices(image, model.dim)
     parts = [model(samples[i:i + chunk].to(device)).argmax(1).cpu()
              for i in range(0, samples.shape[0], chunk)]
-    return from_samples(torch.cat(parts), model.dim)
+    return from_slices(torch.cat(parts), model.dim)
 
 
 class Intensity(nn.Module):
@@ -265,11 +257,11 @@ def fit_probe(features: nn.Module, cases: list[PreparedCase], train: Sequence[in
     with torch.no_grad():
         model.backbone.eval()
         for i in train:
-            samples = to_samples(cases[i].image, model.dim).to(device)
+            samples = to_slices(cases[i].image, model.dim).to(device)
             maps = torch.cat([features(samples[j:j + 16]) for j in range(0, samples.shape[0], 16)]).float()
-            inside = to_samples(cases[i].valid, model.dim)[:, 0].to(device)
+            inside = to_slices(cases[i].valid, model.dim)[:, 0].to(device)
             rows.append(maps.movedim(1, -1)[inside])
-            targets.append(to_samples(cases[i].label, model.dim)[:, 0].to(device)[inside])
+            targets.append(to_slices(cases[i].label, model.dim)[:, 0].to(device)[inside])
     x, y = torch.cat(rows), torch.cat(targets)
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
     shape = (1, -1, *([1] * model.dim))
@@ -298,8 +290,8 @@ def fit_arm(arm: str, backbone: UNet, cases: list[PreparedCase], train: Sequence
         features = Intensity(dim) if arm == "probe_intensity" else LevelFeatures(backbone, "all")
         return fit_probe(features, cases, train, n_classes, key, budget, device)
     model = SegmentationNet(backbone, n_classes, seeded_generator("head", *key)).to(device)
-    images = torch.cat([to_samples(cases[i].image, dim) for i in train]).to(device)
-    targets = torch.cat([to_samples(cases[i].label, dim)[:, 0] for i in train]).to(device)
+    images = torch.cat([to_slices(cases[i].image, dim) for i in train]).to(device)
+    targets = torch.cat([to_slices(cases[i].label, dim)[:, 0] for i in train]).to(device)
     freeze = round(budget.freeze_fraction * budget.steps) if arm == "pretrained" else 0
     train_model(model, images, targets, steps=budget.steps, lr=budget.lr(arm), batch_size=budget.batch(dim),
                 augment=budget.augment, generator=seeded_generator("data", *key), progress=progress,

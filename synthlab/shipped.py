@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from .checkpoint import ALIASES, WEIGHTS_DIR, load_checkpoint, save_checkpoint
-from .cli import Parser
+from .cli import USER_ERRORS, Parser, input_error
 from .io import read_csv_log
 from .probe import TrainingProbe
 from .runs import CHECKPOINT_NAME, LOG_NAME
@@ -192,9 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             print(f"built {build(name, args.runs, args.resume, args.probe_data, args.profile)}")
         return 0
-    except (ValueError, FileNotFoundError) as err:
-        print(f"synthlab.shipped: error: {err}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as err:
+        return input_error("synthlab.shipped", err)
 
 
 if __name__ == "__main__":

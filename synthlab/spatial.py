@@ -17,23 +17,21 @@ Conventions
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
+from .dims import interp_mode
+
 __all__ = [
-    "DIMS",
     "affine_coordinates",
     "affine_displacement",
     "affine_matrix",
-    "check_dim",
-    "conv_fn",
     "flat_index",
     "gaussian_blur",
     "grid_size",
     "identity_grid",
-    "interp_mode",
     "jacobian_determinant",
     "rescale_field",
     "resize",
@@ -42,26 +40,6 @@ __all__ = [
     "to_grid",
     "warp",
 ]
-
-
-DIMS = (2, 3)  # the spatial dimensions synthlab works in: its flags' choices, and what check_dim allows
-
-
-def check_dim(dim: int) -> int:
-    """Return ``dim`` if it is 2 or 3, else raise a ValueError naming the field: the one dimension check."""
-    if dim not in DIMS:
-        raise ValueError(f"dim must be 2 or 3, got {dim!r}")
-    return dim
-
-
-def conv_fn(dim: int) -> Callable[..., torch.Tensor]:
-    """The functional convolution for ``dim`` spatial dimensions (the one place that picks it)."""
-    return F.conv2d if check_dim(dim) == 2 else F.conv3d
-
-
-def interp_mode(dim: int) -> str:
-    """The linear interpolation mode ``F.interpolate`` needs for ``dim`` spatial dimensions."""
-    return "bilinear" if check_dim(dim) == 2 else "trilinear"
 
 
 def resize(x: torch.Tensor, size: Sequence[int], mode: str = "linear") -> torch.Tensor:

@@ -36,6 +36,7 @@ from torch import nn
 
 from .checkpoint import FORMAT_VERSION, capture_rng, restore_rng, save_checkpoint
 from .data import RealCropSource, load_unlabeled, unlabeled_files
+from .dims import channels_last
 from .dist import Runtime, gather_to_main, mean_over_ranks, start_runtime, wrap_ddp
 from .io import CsvLog, RunLock, check_free_space, check_output_folder, write_json_atomic
 from .losses import Objective, build_objective
@@ -167,8 +168,7 @@ def build_run(config: TrainConfig, device: torch.device, seed: int,
     if config.data is not None and objective.requires_labels:
         raise ValueError(f"data: objective {config.objective!r} needs label maps, so it trains on synthetic "
                          "data only; real unlabeled volumes (--data) suit 'voco'")
-    layout = (torch.channels_last if config.dim == 2 else torch.channels_last_3d) if config.channels_last \
-        else torch.contiguous_format
+    layout = channels_last(config.dim) if config.channels_last else torch.contiguous_format
     net, objective = net.to(device, memory_format=layout), objective.to(device)
     params = [p for p in (*net.parameters(), *objective.parameters()) if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=ADAMW_BETAS, weight_decay=config.weight_decay,

@@ -82,16 +82,6 @@ def test_dice_ce_loss_is_near_zero_for_confident_correct_logits_and_large_for_wr
 # ------------------------------------------------------------------------------------------- layout, splits
 
 
-@pytest.mark.parametrize("dim", [2, 3])
-def test_samples_round_trip_and_2d_slices_along_last_axis(dim: int) -> None:
-    volume = torch.arange(4 * 5 * 6).reshape(4, 5, 6)
-    samples = segment.to_samples(volume, dim)
-    assert samples.shape == ((1, 1, 4, 5, 6) if dim == 3 else (6, 1, 4, 5))
-    if dim == 2:
-        assert torch.equal(samples[3, 0], volume[:, :, 3])
-    assert torch.equal(segment.from_samples(samples[:, 0], dim), volume)
-
-
 def test_prepare_cases_pads_to_the_downsample_multiple_and_marks_the_original_field_of_view() -> None:
     def case(shape: tuple[int, int, int]) -> Case:
         label = torch.zeros(shape, dtype=torch.int64)

@@ -12,7 +12,6 @@ from synthlab.spatial import (
     affine_coordinates,
     affine_displacement,
     affine_matrix,
-    check_dim,
     gaussian_blur,
     identity_grid,
     jacobian_determinant,
@@ -33,12 +32,6 @@ def warp_labels(labels: torch.Tensor, displacement: torch.Tensor, fill: int | No
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
-
-
-def test_check_dim_rejects_other_dims() -> None:
-    assert check_dim(2) == 2
-    with pytest.raises(ValueError, match="dim"):
-        check_dim(4)
 
 
 @pytest.mark.parametrize("dim", [2, 3])

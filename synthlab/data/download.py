@@ -9,15 +9,15 @@ MONAI's ``DecathlonDataset`` downloads from, with the MD5 sum MONAI checks it ag
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import sys
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..cli import USER_ERRORS, Parser, input_error
 
 __all__ = ["SOURCES", "Source", "default_destination", "download", "main"]
 
@@ -136,7 +136,7 @@ def download(name: str, destination: str | Path | None = None, *, archive: str |
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m synthlab.data download NAME [--dest DIR] [--archive FILE]``; exit 2 with one line on error."""
-    parser = argparse.ArgumentParser(prog="python -m synthlab.data", description="fetch a public evaluation data set")
+    parser = Parser(prog="python -m synthlab.data", description="fetch a public evaluation data set")
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser("download", help="download, verify and unpack a data set")
     fetch.add_argument("name", choices=sorted(SOURCES))
@@ -145,9 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         folder = download(args.name, args.dest, archive=args.archive)
-    except (ValueError, OSError) as err:
-        print(f"synthlab data download: error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 2
+    except (*USER_ERRORS, OSError) as err:
+        return input_error("synthlab data download", err)
     print(f"{args.name}: {folder} ({SOURCES[args.name].credit}); point SYNTHLAB_DATA at {folder.parent} "
           "if it is not found by itself")
     return 0

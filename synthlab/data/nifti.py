@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from nibabel import orientations
 
-from ..spatial import gaussian_blur, interp_mode
+from ..dims import interp_mode
+from ..spatial import gaussian_blur
 
 __all__ = ["NIFTI_SUFFIXES", "DataWarning", "Volume", "check_pair", "crop_or_pad", "is_nifti", "load_nifti",
            "label_values", "nifti_files", "normalize_intensity", "read_array", "reorient", "resample", "save_nifti",
@@ -146,7 +147,8 @@ class Volume:
 
     @property
     def orientation(self) -> str:
-        """Axis codes such as ``"RAS"``: the world direction each array axis points to."""
+        """Axis codes such as ``"RAS"``: the world direction each array axis points to (what :func:`reorient`
+        takes, to store one scan as another is stored)."""
         return "".join(nib.aff2axcodes(self.affine))
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from ..dims import slice_axis
 from .layouts import list_volumes
 from .nifti import crop_or_pad, load_nifti, normalize_intensity
 
@@ -25,7 +26,7 @@ def unlabeled_files(path: str | Path) -> list[Path]:
 def load_unlabeled(files: list[Path], dim: int, size: int) -> list[torch.Tensor]:
     """Load, normalise to [0, 1] and zero-pad (never crop) each volume so that a ``size`` crop always fits.
 
-    In 2D only the first two axes are padded: slices are taken along the last (axial) one. In 3D a single slice
+    In 2D the slice axis (:func:`~synthlab.dims.slice_axis`) is moved last and never padded. In 3D a single slice
     (a 2D image stored as ``X x Y x 1``) is refused: padding it would train on a volume of zeros.
     """
     volumes = []
@@ -35,6 +36,8 @@ def load_unlabeled(files: list[Path], dim: int, size: int) -> list[torch.Tensor]
             raise ValueError(f"data: {path} is a single slice (shape {tuple(loaded.array.shape)}); 3D pretraining "
                              "needs volumes (use --dim 2 for 2D images)")
         array = normalize_intensity(loaded.array)
+        if dim == 2:  # the slice axis last, where RealCropSource takes its slices
+            array = array.movedim(slice_axis(loaded.spacing, array.shape), -1)
         padded = tuple(max(side, size) for side in array.shape[:dim]) + tuple(array.shape[dim:])
         volumes.append(crop_or_pad(array, padded))
     return volumes
@@ -54,7 +57,7 @@ class RealCropSource:
         crops = []
         for _ in range(batch_size):
             array = self.volumes[self._draw(len(self.volumes))]
-            if self.dim == 2:  # an axial slice: the last axis of a RAS-like volume runs inferior-superior
+            if self.dim == 2:  # a slice: load_unlabeled put each volume's slice axis last
                 array = array[..., self._draw(array.shape[-1])]
             starts = [self._draw(side - self.size + 1) for side in array.shape]
             crops.append(array[tuple(slice(s, s + self.size) for s in starts)])

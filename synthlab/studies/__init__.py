@@ -12,13 +12,14 @@ run: it is rendered from here.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..cli import Parser, input_error
 
 __all__ = ["STUDIES", "Study", "load_study", "main", "study_path"]
 
@@ -67,8 +68,8 @@ def load_study(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m synthlab.studies", description=__doc__.splitlines()[0])
+def _parser() -> Parser:
+    parser = Parser(prog="python -m synthlab.studies", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="each study, whether its file exists, its cost")
     run = sub.add_parser("run", help="run one study (or all whose file is missing) and write its results file")
@@ -92,9 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     names = [name for name in STUDIES if not study_path(name).is_file()] if args.name == "all" else [args.name]
     if unknown := [name for name in names if name not in STUDIES]:
-        print(f"synthlab.studies: error: unknown study {unknown[0]!r}; choose one of {sorted(STUDIES)} or all",
-              file=sys.stderr)
-        return 2
+        return input_error("synthlab.studies", ValueError(f"unknown study {unknown[0]!r}; choose one of "
+                                                          f"{sorted(STUDIES)} or all"))
     for name in names:
         path = study_path(name)
         if path.is_file() and not args.force:

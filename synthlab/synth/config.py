@@ -16,8 +16,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from ..dims import check_dim
 from ..fields import check_field_types
-from ..spatial import check_dim
 
 __all__ = [
     "AppearanceConfig",

@@ -43,9 +43,6 @@ class SynthBatch:
     labels: torch.Tensor
     views: torch.Tensor
 
-    def to(self, device: torch.device | str) -> SynthBatch:
-        return SynthBatch(self.labels.to(device), self.views.to(device))
-
 
 def augment_labels(labels: torch.Tensor, cfg: SpatialAugConfig, generator: torch.Generator,
                    fill: int | Literal["fresh"] = 0) -> torch.Tensor:

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from ..data import label_values, list_volumes, read_array
+from ..dims import channels_last, interp_mode
 from ..draw import bernoulli, randint, sample_affine, uniform
 from ..noise import pyramid_noise
-from ..spatial import affine_matrix, identity_grid, interp_mode, resize, warp
+from ..spatial import affine_matrix, identity_grid, resize, warp
 from .config import ForegroundConfig, ProceduralConfig, ShapeBankConfig
 
 __all__ = [
@@ -31,11 +32,6 @@ __all__ = [
     "procedural_labels",
     "sample_foreground",
 ]
-
-
-def _channels_last(dim: int) -> torch.memory_format:
-    """Channels-last layout for ``dim``: interpolating and arg-maxing many channels runs much faster."""
-    return torch.channels_last if dim == 2 else torch.channels_last_3d
 
 
 def _grids(size: Sequence[int], sides: Sequence[int]) -> list[int]:
@@ -72,7 +68,7 @@ def procedural_labels(batch: int, size: Sequence[int], cfg: ProceduralConfig,
     # Labels beyond this sample's count can never win the argmax (a finite value keeps interpolation exact).
     unused = torch.arange(k_used, device=device) >= n_labels[:, None]
     fields = fields.masked_fill(unused.view(batch, k_used, *([1] * dim)), -1e4)
-    fields = resize(fields.contiguous(memory_format=_channels_last(dim)), size)
+    fields = resize(fields.contiguous(memory_format=channels_last(dim)), size)
     return fields.argmax(1, keepdim=True).contiguous()
 
 
