@@ -57,6 +57,7 @@ profile = None  # None: $SYNTHLAB_PROFILE, else "gpu" where CUDA is available, e
 # shipped name ("synthlab-2d" is the voxnce network), or "none": no pretrained arm.
 checkpoint = "synthlab-supcon-2d"
 study_name = "fewshot-2d-supcon-1shot"  # the measured study shown first (python -m synthlab.studies list)
+curve_studies = ["fewshot-2d-supcon-1shot", "fewshot-2d-supcon-3-5shot"]  # joined into the Dice-vs-shots curve
 dim = 2  # 2: train on slices, predict slice by slice; 3: whole volumes
 seed = 0  # which cases are shown below (the evaluation's seeds are 0 .. seg_seeds - 1)
 
@@ -74,7 +75,7 @@ from synthlab.data import declared_labels, find_data_root, load_msd, normalize_i
 from synthlab.eval_seg import evaluate_segmentation, format_segmentation, split_subjects
 from synthlab.profiles import use_profile
 from synthlab.segment import FineTuneConfig, fit_arm, predict, prepare_cases
-from synthlab.studies import STUDIES, load_study
+from synthlab.studies import STUDIES, fewshot_curve, load_study
 
 settings = use_profile(profile)
 print(f"pretrained arm: {checkpoint}")
@@ -115,6 +116,25 @@ else:
                                           for arm, row in tuning.items()})
     fig = viz.plot_fewshot(study, f"{study['settings']['checkpoint']}, hippocampus 2D, "
                                   f"{study['settings']['steps']} steps (study)")
+    plt.show()
+
+# %% [markdown]
+# ## More labelled scans: the shot curve
+#
+# A second study ran the same protocol with 3 and 5 labelled subjects per run (10 seeds each, its learning rates
+# tuned at 3 shots on the same validation cases). Joined with the 1-shot study, each point keeps its own study's
+# tuning, seeds and subjects; the legend says how many seeds stand behind each point.
+
+# %%
+curve = fewshot_curve(curve_studies)
+if curve is None:
+    for name in curve_studies:
+        if load_study(name) is None:
+            print(f"{name} has not been run: python -m synthlab.studies run {name} ({STUDIES[name].cost})")
+else:
+    print(format_segmentation(curve))
+    fig = viz.plot_fewshot(curve, f"{load_study(curve_studies[0])['settings']['checkpoint']}, hippocampus 2D, "
+                                  "Dice against labelled scans (studies)")
     plt.show()
 
 # %% [markdown]

@@ -238,6 +238,12 @@ def _seed_offsets(n: int, width: float = 0.25) -> np.ndarray:
     return np.linspace(-width, width, n) if n > 1 else np.zeros(1)
 
 
+def _seed_counts(entries: Sequence[Mapping]) -> str:
+    """``"20"`` when every point has 20 seeds, ``"20/10/10"`` when a curve joins studies of different sizes."""
+    counts = [str(len(entry["per_seed"])) for entry in entries]
+    return counts[0] if len(set(counts)) == 1 else "/".join(counts)
+
+
 def plot_fewshot(report: Mapping, title: str = "") -> plt.Figure:
     """A few-shot report (:func:`synthlab.eval_seg.evaluate_segmentation`, or any arms side by side) as its seeds
     show it.
@@ -265,7 +271,7 @@ def plot_fewshot(report: Mapping, title: str = "") -> plt.Figure:
         means = [e["mean"] for e in entries]
         errors = [e["sem"] if e.get("sem") is not None else 0.0 for e in entries]
         ax.errorbar(xs, means, yerr=errors, color=colours[arm], marker="o", capsize=4, lw=1.5,
-                    linestyle="-" if len(shots) > 1 else "none", label=f"{arm} (n={len(entries[0]['per_seed'])})")
+                    linestyle="-" if len(shots) > 1 else "none", label=f"{arm} (n={_seed_counts(entries)})")
     if len(shots) > 1:
         ax.set(xticks=shots, xlabel="labelled training scans (shots)")
     else:

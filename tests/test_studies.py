@@ -129,3 +129,28 @@ def test_a_study_runs_its_own_command_from_its_folder_so_its_file_names_no_machi
     assert cwd == tmp_path and command[command.index("--out") + 1] == f"{name}.json"
     assert command[command.index("--workers") + 1] == "1"
     assert command[3:3 + len(studies.STUDIES[name].argv)] == list(studies.STUDIES[name].argv)
+
+
+def test_studies_of_different_shot_counts_join_into_one_curve_and_refuse_to_mix_networks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def study(shots: list[int], seeds: int, network: str = "net") -> dict:
+        arms = {arm: {str(k): {**summarize([0.1 * k] * seeds), "per_seed": [0.1 * k] * seeds,
+                               "subjects": [[f"s{i}"] for i in range(seeds)]} for k in shots}
+                for arm in ("pretrained", "scratch")}
+        return {**arms, "gain": paired_gain(arms["pretrained"], arms["scratch"]),
+                "settings": {"checkpoint": network, "shots": shots}}
+
+    files = {"one": study([1], 20), "more": study([5, 3], 10), "other": study([3], 10, "another"),
+             "again": study([1], 5)}
+    monkeypatch.setattr(studies, "load_study", lambda name: files.get(name))
+    curve = studies.fewshot_curve(["more", "one"])
+    assert set(curve) == {"pretrained", "scratch", "gain"} and list(curve["scratch"]) == ["1", "3", "5"]
+    assert len(curve["pretrained"]["1"]["per_seed"]) == 20 and len(curve["pretrained"]["3"]["per_seed"]) == 10
+    assert studies.fewshot_curve(["one", "missing"]) is None
+    with pytest.raises(ValueError, match="different networks"):
+        studies.fewshot_curve(["one", "other"])
+    with pytest.raises(ValueError, match="shot count"):
+        studies.fewshot_curve(["one", "again"])
+    figure = plot_fewshot(curve, "curve")
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert "scratch (n=20/10/10)" in labels  # a curve joining studies says how many seeds each point has

@@ -15,13 +15,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..cli import Parser, input_error
+from ..segment import ARMS
 
-__all__ = ["STUDIES", "Study", "load_study", "main", "study_path"]
+__all__ = ["STUDIES", "Study", "fewshot_curve", "load_study", "main", "study_path"]
 
 FOLDER = Path(__file__).parent
 
@@ -66,6 +68,30 @@ def load_study(name: str) -> dict[str, Any] | None:
     """The results of study ``name`` as written by its command, or None when it has not been run."""
     path = study_path(name)
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def fewshot_curve(names: Sequence[str]) -> dict[str, Any] | None:
+    """Several few-shot studies of one network, each with its own shot counts, as one report: each arm's Dice
+    and the paired gain against the shot count (what :func:`synthlab.viz.plot_fewshot` draws as a curve).
+
+    Each shot count keeps its own study's tuning, seeds and subjects; only arms present in every study appear.
+    None when a study has not been run. Raises ValueError when the studies pretrain different networks or two
+    measure the same shot count.
+    """
+    reports = [load_study(name) for name in names]
+    if any(report is None for report in reports):
+        return None
+    networks = {report["settings"]["checkpoint"] for report in reports}
+    if len(networks) != 1:
+        raise ValueError(f"the studies {list(names)} pretrain different networks: {sorted(networks)}")
+    arms = [arm for arm in (*ARMS, "gain") if all(report.get(arm) for report in reports)]
+    curve: dict[str, Any] = {arm: {} for arm in arms}
+    for name, report in zip(names, reports, strict=True):
+        for arm in arms:
+            if overlap := set(curve[arm]) & set(report[arm]):
+                raise ValueError(f"study {name} measures shot count(s) {sorted(overlap)} another study measured")
+            curve[arm].update(report[arm])
+    return {arm: dict(sorted(entries.items(), key=lambda item: int(item[0]))) for arm, entries in curve.items()}
 
 
 def _parser() -> Parser:
