@@ -35,7 +35,7 @@ from .eval_reg import evaluate_registration
 from .eval_seg import evaluate_segmentation, format_segmentation
 from .io import check_free_space, check_output_file, write_json_atomic
 from .probe import STANDARD_SIZE, ProbeConfig, TrainingProbe, evaluate_features
-from .register import FEATURE_SETS
+from .register import FEATURE_SETS, SOLVER_PRESETS
 from .register_files import register_files
 from .results import provenance
 from .segment import ARMS
@@ -81,6 +81,8 @@ def _add_eval_reg(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--features", nargs="+", default=list(FEATURE_SETS), choices=FEATURE_SETS)
     p.add_argument("--seeds", type=int, default=3, help="number of seeded synthetic deformations")
     p.add_argument("--size", type=int, default=None, help="resample to at most this many voxels per side")
+    p.add_argument("--solver", default="synthlab", choices=sorted(SOLVER_PRESETS),
+                   help="solver settings: synthlab's, or anatomix's published ones (docs/fidelity.md)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, help="results.json")
 
@@ -149,6 +151,8 @@ def _add_register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--moving-labels", default=None, help="label map of the moving scan, moved with it")
     p.add_argument("--fixed-labels", default=None, help="label map of the fixed scan: report Dice before/after")
     p.add_argument("--size", type=int, default=128, help="longest side of the isotropic working grid, in voxels")
+    p.add_argument("--solver", default="synthlab", choices=sorted(SOLVER_PRESETS),
+                   help="solver settings: synthlab's, or anatomix's published ones (docs/fidelity.md)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, help="output folder (new or empty)")
 
@@ -239,7 +243,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "eval-reg":
         results = evaluate_registration(data=args.data, fixed=args.fixed, moving=args.moving,
                                         checkpoint=args.checkpoint, features=args.features, seeds=args.seeds,
-                                        size=args.size, device=args.device)
+                                        size=args.size, device=args.device, config=SOLVER_PRESETS[args.solver])
         write_json_atomic(args.out, results)
         _print_registration(results)
         print(f"wrote {args.out}")
@@ -264,7 +268,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "register":
         summary = register_files(args.fixed, args.moving, args.out, args.features, args.checkpoint,
-                                 args.moving_labels, args.fixed_labels, args.size, device=args.device)
+                                 args.moving_labels, args.fixed_labels, args.size, config=SOLVER_PRESETS[args.solver],
+                                 device=args.device)
         dice = (f", Dice {summary['dice_before']:.3f} -> {summary['dice']:.3f}" if "dice" in summary else "")
         print(f"registered {args.moving} onto {args.fixed} with {args.features} features on a "
               f"{'x'.join(map(str, summary['working_grid']))} grid in {summary['seconds']:.1f} s (initial shift "

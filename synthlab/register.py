@@ -36,7 +36,7 @@ from .features import extract_features, normalize_features
 from .mind import MindConfig, mind_ssc, shifted_view
 from .spatial import gaussian_blur, grid_size, rescale_field, resize, to_grid, warp
 
-__all__ = ["FEATURE_SETS", "RegistrationConfig", "RegistrationResult", "local_normalize", "register",
+__all__ = ["FEATURE_SETS", "SOLVER_PRESETS", "RegistrationConfig", "RegistrationResult", "local_normalize", "register",
            "register_features", "registration_features"]
 
 FEATURE_SETS = ("intensity", "mind", "network", "network+mind")
@@ -61,9 +61,18 @@ class RegistrationConfig:
         lambda_: weight of the diffusion regulariser; features have unit energy, so one value suits all sets.
         field_sigma: smoothing (fine voxels) applied to the optimised field: a smooth parameterisation.
         intensity_sigma: window (voxels) of the local normalisation of the ``"intensity"`` set.
-        network_weight: weight of the network group against MIND in ``"network+mind"``. anatomix scales raw
-            features by 0.1; here both groups are at unit energy first, so the weight is relative (untuned
-            for pretrained networks, see the README).
+        network_weight: weight of the network group against MIND in ``"network+mind"``: relative to MIND after
+            both are at unit energy (``scaling="unit"``), or the factor on the raw features (``"raw"``,
+            anatomix's 0.1).
+        scaling: ``"unit"`` (each group, then the concatenation, at unit energy: one ``lambda_`` suits every
+            set) or ``"raw"`` (MIND as computed, ``network_weight`` times the raw network features, as
+            anatomix concatenates them).
+        normalize_cost: divide the discrete stage's costs (mean over channels) by their mean, so ``coupling``
+            is in units of a typical cost; False sums over channels unnormalised (ConvexAdam, anatomix).
+        cost_sigma: Gaussian smoothing (control points) of each shift's cost map before the search; anatomix
+            smooths with two 3x3x3 boxes (sigma about 1.15).
+        data_weight: factor on the Adam stage's feature term (anatomix: 12 times the channel mean).
+        cosine_decay: decay the Adam step along a cosine; False keeps it constant (anatomix).
         window, overlap: sliding-window inference for network features (None: the whole volume at once).
         mind: MIND-SSC settings.
     """
@@ -79,6 +88,11 @@ class RegistrationConfig:
     field_sigma: float = 1.0
     intensity_sigma: float = 2.0
     network_weight: float = 0.5
+    scaling: str = "unit"
+    normalize_cost: bool = True
+    cost_sigma: float = 0.0
+    data_weight: float = 1.0
+    cosine_decay: bool = True
     window: int | None = 128
     overlap: float = 0.5
     mind: MindConfig = field(default_factory=MindConfig)
@@ -92,6 +106,27 @@ class RegistrationConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        for name in ("cost_sigma", "data_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.scaling not in ("unit", "raw"):
+            raise ValueError(f"scaling must be 'unit' or 'raw', got {self.scaling!r}")
+
+
+# anatomix's published solver (neel-dey/anatomix, anatomix/registration/, read at commit a29b8a8; file and line
+# of each value in docs/fidelity.md), mapped onto this solver: grids of 2 voxels for both stages, a search of one
+# grid voxel, 28 channels (MIND-SSC + 0.1 x the raw network features) in both stages, summed unnormalised costs
+# smoothed by two 3^3 boxes, six coupling rounds (their in-place update makes each round's penalty the sum of
+# the earlier coefficients: given here as those sums), a 3^3 box between rounds (sigma 0.82), 80 Adam steps of
+# one grid voxel at a constant rate on 12 x the channel mean, three 3^3 boxes on the field (sigma 1.41), diffusion
+# weight 0.75. Not reproduced: their inverse-consistency pass after the discrete stage.
+SOLVER_PRESETS: dict[str, RegistrationConfig] = {
+    "synthlab": RegistrationConfig(),
+    "anatomix": RegistrationConfig(
+        fine_factor=2, search_radius=1, patch=1, coupling=(0.003, 0.013, 0.043, 0.143, 0.443, 1.443),
+        convex_sigma=0.82, iterations=80, learning_rate=1.0, lambda_=0.75, field_sigma=1.41, network_weight=0.1,
+        scaling="raw", normalize_cost=False, cost_sigma=1.15, data_weight=12.0, cosine_decay=False),
+}
 
 
 @dataclass(frozen=True)
@@ -130,24 +165,26 @@ def registration_features(image: torch.Tensor, features: str, net: nn.Module | N
                           config: RegistrationConfig | None = None) -> torch.Tensor:
     """Features ``(C, *size)`` of one image ``(*size)`` (intensities in [0, 1]) for a named feature set.
 
-    Each group is scaled to unit energy (the network group then weighted), and so is the concatenation.
+    ``config.scaling="unit"``: each group is scaled to unit energy (the network group then weighted), and so is
+    the concatenation; ``"raw"``: MIND as computed beside ``network_weight`` times the raw network features.
     """
     config = config or RegistrationConfig()
     if features not in FEATURE_SETS:
         raise ValueError(f"features must be one of {FEATURE_SETS}, got {features!r}")
     if "network" in features and net is None:
         raise ValueError(f"features={features!r} needs a network (net=None)")
-    x = image.float()[None, None]
+    x, unit = image.float()[None, None], config.scaling == "unit"
     groups = []
     if features == "intensity":
         groups.append(local_normalize(x, config.intensity_sigma)[0])
     if "network" in features:
         raw = extract_features(net, image.float(), window=config.window, overlap=config.overlap,
                                progress=False)
-        groups.append(config.network_weight * _unit_energy(normalize_features(raw)))
+        groups.append(config.network_weight * (_unit_energy(normalize_features(raw)) if unit else raw))
     if "mind" in features:
-        groups.append(_unit_energy(mind_ssc(x, config.mind)[0]))
-    return _unit_energy(torch.cat(groups))
+        mind = mind_ssc(x, config.mind)[0]
+        groups.append(_unit_energy(mind) if unit else mind)
+    return _unit_energy(torch.cat(groups)) if unit else torch.cat(groups)
 
 
 # ----------------------------------------------------------------------------------------------- solver
@@ -162,11 +199,13 @@ def _convex_stage(fixed: torch.Tensor, moving: torch.Tensor, config: Registratio
     padded = F.pad(moving, [radius] * (2 * dim), mode="replicate")
     cost = []
     for chunk in offsets.long().split(_COST_CHUNK):
-        ssd = torch.cat([((fixed - shifted_view(padded, shift, radius, size)) ** 2).mean(1, keepdim=True)
+        ssd = torch.cat([((fixed - shifted_view(padded, shift, radius, size)) ** 2).sum(1, keepdim=True)
                          for shift in chunk.tolist()], dim=1)
-        cost.append(to_grid(ssd, control).flatten(2)[0])
+        ssd = to_grid(ssd, control)
+        cost.append((gaussian_blur(ssd, config.cost_sigma) if config.cost_sigma > 0 else ssd).flatten(2)[0])
     cost = torch.cat(cost)  # (D, control points)
-    cost = cost / cost.mean().clamp_min(1e-12)
+    if config.normalize_cost:  # a channel mean relative to its mean is a channel sum relative to its mean
+        cost = cost / cost.mean().clamp_min(1e-12)
     best = offsets[cost.argmin(0)].T  # (dim, control points)
     for weight in config.coupling:
         smooth = gaussian_blur(best.reshape(1, dim, *control), config.convex_sigma).flatten(2)[0]
@@ -188,16 +227,19 @@ def _adam_stage(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor,
     # points (per-point gradients ~0.01-1 when misaligned, ~1e-7 at a perfect match).
     optimizer = torch.optim.Adam([param], lr=config.learning_rate, eps=_ADAM_EPS)
     # Adam's steps keep their length near the optimum; a cosine decay lets the field settle instead of jitter.
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, config.iterations))
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, config.iterations))
+                if config.cosine_decay else None)
     points = fixed[0, 0].numel()
     with torch.enable_grad():
         for _ in range(config.iterations):
             u = gaussian_blur(param, config.field_sigma)
-            loss = points * (((warp(moving, u) - fixed) ** 2).mean() + config.lambda_ * _diffusion(u))
+            data = config.data_weight * ((warp(moving, u) - fixed) ** 2).mean()
+            loss = points * (data + config.lambda_ * _diffusion(u))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            schedule.step()
+            if schedule is not None:
+                schedule.step()
     return gaussian_blur(param.detach(), config.field_sigma)
 
 

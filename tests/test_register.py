@@ -14,7 +14,7 @@ import torch
 from synthlab.data import find_data_root
 from synthlab.eval_reg import ProtocolConfig, evaluate_registration, random_contrast, random_deformation
 from synthlab.metrics import dice_per_label, endpoint_error, folding_percent
-from synthlab.register import RegistrationConfig, register
+from synthlab.register import SOLVER_PRESETS, RegistrationConfig, register, registration_features
 from synthlab.spatial import gaussian_blur, warp
 
 DATA_ROOT = find_data_root()
@@ -65,6 +65,23 @@ def test_two_dimensional_registration() -> None:
     result = register(fixed, moving, "mind", iterations=40)
     assert result.displacement.shape == (2, 48, 48)
     assert endpoint_error(result.displacement, truth) < 0.5 * endpoint_error(torch.zeros_like(truth), truth)
+
+
+def test_the_anatomix_preset_registers_with_raw_features_and_differs_from_the_default() -> None:
+    anatomix = SOLVER_PRESETS["anatomix"]
+    assert (anatomix.fine_factor, anatomix.search_radius, anatomix.iterations, anatomix.lambda_) == (2, 1, 80, 0.75)
+    assert anatomix.scaling == "raw" and not anatomix.normalize_cost
+    assert SOLVER_PRESETS["synthlab"] == RegistrationConfig()
+    fixed, moving, truth = _deformed_pair()
+    result = register(fixed, moving, "mind", config=anatomix)
+    assert endpoint_error(result.displacement, truth) < 0.35 * endpoint_error(torch.zeros_like(truth), truth)
+    assert folding_percent(result.displacement) < 0.5
+    unit = registration_features(fixed, "mind")
+    raw = registration_features(fixed, "mind", config=anatomix)
+    assert raw.shape == unit.shape and 0.0 <= float(raw.min()) and float(raw.max()) <= 1.0  # MIND-SSC as computed
+    assert abs(float(unit.pow(2).mean()) - 1.0) < 1e-4
+    with pytest.raises(ValueError, match="scaling"):
+        RegistrationConfig(scaling="loud")
 
 
 def test_identical_images_give_near_zero_displacement() -> None:
