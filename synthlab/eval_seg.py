@@ -157,11 +157,12 @@ class _Journal:
 
     The first line holds the study's fingerprint (data, network and protocol); a journal written by another study
     is refused rather than mixed in. Scores are stored as float64 lists, which JSON round-trips exactly, so a
-    resumed study reports what an uninterrupted one does.
+    resumed study reports what an uninterrupted one does. Each line also holds the study's wall time so far,
+    summed over the invocations, so a resumed study reports its whole cost (``earlier``: the invocations before).
     """
 
     def __init__(self, path: Path, fingerprint: dict[str, Any]) -> None:
-        self.path, self.runs = path, {}
+        self.path, self.runs, self.earlier, self.started = path, {}, 0.0, time.perf_counter()
         header = json.dumps({"fingerprint": fingerprint}, sort_keys=True)
         if path.is_file() and path.stat().st_size:
             lines = path.read_text().splitlines()
@@ -174,14 +175,17 @@ class _Journal:
                 except json.JSONDecodeError:  # the last line of a killed write
                     continue
                 self.runs[entry["run"]] = (torch.tensor(entry["scores"], dtype=torch.float64), entry["train"])
+                self.earlier = max(self.earlier, entry.get("seconds", 0.0))  # lines before 2026-12-03 lack it
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(header + "\n")
+        self.resumed = len(self.runs)
 
     def add(self, key: str, result: tuple[torch.Tensor, list[int]]) -> None:
         self.runs[key] = result
         with self.path.open("a") as handle:
-            handle.write(json.dumps({"run": key, "scores": result[0].tolist(), "train": result[1]}) + "\n")
+            handle.write(json.dumps({"run": key, "scores": result[0].tolist(), "train": result[1],
+                                     "seconds": self.earlier + time.perf_counter() - self.started}) + "\n")
 
 
 def _run_key(run: _Run) -> str:
@@ -398,6 +402,7 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
                        else "every case the seed did not train on"),
         "validation_cases": [cases[i].name for i in order[max_test:max_test + held]] if held else None,
         "probe_backbone": "pretrained" if pretrained is not None else "random (the scratch initialisation)",
-        "split_seed": SPLIT_SEED, "seconds": time.perf_counter() - started,
+        "split_seed": SPLIT_SEED, "seconds": time.perf_counter() - started + (record.earlier if record else 0.0),
+        "resumed_runs": record.resumed if record else 0,
     }
     return {"settings": settings, **results}

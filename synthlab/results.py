@@ -287,6 +287,12 @@ def study_markers(name: str) -> tuple[str, str]:
     return f"<!-- study:{name}:start -->", f"<!-- study:{name}:end -->"
 
 
+def _resumed(settings: dict[str, Any]) -> str:
+    """What a study's minutes cover when it was resumed from its journal."""
+    runs = settings.get("resumed_runs", 0)
+    return f" (resumed: {runs} runs came from an interrupted invocation)" if runs else ""
+
+
 def render_fewshot_study(report: dict[str, Any]) -> str:
     """A few-shot study as a markdown table: each arm's chosen setting, Dice, paired gain and interval."""
     settings, made = report["settings"], report["provenance"]
@@ -314,7 +320,7 @@ def render_fewshot_study(report: dict[str, Any]) -> str:
     return "\n".join([*rows, "", f"{settings['checkpoint']}, {settings['seeds']} seeds, {settings['max_test']} test "
                        f"volumes; measured {made['date'][:10]} on {made['cpus']} CPU cores "
                        f"({made['machine']['processor']}, torch {made['machine']['torch']}) in "
-                       f"{settings['seconds'] / 60:.0f} min by `{made['command']}` at commit "
+                       f"{settings['seconds'] / 60:.0f} min{_resumed(settings)} by `{made['command']}` at commit "
                        f"{(made['commit'] or 'unknown')[:7]}."])
 
 

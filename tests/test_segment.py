@@ -310,8 +310,11 @@ def test_a_killed_study_resumes_from_its_journal_and_reports_what_an_uninterrupt
     monkeypatch.setattr(eval_seg, "_train_and_score", lambda study, run: calls.append(run) or original(study, run))
     resumed = eval_seg.evaluate_segmentation(cubes, journal=journal, **settings)
     assert len(calls) == 6 - 4  # only the runs the killed study had not finished
+    assert resumed["settings"]["resumed_runs"] == 4 and whole["settings"]["resumed_runs"] == 0
+    lines = [json.loads(line) for line in journal.read_text().splitlines()[1:]]
+    assert resumed["settings"]["seconds"] >= max(line["seconds"] for line in lines) > 0  # both invocations' time
     for report in (whole, resumed):
-        report["settings"].pop("seconds")
+        report["settings"].pop("seconds"), report["settings"].pop("resumed_runs")
     assert resumed == whole
     with pytest.raises(ValueError, match="another study"):
         eval_seg.evaluate_segmentation(cubes, journal=journal, **{**settings, "max_test": 2})
