@@ -28,12 +28,13 @@ from typing import Any
 import torch
 
 from .bench import main as bench_main
-from .cli import USER_ERRORS, Parser, add_config_flags, config_values, input_error
+from .cli import USER_ERRORS, Parser, add_config_flags, config_values, defaults_of, input_error
 from .dims import DIMS
 from .dist import configure_threads
 from .eval_reg import evaluate_registration
 from .eval_seg import evaluate_segmentation, format_segmentation
 from .io import check_free_space, check_output_file, write_json_atomic
+from .nets import RANDOM_PRESET
 from .probe import STANDARD_SIZE, ProbeConfig, TrainingProbe, evaluate_features
 from .register import FEATURE_SETS, SOLVER_PRESETS
 from .register_files import register_files
@@ -77,9 +78,11 @@ def _add_eval_reg(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fixed", default=None, help="contrast of the fixed image (file stem or unique prefix)")
     p.add_argument("--moving", default=None, help="contrast of the moving image; for an MSD folder (labels, "
                    "inter-subject pairs) leave both out")
-    p.add_argument("--checkpoint", default="none", help="checkpoint path, a shipped name, or 'none' (random init)")
-    p.add_argument("--features", nargs="+", default=list(FEATURE_SETS), choices=FEATURE_SETS)
-    p.add_argument("--seeds", type=int, default=3, help="number of seeded synthetic deformations")
+    reg = defaults_of(evaluate_registration)
+    p.add_argument("--checkpoint", default=reg["checkpoint"],
+                   help="checkpoint path, a shipped name, or 'none' (random init)")
+    p.add_argument("--features", nargs="+", default=list(reg["features"]), choices=FEATURE_SETS)
+    p.add_argument("--seeds", type=int, default=reg["seeds"], help="number of seeded synthetic deformations")
     p.add_argument("--size", type=int, default=None, help="resample to at most this many voxels per side")
     p.add_argument("--solver", default="synthlab", choices=sorted(SOLVER_PRESETS),
                    help="solver settings: synthlab's, or anatomix's published ones (docs/fidelity.md)")
@@ -92,11 +95,12 @@ def _add_eval_seg(sub: argparse._SubParsersAction) -> None:
         "eval-seg", formatter_class=_DEFAULTS,
         help="few-shot segmentation: fine-tune pretrained vs scratch on an MSD data set")
     p.add_argument("--data", required=True, help="MSD folder (dataset.json, imagesTr/, labelsTr/) or a name")
-    p.add_argument("--checkpoint", default="none", help="checkpoint path, a shipped name, or 'none'")
-    p.add_argument("--shots", type=int, nargs="+", default=[1, 3, 5])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--dim", type=int, default=3, choices=DIMS)
+    seg = defaults_of(evaluate_segmentation)  # each default written once, in the function's signature
+    p.add_argument("--checkpoint", default=seg["checkpoint"], help="checkpoint path, a shipped name, or 'none'")
+    p.add_argument("--shots", type=int, nargs="+", default=list(seg["shots"]))
+    p.add_argument("--seeds", type=int, default=seg["seeds"])
+    p.add_argument("--steps", type=int, default=seg["steps"])
+    p.add_argument("--dim", type=int, default=seg["dim"], choices=DIMS)
     p.add_argument("--preset", default=None, help="network preset for --checkpoint none")
     p.add_argument("--max-test", type=int, default=None, help="evaluate on at most this many held-out volumes")
     p.add_argument("--lr-scratch", type=float, default=None, help="learning rate of the scratch arm")
@@ -108,9 +112,9 @@ def _add_eval_seg(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tune", action="store_true",
                    help="choose each arm's learning rate (and the pretrained arm's frozen warm-up) on validation "
                         "cases kept apart from the test list (needs --max-test)")
-    p.add_argument("--val-cases", type=int, default=10, help="validation cases for --tune")
-    p.add_argument("--tune-seeds", type=int, default=2, help="seeds per choice for --tune")
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="arms to run")
+    p.add_argument("--val-cases", type=int, default=seg["val_cases"], help="validation cases for --tune")
+    p.add_argument("--tune-seeds", type=int, default=seg["tune_seeds"], help="seeds per choice for --tune")
+    p.add_argument("--arms", nargs="+", default=list(seg["arms"]), choices=ARMS, help="arms to run")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=None,
@@ -135,7 +139,7 @@ def _add_eval_features(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--radius", type=int, default=6, help="half-side of the search cube in working voxels")
     p.add_argument("--queries", type=int, default=2000, help="query voxels in the fixed image's foreground")
     p.add_argument("--seed", type=int, default=0, help="seeds the queries and the random baseline")
-    p.add_argument("--preset", default="small", help="architecture of the random baseline without a checkpoint")
+    p.add_argument("--preset", default=RANDOM_PRESET, help="architecture of the random baseline without a checkpoint")
     p.add_argument("--out", required=True, help="results.json")
 
 

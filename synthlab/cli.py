@@ -11,17 +11,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import sys
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, Union
 
-__all__ = ["USER_ERRORS", "Parser", "add_config_flags", "config_values", "first_line", "input_error"]
+__all__ = ["USER_ERRORS", "Parser", "add_config_flags", "config_values", "defaults_of", "first_line", "input_error"]
 
 # What a user can cause or fix: every entry point answers these with one line and exit code 2, a bug keeps its
 # traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError)
+
+
+def defaults_of(function: Callable[..., Any]) -> dict[str, Any]:
+    """The default of each parameter of ``function``: a command's flags take them from the function it calls,
+    so a default is written once, in the signature."""
+    return {name: parameter.default for name, parameter in inspect.signature(function).parameters.items()
+            if parameter.default is not inspect.Parameter.empty}
 
 
 def first_line(err: BaseException) -> str:

@@ -34,15 +34,15 @@ from .data import (
 from .data.frame import common_frame, to_frame, working_spacing
 from .dist import resolve_device
 from .metrics import endpoint_error, folding_percent, mean_dice, summarize
+from .nets import RANDOM_PRESET
 from .noise import pyramid_noise
 from .progress import ProgressLike, progress_bar
 from .register import FEATURE_SETS, RegistrationConfig, RegistrationResult, register
 from .spatial import warp
 
-__all__ = ["RANDOM_PRESET", "ProtocolConfig", "evaluate_registration", "known_answer_scores", "load_feature_net",
+__all__ = ["ProtocolConfig", "evaluate_registration", "known_answer_scores", "load_feature_net",
            "random_contrast", "random_deformation", "working_grid"]
 
-RANDOM_PRESET = "small"  # the architecture of the random-network baseline (checkpoint="none")
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from torch import nn
 
 from .dims import check_dim, interp_mode, layers
 
-__all__ = ["FEATURE_SOURCES", "PRESETS", "LevelFeatures", "ProjectionHead", "UNet", "build_unet", "crop_embedding",
-           "feature_network", "kaiming_init", "seeded", "unet_config"]
+__all__ = ["FEATURE_SOURCES", "PRESETS", "RANDOM_PRESET", "LevelFeatures", "ProjectionHead", "UNet", "build_unet",
+           "crop_embedding", "feature_network", "kaiming_init", "seeded", "unet_config"]
 
 NORMS = ("batch", "instance")
 
@@ -184,6 +184,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Three poolings, a few thousand parameters: CI and tests (sides of 16 or more).
     "tiny": {"widths": (4, 8, 16), "bottleneck": 32, "out_channels": 8, "norm": "batch"},
 }
+# The architecture of every random-network baseline (a checkpoint of "none" in the evaluations): fixed, so a
+# baseline does not change with the active profile.
+RANDOM_PRESET = "small"
 
 
 def unet_config(preset: str, dim: int, **overrides: Any) -> dict[str, Any]:

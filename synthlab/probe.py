@@ -30,7 +30,7 @@ from .dims import check_dim, slice_axis
 from .features import EvalMode, cosine_map, extract_features, normalize_features
 from .losses import OBJECTIVES, Objective
 from .mind import mind_ssc
-from .nets import feature_network
+from .nets import RANDOM_PRESET, feature_network
 from .regions import label_contrast, region_variance_share
 from .spatial import flat_index
 from .synth import SynthConfig, SynthEngine
@@ -189,7 +189,7 @@ class FeatureProbe:
 
 
 def probe_features(fixed: Volume, moving: Volume, config: ProbeConfig, net: nn.Module | None = None,
-                   random_preset: str = "small") -> dict[str, Any]:
+                   random_preset: str = RANDOM_PRESET) -> dict[str, Any]:
     """Run the probe for ``mind``, ``random`` and, given ``net``, ``network`` and ``network+mind``.
 
     ``random`` is an untrained network of ``net``'s architecture (``random_preset`` without one), initialised
@@ -261,7 +261,7 @@ def _load_pair(data: str | Path, fixed: str, moving: str,
 
 
 def evaluate_features(data: str | Path, fixed: str, moving: str, checkpoint: str | None = None,
-                      config: ProbeConfig | None = None, preset: str = "small") -> dict[str, Any]:
+                      config: ProbeConfig | None = None, preset: str = RANDOM_PRESET) -> dict[str, Any]:
     """``synthlab eval-features``: the probe on two co-registered contrasts of a data folder.
 
     Args:

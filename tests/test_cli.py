@@ -220,3 +220,19 @@ def test_pretrain_probes_a_real_pair_into_the_log_and_needs_its_contrast_names(
         rows = list(csv.DictReader(handle))
     assert [row["step"] for row in rows] == ["0", "1", "2"]
     assert all(0.0 <= float(row["real_match"]) <= 1.0 for row in rows)
+
+
+def test_evaluation_flags_default_to_the_functions_they_call() -> None:
+    from synthlab.__main__ import build_parser
+    from synthlab.cli import defaults_of
+    from synthlab.eval_reg import evaluate_registration
+    from synthlab.eval_seg import evaluate_segmentation
+
+    seg = vars(build_parser().parse_args(["eval-seg", "--data", "d", "--out", "o.json"]))
+    for name, default in defaults_of(evaluate_segmentation).items():
+        if name in seg and seg[name] is not None:  # None flags: the function's own default applies
+            assert seg[name] == (list(default) if isinstance(default, tuple) else default), name
+    reg = vars(build_parser().parse_args(["eval-reg", "--data", "d", "--out", "o.json"]))
+    expected = defaults_of(evaluate_registration)
+    assert (reg["seeds"], reg["checkpoint"], reg["features"]) == (expected["seeds"], "none", list(expected["features"]))
+    assert defaults_of(lambda a, b=2, *, c="x": None) == {"b": 2, "c": "x"}
