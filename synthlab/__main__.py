@@ -248,7 +248,7 @@ def _run(args: argparse.Namespace) -> int:
         results = evaluate_registration(data=args.data, fixed=args.fixed, moving=args.moving,
                                         checkpoint=args.checkpoint, features=args.features, seeds=args.seeds,
                                         size=args.size, device=args.device, config=SOLVER_PRESETS[args.solver])
-        write_json_atomic(args.out, results)
+        write_json_atomic(args.out, {"provenance": provenance(args.command_line), **results})
         _print_registration(results)
         print(f"wrote {args.out}")
         return 0

@@ -22,6 +22,7 @@ from .checkpoint import load_backbone
 from .data import (
     Case,
     Volume,
+    data_name,
     declared_labels,
     load_case,
     load_coregistered,
@@ -291,6 +292,6 @@ def evaluate_registration(data: str | Path, fixed: str | None = None, moving: st
         else:
             report = _coregistered_protocol(folder, (fixed, moving), features, net, range(seeds),
                                             size or protocol.size, device, config, protocol, bar)
-    return {"data": str(folder), "checkpoint": checkpoint, "network": network, "features": list(features),
+    return {"data": data_name(folder), "checkpoint": checkpoint, "network": network, "features": list(features),
             "seeds": list(range(seeds)), "device": str(device), **report,
             "registration_config": asdict(config), "protocol_config": asdict(protocol)}

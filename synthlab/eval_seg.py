@@ -25,8 +25,8 @@ from .checkpoint import load_backbone, random_backbone
 from .data import (
     Case,
     DataWarning,
+    data_name,
     declared_labels,
-    find_data_root,
     label_counts,
     load_msd,
     relabel,
@@ -102,16 +102,6 @@ def _numbered_cases(folder: Path) -> tuple[list[Case], list[int], dict[int, str]
     else:
         warn_stray_labels(counts, folder)
     return [replace(case, label=relabel(label, ids)) for case, label in zip(cases, maps, strict=True)], ids, names
-
-
-def _data_name(folder: Path) -> str:
-    """``folder`` relative to the data root when it lies there (``"hippocampus"``), so a results file names the
-    data set, not one machine's path; any other folder as given."""
-    root = find_data_root()
-    resolved = folder.resolve()
-    if root is not None and resolved.is_relative_to(root.resolve()):
-        return str(resolved.relative_to(root.resolve()))
-    return str(folder)
 
 
 def paired_gain(pretrained: dict[str, Any], scratch: dict[str, Any]) -> dict[str, Any]:
@@ -390,7 +380,7 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
     results["gain"] = paired_gain(results["pretrained"], results["scratch"]) if both else None
     order = _case_order(len(cases))
     settings = {
-        "data": _data_name(folder), "checkpoint": checkpoint, "dim": dim, "net_config": dict(template.config),
+        "data": data_name(folder), "checkpoint": checkpoint, "dim": dim, "net_config": dict(template.config),
         "shots": shots, "seeds": seeds, "steps": steps, "batch_size": budget.batch(dim),
         "device": str(device), "workers": workers, "lrs": {arm: budget.lr(arm) for arm in arms},
         "freeze_fraction": budget.freeze_fraction, "probe_steps": budget.probe_steps, "tuning": tuning or None,

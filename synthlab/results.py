@@ -29,11 +29,12 @@ from .cli import USER_ERRORS, Parser, input_error
 from .eval_seg import paired_gain
 from .io import write_text_atomic
 from .profiles import Profile
-from .studies import STUDIES, load_study
+from .studies import load_study
+from .studies.render import render_blocks
 
 __all__ = ["CLAIMS", "END_MARKER", "SMOKE_PROFILES", "START_MARKER", "TABLE_PROFILES", "Claim", "comparison_record",
            "comparison_summary", "features_summary", "load_runs", "machine_info", "main", "one_per_architecture",
-           "provenance", "registration_summary", "render_fewshot_study", "render_table", "replace_between_markers",
+           "provenance", "registration_summary", "render_table", "replace_between_markers",
            "segmentation_summary", "study_markers", "update_readme"]
 
 START_MARKER = "<!-- results:start -->"
@@ -287,43 +288,6 @@ def study_markers(name: str) -> tuple[str, str]:
     return f"<!-- study:{name}:start -->", f"<!-- study:{name}:end -->"
 
 
-def _resumed(settings: dict[str, Any]) -> str:
-    """What a study's minutes cover when it was resumed from its journal."""
-    runs = settings.get("resumed_runs", 0)
-    return f" (resumed: {runs} runs came from an interrupted invocation)" if runs else ""
-
-
-def render_fewshot_study(report: dict[str, Any]) -> str:
-    """A few-shot study as a markdown table: each arm's chosen setting, Dice, paired gain and interval."""
-    settings, made = report["settings"], report["provenance"]
-    shots = [str(k) for k in settings["shots"]]
-    rows = ["| arm | setting (tuned) | " + " | ".join(f"{k}-shot Dice, mean ± SE" for k in shots) + " |",
-            "|---|---|" + "---|" * len(shots)]
-    for arm in ("pretrained", "scratch", "probe", "probe_random", "probe_intensity"):
-        if not report.get(arm):
-            continue
-        setting = f"lr {settings['lrs'][arm]:g}" + (f", backbone frozen for the first {settings['freeze_fraction']:.0%}"
-                                                    if arm == "pretrained" and settings["freeze_fraction"] else "")
-        cells = [f"{e['mean']:.3f} ± {e['sem']:.3f}" if e["sem"] is not None else f"{e['mean']:.3f} (1 seed)"
-                 for e in (report[arm][k] for k in shots)]
-        rows.append(f"| {arm} | {setting} | " + " | ".join(cells) + " |")
-    if report.get("gain"):
-        cells = []
-        for k in shots:
-            gain = report["gain"][k]
-            positive = sum(d > 0 for d in gain["per_seed"])
-            interval = f", 95 % interval [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain.get("ci95") else ""
-            cells.append(f"**{gain['mean']:+.3f} ± {gain['sem']:.3f}**{interval}; {positive} of "
-                         f"{len(gain['per_seed'])} seeds positive")
-        rows.append("| paired gain, pretrained − scratch | same subject, initialisation and draws | "
-                    + " | ".join(cells) + " |")
-    return "\n".join([*rows, "", f"{settings['checkpoint']}, {settings['seeds']} seeds, {settings['max_test']} test "
-                       f"volumes; measured {made['date'][:10]} on {made['cpus']} CPU cores "
-                       f"({made['machine']['processor']}, torch {made['machine']['torch']}) in "
-                       f"{settings['seconds'] / 60:.0f} min{_resumed(settings)} by `{made['command']}` at commit "
-                       f"{(made['commit'] or 'unknown')[:7]}."])
-
-
 def update_readme(readme: str | Path, results: str | Path = "results", check: bool = False) -> bool:
     """Regenerate the claims table and every study block in ``readme``; returns True when the file was
     (``check``: would be) changed."""
@@ -332,11 +296,10 @@ def update_readme(readme: str | Path, results: str | Path = "results", check: bo
         raise FileNotFoundError(f"{readme}: README not found")
     text = readme.read_text()
     updated = replace_between_markers(text, render_table(load_runs(results)), str(readme))
-    for name in STUDIES:  # each study block present in the README is rendered from its results file
+    for name, body in render_blocks().items():  # each study block the README holds, from its results files
         start, end = study_markers(name)
-        study = load_study(name)
-        if start in updated and study is not None:
-            updated = replace_between_markers(updated, render_fewshot_study(study), str(readme), start, end)
+        if start in updated:
+            updated = replace_between_markers(updated, body, str(readme), start, end)
     if updated != text and not check:
         write_text_atomic(readme, updated)
     return updated != text

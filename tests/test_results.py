@@ -11,6 +11,7 @@ from synthlab import results as results_module
 from synthlab.eval_seg import paired_gain
 from synthlab.metrics import summarize
 from synthlab.results import END_MARKER, START_MARKER, load_runs, main, render_table, update_readme
+from synthlab.studies import render
 
 
 def _fake_run(profile: str, dim: int, supcon_gain: float) -> dict:
@@ -143,7 +144,7 @@ def test_each_objective_is_paired_with_the_scratch_arm_of_its_own_architecture(t
 def test_a_study_block_in_the_readme_is_rendered_from_the_study_file(workspace: tuple[Path, Path],
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     readme, results = workspace
-    name = next(iter(results_module.STUDIES))
+    name = next(iter(render.STUDIES))
     start, end = results_module.study_markers(name)
     readme.write_text(readme.read_text() + f"\n{start}\nstale numbers\n{end}\n")
 
@@ -157,7 +158,7 @@ def test_a_study_block_in_the_readme_is_rendered_from_the_study_file(workspace: 
              "provenance": {"date": "2026-12-03T17:00:00+00:00", "cpus": 2, "command": "python -m synthlab eval-seg",
                             "commit": "abcdef123", "machine": {"processor": "x86_64", "torch": "2.13.0"}}}
     study["gain"] = paired_gain(study["pretrained"], study["scratch"])
-    monkeypatch.setattr(results_module, "load_study", lambda wanted: study if wanted == name else None)
+    monkeypatch.setattr(render, "load_study", lambda wanted: study if wanted == name else None)
     assert update_readme(readme, results)
     text = readme.read_text()
     assert "stale numbers" not in text and "backbone frozen for the first 25%" in text

@@ -77,7 +77,7 @@ def test_the_registry_names_each_study_and_refuses_an_unknown_one(capsys: pytest
         assert "--out" not in study.argv and "--data" in study.argv, name
         report = studies.load_study(name)
         if report is not None:  # a shipped results file says which command made it
-            assert report["provenance"]["command"].startswith("python -m synthlab eval-seg")
+            assert report["provenance"]["command"].startswith(f"python -m synthlab {study.argv[0]}")
             json.dumps(report)
 
 
@@ -154,3 +154,32 @@ def test_studies_of_different_shot_counts_join_into_one_curve_and_refuse_to_mix_
     figure = plot_fewshot(curve, "curve")
     labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert "scratch (n=20/10/10)" in labels  # a curve joining studies says how many seeds each point has
+
+
+def test_registration_studies_of_one_protocol_render_as_one_table_once_every_file_exists(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthlab.studies import render
+
+    def study(checkpoint: str, features: list[str], scaling: str, epe: float) -> dict:
+        stats = {"epe_before": {"mean": 2.5, "std": 0.5}, "epe": {"mean": epe, "std": 0.01},
+                 "folding_percent": {"mean": 0.02, "std": 0.0}, "seconds": {"mean": 30.0, "std": 1.0}}
+        return {"provenance": {"date": "2026-12-03T00:00:00", "cpus": 2, "commit": "abcdef0123",
+                               "command": "python -m synthlab eval-reg --data d",
+                               "machine": {"processor": "x86_64", "torch": "2.13.0", "threads": 1}},
+                "data": "brain_tumor_mri/study1", "fixed": "T1prereg", "moving": "FLAIRreg", "seeds": [0, 1, 2],
+                "checkpoint": checkpoint, "registration_config": {"scaling": scaling},
+                "results": {name: stats | {"epe": {"mean": epe + i, "std": 0.01}} for i, name in enumerate(features)}}
+
+    names = studies.TABLES["registration-brain"]
+    files = dict(zip(names, [study("synthlab-3d", ["mind", "network+mind"], "unit", 0.5),
+                             study("none", ["network+mind"], "unit", 0.6),
+                             study("synthlab-3d", ["mind", "network+mind"], "raw", 0.7),
+                             study("none", ["network+mind"], "raw", 0.8)], strict=True))
+    monkeypatch.setattr(render, "load_study", lambda name: files.get(name))
+    table = render.render_blocks()["registration-brain"]
+    assert "| synthlab | mind |  | 0.500 ± 0.010 |" in table
+    assert "| anatomix | network+mind | random init | 0.800" in table
+    assert "| synthlab | network+mind | `synthlab-3d` | 1.500" in table and "2.50 ± 0.50 voxels before" in table
+    assert all(f"`{name}`: measured 2026-12-03" in table for name in names)
+    files.pop(names[-1])  # a missing file: no table rather than a partial one
+    assert "registration-brain" not in render.render_blocks()

@@ -20,8 +20,9 @@ from ..io import write_atomic
 from .label_ids import check_label_ids, declared_labels
 from .nifti import Volume, check_pair, is_nifti, load_nifti, nifti_files, stem
 
-__all__ = ["ICBM_NAME", "Case", "Subject", "downloaded_data_root", "find_data_root", "icbm_folder", "list_volumes",
-           "load_case", "load_coregistered", "load_icbm", "load_msd", "msd_entries", "pick_name", "resolve_data"]
+__all__ = ["ICBM_NAME", "Case", "Subject", "data_name", "downloaded_data_root", "find_data_root", "icbm_folder",
+           "list_volumes", "load_case", "load_coregistered", "load_icbm", "load_msd", "msd_entries", "pick_name",
+           "resolve_data"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -201,6 +202,16 @@ def icbm_folder() -> Path:
 def _nifti_bytes(volume: Volume) -> bytes:
     data = volume.array.cpu().numpy().astype(np.int16 if volume.is_label else np.float32)
     return gzip.compress(nib.Nifti1Image(data, volume.affine).to_bytes())
+
+
+def data_name(folder: str | Path) -> str:
+    """``folder`` relative to the data root when it lies there (``"hippocampus"``), so a results file names the
+    data set, not one machine's path; any other folder as given (the inverse of :func:`resolve_data`)."""
+    root = find_data_root()
+    resolved = Path(folder).resolve()
+    if root is not None and resolved.is_relative_to(root.resolve()):
+        return str(resolved.relative_to(root.resolve()))
+    return str(folder)
 
 
 def resolve_data(name_or_path: str | Path) -> Path:

@@ -23,7 +23,7 @@ from typing import Any
 from ..cli import Parser, input_error
 from ..segment import ARMS
 
-__all__ = ["STUDIES", "Study", "fewshot_curve", "load_study", "main", "study_path"]
+__all__ = ["STUDIES", "TABLES", "Study", "fewshot_curve", "load_study", "main", "study_path"]
 
 FOLDER = Path(__file__).parent
 
@@ -44,6 +44,11 @@ class Study:
 _FEWSHOT_2D = ("eval-seg", "--data", "hippocampus", "--dim", "2", "--steps", "400", "--batch-size", "8",
                "--max-test", "40", "--tune")
 
+# Registration with a known answer (README "Registration"): brain_tumor_mri/study1, T1 fixed, FLAIR moving, a known
+# smooth deformation per seed, 128 voxels a side, 3 seeds; each feature set with synthlab's solver and anatomix's.
+_BRAIN = ("eval-reg", "--data", "brain_tumor_mri/study1", "--fixed", "T1prereg", "--moving", "FLAIRreg", "--seeds",
+          "3", "--size", "128")
+
 STUDIES: dict[str, Study] = {study.name: study for study in (
     Study("fewshot-2d-supcon-1shot",
           "Does anatomix's supcon network gain over tuned scratch training with one labelled scan (20 seeds)?",
@@ -54,7 +59,28 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
           "(10 seeds)?",
           (*_FEWSHOT_2D, "--checkpoint", "synthlab-supcon-2d", "--shots", "3", "5", "--seeds", "10"),
           "about 90 minutes on one core"),
+    Study("registration-brain-synthlab",
+          "Which features recover a known deformation between two contrasts best, with synthlab's solver?",
+          (*_BRAIN, "--checkpoint", "synthlab-3d", "--features", "intensity", "mind", "network", "network+mind"),
+          "about 8 minutes on one core"),
+    Study("registration-brain-synthlab-random",
+          "The same with a random network: what do trained features add over untrained ones?",
+          (*_BRAIN, "--checkpoint", "none", "--features", "network", "network+mind"), "about 5 minutes on one core"),
+    Study("registration-brain-anatomix",
+          "MIND and network + MIND with anatomix's published solver settings (docs/fidelity.md section 4)",
+          (*_BRAIN, "--checkpoint", "synthlab-3d", "--features", "mind", "network+mind", "--solver", "anatomix"),
+          "about 6 minutes on one core"),
+    Study("registration-brain-anatomix-random",
+          "network + MIND with anatomix's solver and a random network",
+          (*_BRAIN, "--checkpoint", "none", "--features", "network+mind", "--solver", "anatomix"),
+          "about 4 minutes on one core"),
 )}
+
+# README tables that join several studies of one protocol (rendered by make results when every file exists).
+TABLES: dict[str, tuple[str, ...]] = {
+    "registration-brain": ("registration-brain-synthlab", "registration-brain-synthlab-random",
+                           "registration-brain-anatomix", "registration-brain-anatomix-random"),
+}
 
 
 def study_path(name: str) -> Path:

@@ -1,0 +1,86 @@
+"""Study results files as the README's markdown: one block per few-shot study, one table per group of
+registration studies. ``make results`` writes them between ``<!-- study:NAME:start/end -->`` markers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import STUDIES, TABLES, load_study
+
+__all__ = ["render_blocks", "render_fewshot_study", "render_registration_table"]
+
+
+def _resumed(settings: dict[str, Any]) -> str:
+    """What a study's minutes cover when it was resumed from its journal."""
+    runs = settings.get("resumed_runs", 0)
+    return f" (resumed: {runs} runs came from an interrupted invocation)" if runs else ""
+
+
+def render_fewshot_study(report: dict[str, Any]) -> str:
+    """A few-shot study as a markdown table: each arm's chosen setting, Dice, paired gain and interval."""
+    settings, made = report["settings"], report["provenance"]
+    shots = [str(k) for k in settings["shots"]]
+    rows = ["| arm | setting (tuned) | " + " | ".join(f"{k}-shot Dice, mean ± SE" for k in shots) + " |",
+            "|---|---|" + "---|" * len(shots)]
+    for arm in ("pretrained", "scratch", "probe", "probe_random", "probe_intensity"):
+        if not report.get(arm):
+            continue
+        setting = f"lr {settings['lrs'][arm]:g}" + (f", backbone frozen for the first {settings['freeze_fraction']:.0%}"
+                                                    if arm == "pretrained" and settings["freeze_fraction"] else "")
+        cells = [f"{e['mean']:.3f} ± {e['sem']:.3f}" if e["sem"] is not None else f"{e['mean']:.3f} (1 seed)"
+                 for e in (report[arm][k] for k in shots)]
+        rows.append(f"| {arm} | {setting} | " + " | ".join(cells) + " |")
+    if report.get("gain"):
+        cells = []
+        for k in shots:
+            gain = report["gain"][k]
+            positive = sum(d > 0 for d in gain["per_seed"])
+            interval = f", 95 % interval [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain.get("ci95") else ""
+            cells.append(f"**{gain['mean']:+.3f} ± {gain['sem']:.3f}**{interval}; {positive} of "
+                         f"{len(gain['per_seed'])} seeds positive")
+        rows.append("| paired gain, pretrained − scratch | same subject, initialisation and draws | "
+                    + " | ".join(cells) + " |")
+    return "\n".join([*rows, "", f"{settings['checkpoint']}, {settings['seeds']} seeds, {settings['max_test']} test "
+                       f"volumes; measured {made['date'][:10]} on {made['cpus']} CPU cores "
+                       f"({made['machine']['processor']}, torch {made['machine']['torch']}) in "
+                       f"{settings['seconds'] / 60:.0f} min{_resumed(settings)} by `{made['command']}` at commit "
+                       f"{(made['commit'] or 'unknown')[:7]}."])
+
+
+def _made(report: dict[str, Any]) -> str:
+    """When, where and by which command a results file was made."""
+    made = report["provenance"]
+    return (f"{made['date'][:10]} on {made['cpus']} CPU cores ({made['machine']['processor']}, torch "
+            f"{made['machine']['torch']}, {made['machine'].get('threads', '?')} thread(s)) by `{made['command']}` at "
+            f"commit {(made['commit'] or 'unknown')[:7]}")
+
+
+def render_registration_table(reports: dict[str, dict[str, Any]]) -> str:
+    """Several ``eval-reg`` studies of one protocol as one table: a row per feature set and network, the
+    endpoint error (voxels, mean ± SD over seeds), folding and seconds, then where each study came from."""
+    rows = ["| solver | features | network | endpoint error (voxels) | folding % | seconds |",
+            "|---|---|---|---|---|---|"]
+    for report in reports.values():
+        solver = "anatomix" if report["registration_config"].get("scaling") == "raw" else "synthlab"
+        for features, row in report["results"].items():
+            network = report["checkpoint"] if "network" in features else ""
+            network = "random init" if network == "none" else f"`{network}`" if network else ""
+            rows.append(f"| {solver} | {features} | {network} | {row['epe']['mean']:.3f} ± {row['epe']['std']:.3f} | "
+                        f"{row['folding_percent']['mean']:.2f} | {row['seconds']['mean']:.0f} |")
+    first = next(iter(reports.values()))
+    before = first["results"][next(iter(first["results"]))]["epe_before"]
+    lines = [*rows, "", f"{first['data']}, {first['fixed']} fixed, {first['moving']} moving, "
+             f"{len(first['seeds'])} seeds; {before['mean']:.2f} ± {before['std']:.2f} voxels before registration."]
+    lines += [f"`{name}`: measured {_made(report)}." for name, report in reports.items()]
+    return "\n".join(lines)
+
+
+def render_blocks() -> dict[str, str]:
+    """The markdown of every study block whose results files exist, keyed by the name its markers carry."""
+    blocks = {name: render_fewshot_study(report) for name in STUDIES
+              if STUDIES[name].argv[0] == "eval-seg" and (report := load_study(name)) is not None}
+    for table, names in TABLES.items():
+        reports = {name: load_study(name) for name in names}
+        if all(report is not None for report in reports.values()):
+            blocks[table] = render_registration_table(reports)
+    return blocks
