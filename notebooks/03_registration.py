@@ -42,13 +42,17 @@ if importlib.util.find_spec("synthlab") is None:  # Colab, a bare kernel: instal
 # %% tags=["parameters"]
 profile = None  # None: $SYNTHLAB_PROFILE, else "gpu" where CUDA is available, else "ci"
 checkpoint = "synthlab-3d"  # the shipped 3D network (default), a checkpoint path, or "none" for a random init
+solver = "synthlab"  # the solver's settings: "synthlab", or "anatomix" (its published ones, docs/fidelity.md)
 seed = 0
 
 # %%
 # %matplotlib inline
+from dataclasses import replace
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import Markdown, display
 
 import synthlab
 from synthlab import viz
@@ -63,11 +67,12 @@ from synthlab.eval_reg import (
 from synthlab.metrics import endpoint_error, folding_percent
 from synthlab.mind import mind_ssc
 from synthlab.profiles import use_profile
-from synthlab.register import FEATURE_SETS, RegistrationConfig, register
+from synthlab.register import FEATURE_SETS, SOLVER_PRESETS, register
 from synthlab.spatial import warp
+from synthlab.studies.render import render_blocks
 
 settings = use_profile(profile)
-config = RegistrationConfig(iterations=settings.reg_iterations)
+config = replace(SOLVER_PRESETS[solver], iterations=settings.reg_iterations)
 generator = torch.Generator().manual_seed(seed)
 data_root = find_data_root()
 study = data_root / "brain_tumor_mri" / "study1" if data_root is not None else None
@@ -156,7 +161,27 @@ fig = viz.show_row([viz.checkerboard(deformed, moving), viz.checkerboard(deforme
                    kinds=["image", "image", "auto", "auto"], shared=True)
 
 # %% [markdown]
-# ## Every feature set, over seeds
+# ## What the study measured
+#
+# The question this notebook asks, measured with care: the same pair protocol on T1 pre-contrast against FLAIR
+# at 128 voxels, three seeded deformations, every feature set, with synthlab's solver and with the settings
+# anatomix publishes (`solver="anatomix"`), and with a trained and a random network. Four results files ship with
+# synthlab (`python -m synthlab.studies list`); the table is rendered from them, as in the README.
+
+# %%
+blocks = render_blocks()
+if "registration-brain" in blocks:
+    display(Markdown(blocks["registration-brain"]))
+else:
+    print("the registration studies have not all been run: python -m synthlab.studies run all")
+
+# %% [markdown]
+# How to read it: with synthlab's solver MIND alone is best (0.576) and the trained network *hurts* when added
+# (0.649); with anatomix's settings MIND alone is worse (0.645) and adding the network helps (0.572, 11 % less
+# error). But a random network helps almost as much (0.577): what the network adds under anatomix's settings is
+# mostly what any 16 extra smooth channels add, and best against best (0.572 against 0.576) the two are tied.
+#
+# ## Every feature set, over seeds (a demonstration at the profile's budget)
 #
 # `evaluate_registration` repeats the experiment for `reg_seeds` seeded deformations and every feature
 # set. The network features come from the 3D network synthlab ships (`synthlab-3d`: the `voxnce` recipe with
@@ -205,12 +230,13 @@ fig.tight_layout()
 # coherent misses. MIND, built to ignore contrast, is the set to beat; `network+mind` asks whether the network
 # adds anything to it.
 #
-# The README measures the same question with more care, on another pair and grid (T1 pre-contrast against
-# FLAIR, 128 voxels, 3 seeds): network+MIND 0.649 voxels against MIND's 0.576, so the shipped network does not
-# help there either, although it beats MIND on the correspondence probe. The same table gives the baseline
-# this notebook does not run: a *random* network added to MIND (0.563), no worse than MIND. To run it here, set
-# `checkpoint = "none"`. `docs/experiments.md` ("Why better features register worse") measures why the trained
-# network hurts: its misses come in coherent regions that the solver's smoothing cannot average away.
+# The study above measures the same question with more care, on another pair and grid (T1 pre-contrast against
+# FLAIR, 128 voxels, 3 seeds): with synthlab's solver network+MIND 0.649 voxels against MIND's 0.576, so the
+# shipped network does not help there either, although it beats MIND on the correspondence probe; the random
+# network's row is the baseline this notebook does not run (set `checkpoint = "none"` to run it here, and
+# `solver = "anatomix"` for anatomix's settings). `docs/experiments.md` ("Why better features register worse")
+# measures why the trained network hurts: its misses come in coherent regions that the solver's smoothing
+# cannot average away.
 #
 # ## Try it: regularisation and steps
 #
