@@ -27,7 +27,7 @@ SYNTHLAB_DATA ?= $(wildcard $(CURDIR)/../shared/data)
 export SYNTHLAB_DATA
 export PYTHONHASHSEED := 0
 
-.PHONY: install test unit notebooks-test notebooks-run run-all lab sync lint bench results studies weights gpu-test \
+.PHONY: install test unit unit-first unit-second notebooks-test notebooks-run run-all lab sync lint bench results studies weights gpu-test \
 	gpu-check gpu-weights clean
 
 install: $(STAMP)
@@ -49,8 +49,20 @@ test: unit
 notebooks-run: $(STAMP)
 	OMP_NUM_THREADS=1 TQDM_DISABLE=1 $(MAKE) --no-print-directory run-all PROFILE=ci
 
+# The unit tests in two halves side by side, one thread each (the halves take about equal time; the multi-process
+# tests of training and of the losses stay in one half, so no two of them share a port). New test files join
+# the second half.
+UNIT_FIRST := tests/test_segment.py tests/test_hostile.py tests/test_results.py tests/test_data.py \
+	tests/test_shipped.py tests/test_bench.py tests/test_probe.py tests/test_viz.py
+
 unit: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -q
+	$(MAKE) --no-print-directory -j2 --output-sync=target unit-first unit-second
+
+unit-first: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(UNIT_FIRST)
+
+unit-second: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests $(addprefix --ignore=,$(UNIT_FIRST))
 
 notebooks-test: $(STAMP)
 	OMP_NUM_THREADS=1 SYNTHLAB_PROFILE=ci TQDM_DISABLE=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax \
