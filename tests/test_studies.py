@@ -183,3 +183,22 @@ def test_registration_studies_of_one_protocol_render_as_one_table_once_every_fil
     assert all(f"`{name}`: measured 2026-12-03" in table for name in names)
     files.pop(names[-1])  # a missing file: no table rather than a partial one
     assert "registration-brain" not in render.render_blocks()
+
+
+def test_labelled_registration_studies_render_dice_per_contrast_change() -> None:
+    from synthlab.studies.render import render_registration_table
+
+    def cell(dice: float) -> dict:
+        return {"dice_before": {"mean": 0.612, "std": 0.128}, "dice": {"mean": dice, "std": 0.05},
+                "folding_percent": {"mean": 0.3, "std": 0.1}, "seconds": {"mean": 2.0, "std": 0.1}}
+
+    report = {"provenance": {"date": "2026-12-03T00:00:00", "cpus": 2, "commit": None, "command": "python -m x",
+                             "machine": {"processor": "x86_64", "torch": "2.13.0"}},
+              "data": "hippocampus", "seeds": list(range(5)), "checkpoint": "none",
+              "registration_config": {"scaling": "raw"},
+              "results": {"network+mind": {"none": cell(0.73), "monotone": cell(0.74), "non-monotone": cell(0.75)}}}
+    table = render_registration_table({"hip": report})
+    assert "| Dice, none change | Dice, monotone change | Dice, non-monotone change |" in table
+    row = "| anatomix | network+mind | random init | 0.730 ± 0.050 | 0.740 ± 0.050 | 0.750 ± 0.050 | 0.30 | 2 |"
+    assert row in table
+    assert "5 inter-subject pairs; Dice 0.612 ± 0.128 before" in table and "commit unknown" in table

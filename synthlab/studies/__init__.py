@@ -76,10 +76,28 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
           "about 4 minutes on one core"),
 )}
 
+# Inter-subject hippocampus pairs (README "Registration"): 5 labelled pairs in one world frame, the moving image
+# unchanged or remapped by a monotone or non-monotone intensity curve; Dice of the warped labels.
+_HIPPOCAMPUS = ("eval-reg", "--data", "hippocampus", "--seeds", "5")
+STUDIES.update({study.name: study for study in (
+    Study("registration-hippocampus-synthlab",
+          "Across subjects and contrast changes, does a network add to MIND (synthlab's solver)?",
+          (*_HIPPOCAMPUS, "--checkpoint", "synthlab-3d", "--features", "intensity", "mind", "network+mind"),
+          "about 2 minutes on one core"),
+    Study("registration-hippocampus-anatomix", "The same with anatomix's solver settings",
+          (*_HIPPOCAMPUS, "--checkpoint", "synthlab-3d", "--features", "mind", "network+mind", "--solver", "anatomix"),
+          "about 1 minute on one core"),
+    Study("registration-hippocampus-anatomix-random", "anatomix's solver with a random network",
+          (*_HIPPOCAMPUS, "--checkpoint", "none", "--features", "network+mind", "--solver", "anatomix"),
+          "about 1 minute on one core"),
+)})
+
 # README tables that join several studies of one protocol (rendered by make results when every file exists).
 TABLES: dict[str, tuple[str, ...]] = {
     "registration-brain": ("registration-brain-synthlab", "registration-brain-synthlab-random",
                            "registration-brain-anatomix", "registration-brain-anatomix-random"),
+    "registration-hippocampus": ("registration-hippocampus-synthlab", "registration-hippocampus-anatomix",
+                                 "registration-hippocampus-anatomix-random"),
 }
 
 

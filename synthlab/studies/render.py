@@ -55,22 +55,53 @@ def _made(report: dict[str, Any]) -> str:
             f"commit {(made['commit'] or 'unknown')[:7]}")
 
 
+def _network(report: dict[str, Any], features: str) -> str:
+    if "network" not in features:
+        return ""
+    return "random init" if report["checkpoint"] == "none" else f"`{report['checkpoint']}`"
+
+
+def _solver(report: dict[str, Any]) -> str:
+    return "anatomix" if report["registration_config"].get("scaling") == "raw" else "synthlab"
+
+
 def render_registration_table(reports: dict[str, dict[str, Any]]) -> str:
-    """Several ``eval-reg`` studies of one protocol as one table: a row per feature set and network, the
-    endpoint error (voxels, mean ± SD over seeds), folding and seconds, then where each study came from."""
-    rows = ["| solver | features | network | endpoint error (voxels) | folding % | seconds |",
-            "|---|---|---|---|---|---|"]
-    for report in reports.values():
-        solver = "anatomix" if report["registration_config"].get("scaling") == "raw" else "synthlab"
-        for features, row in report["results"].items():
-            network = report["checkpoint"] if "network" in features else ""
-            network = "random init" if network == "none" else f"`{network}`" if network else ""
-            rows.append(f"| {solver} | {features} | {network} | {row['epe']['mean']:.3f} ± {row['epe']['std']:.3f} | "
-                        f"{row['folding_percent']['mean']:.2f} | {row['seconds']['mean']:.0f} |")
+    """Several ``eval-reg`` studies of one protocol as one table, then where each study came from.
+
+    Known-answer studies (co-registered contrasts): a row per solver, feature set and network with the endpoint
+    error (voxels, mean ± SD over seeds), folding and seconds. Labelled pairs (an MSD folder): Dice after
+    registration per simulated contrast change of the moving image, folding and seconds.
+    """
     first = next(iter(reports.values()))
-    before = first["results"][next(iter(first["results"]))]["epe_before"]
-    lines = [*rows, "", f"{first['data']}, {first['fixed']} fixed, {first['moving']} moving, "
-             f"{len(first['seeds'])} seeds; {before['mean']:.2f} ± {before['std']:.2f} voxels before registration."]
+    sample = first["results"][next(iter(first["results"]))]
+    labelled = "epe" not in sample
+    changes = list(sample) if labelled else []
+    if labelled:
+        rows = ["| solver | features | network | " + " | ".join(f"Dice, {c} change" for c in changes)
+                + " | folding % | seconds |", "|---|---|---|" + "---|" * (len(changes) + 2)]
+    else:
+        rows = ["| solver | features | network | endpoint error (voxels) | folding % | seconds |",
+                "|---|---|---|---|---|---|"]
+    for report in reports.values():
+        for features, row in report["results"].items():
+            head = f"| {_solver(report)} | {features} | {_network(report, features)} | "
+            if labelled:
+                cells = [f"{row[c]['dice']['mean']:.3f} ± {row[c]['dice']['std']:.3f}" for c in changes]
+                folding = max(row[c]["folding_percent"]["mean"] for c in changes)
+                seconds = max(row[c]["seconds"]["mean"] for c in changes)
+                rows.append(head + " | ".join(cells) + f" | {folding:.2f} | {seconds:.0f} |")
+            else:
+                rows.append(head + f"{row['epe']['mean']:.3f} ± {row['epe']['std']:.3f} | "
+                            f"{row['folding_percent']['mean']:.2f} | {row['seconds']['mean']:.0f} |")
+    if labelled:
+        before = sample[changes[0]]["dice_before"]
+        summary = (f"{first['data']}, {len(first['seeds'])} inter-subject pairs; Dice {before['mean']:.3f} ± "
+                   f"{before['std']:.3f} before registration; folding and seconds: the largest over the changes.")
+    else:
+        before = sample["epe_before"]
+        summary = (f"{first['data']}, {first['fixed']} fixed, {first['moving']} moving, {len(first['seeds'])} seeds; "
+                   f"{before['mean']:.2f} ± {before['std']:.2f} voxels before registration.")
+    lines = [*rows, "", summary]
     lines += [f"`{name}`: measured {_made(report)}." for name, report in reports.items()]
     return "\n".join(lines)
 
