@@ -86,7 +86,9 @@ label_names = declared_labels(folder / "dataset.json") if has_data else None  # 
 print(f"profile {settings.name}: {settings.seg_steps} steps, shots {settings.seg_shots}, "
       f"{settings.seg_seeds} seeds, {settings.seg_max_test} test cases, dim {dim}")
 if not has_data:
-    print("hippocampus data not found (set SYNTHLAB_DATA): the cells below skip their work")
+    print("hippocampus data not found: the measured studies are shown, the live cells skip their work. "
+          "Get the data with `python -m synthlab.data download hippocampus` (about 30 MB), or point SYNTHLAB_DATA "
+          "at a folder holding hippocampus/")
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -174,7 +174,8 @@ if not settings.compare_seeds:
     print(f"the {settings.name} profile compares no few-shot runs live: one seed a network says nothing (the "
           "measured study is in notebook 04 and the README; profile='cpu' runs 6 seeds here)")
 elif data_root is None or not (data_root / "hippocampus").is_dir():
-    print("hippocampus data not found: segmentation skipped (set SYNTHLAB_DATA, see data/README.md)")
+    print("hippocampus data not found: segmentation skipped (python -m synthlab.data download hippocampus, or "
+          "set SYNTHLAB_DATA)")
 else:
     def few_shot(checkpoint: str, arm: str) -> dict:
         return evaluate_segmentation("hippocampus", checkpoint=checkpoint, shots=settings.compare_shots,
