@@ -209,7 +209,9 @@ if seg_dice:
 # The post-contrast T1 is deformed by a known smooth field and the FLAIR registered to it, so the endpoint
 # error (voxels) is exact. Network features need a 3D network: with shipped weights each objective's 3D
 # network is used whatever `dim` is; with `weights="train"` and `dim=2` the network arm is a fixed random
-# initialisation, stated in the results.
+# initialisation, stated in the results. This is one seed at the profile's budget; the registration studies
+# (notebook 03 and the README: three seeds, 128 voxels, synthlab's and anatomix's solver settings, a random
+# network as control) find the shipped 3D network no better than a random one added to MIND.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
