@@ -15,7 +15,7 @@ import torch
 
 from .dims import check_dim
 from .draw import bernoulli, log_uniform, sample_affine, uniform
-from .spatial import affine_displacement, affine_matrix, warp
+from .spatial import SpatialParams, affine_matrix, apply_spatial
 from .synth.appearance import apply_gamma, apply_noise
 
 __all__ = ["AugmentConfig", "AugmentParams", "apply_augment", "draw_batch", "sample_augment"]
@@ -45,7 +45,7 @@ class AugmentConfig:
 class AugmentParams:
     """Sampled augmentation parameters for a batch: everything :func:`apply_augment` needs, nothing random."""
 
-    matrix: torch.Tensor  # (B, dim, dim + 1) centred output->input affine, flips included
+    spatial: SpatialParams  # the affine, mirrors folded into its matrix (synthlab.spatial.apply_spatial)
     gamma: torch.Tensor  # (B,)
     noise_std: torch.Tensor  # (B,) relative to each image's maximum (about absolute on [0, 1] images)
     noise_seeds: torch.Tensor  # (B,) seeds of each image's noise
@@ -73,20 +73,20 @@ def sample_augment(batch: int, size: Sequence[int], config: AugmentConfig, gener
     noise_std = torch.where(bernoulli(generator, (batch,), config.noise_prob), config.noise_std, 0.0)
     seeds = torch.randint(0, 2**62, (batch,), generator=generator, device=generator.device)
     matrix = affine_matrix(angles * on, torch.where(on, zooms, 1.0), translation=shifts * on, flips=flips)
-    return AugmentParams(matrix, gamma, noise_std, seeds)
+    return AugmentParams(SpatialParams(matrix), gamma, noise_std, seeds)
 
 
 def apply_augment(image: torch.Tensor, label: torch.Tensor, params: AugmentParams
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply sampled parameters: one warp (affine and flips; nearest for labels), then the synthetic engine's
-    gamma and noise (:func:`~synthlab.synth.appearance.apply_gamma`, :func:`~synthlab.synth.appearance.apply_noise`).
+    """Apply sampled parameters: the spatial transform (:func:`~synthlab.spatial.apply_spatial`: linear for the
+    image, nearest for labels), then the synthetic engine's gamma and noise
+    (:func:`~synthlab.synth.appearance.apply_gamma`, :func:`~synthlab.synth.appearance.apply_noise`).
 
     Args:
         image: ``(B, 1, *size)`` in [0, 1]; label: ``(B, *size)`` integer. Outputs follow ``image``'s device.
     """
-    displacement = affine_displacement(params.matrix.to(image), image.shape[2:])
-    image = warp(image, displacement, padding_mode="zeros")
-    label = warp(label.unsqueeze(1), displacement, mode="nearest", padding_mode="zeros").squeeze(1)
+    image = apply_spatial(image, params.spatial, "linear")
+    label = apply_spatial(label.unsqueeze(1), params.spatial, "nearest").squeeze(1)
     image = apply_gamma(image.clamp(0.0, 1.0), params.gamma.to(image))
     return apply_noise(image, params.noise_std.to(image), params.noise_seeds.to(image.device)), label
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,9 +26,11 @@ import torch.nn.functional as F
 from .dims import interp_mode
 
 __all__ = [
+    "SpatialParams",
     "affine_coordinates",
     "affine_displacement",
     "affine_matrix",
+    "apply_spatial",
     "flat_index",
     "gaussian_blur",
     "grid_size",
@@ -286,3 +289,56 @@ def rescale_field(u: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     ratio = [(o - 1) / max(i - 1, 1) for i, o in zip(u.shape[2:], size, strict=True)]
     scale = torch.tensor(ratio, dtype=u.dtype, device=u.device).view(1, -1, *([1] * len(size)))
     return resize(u, size) * scale
+
+
+@dataclass(frozen=True)
+class SpatialParams:
+    """A sampled geometric transform of a batch: everything :func:`apply_spatial` needs, nothing random.
+
+    Output voxel ``x`` of sample ``b`` reads the input, mirrored along the axes ``flips[b]`` marks, at
+    ``A_b (x - c) + t_b + c + u_b(x)``. Synthesis (:func:`synthlab.synth.engine.augment_labels`) and segmentation
+    augmentation (:mod:`synthlab.augment`) each sample these from their own config, then apply them here.
+    """
+
+    matrix: torch.Tensor  # (B, dim, dim + 1) centred output->input affines (the identity where none was drawn)
+    flips: torch.Tensor | None = None  # (B, dim) bool: exact mirrors before the affine; None: none
+    deformation: torch.Tensor | None = None  # (B, dim, *grid) smooth displacement (voxels), resized to the output
+    moved: torch.Tensor | None = None  # (B,) bool: samples the affine or deformation changes; None: every sample
+
+
+def apply_spatial(x: torch.Tensor, params: SpatialParams, mode: str = "linear", fill: int = 0) -> torch.Tensor:
+    """Apply sampled parameters to ``x`` ``(B, C, *size)``; a pure function of both.
+
+    ``mode="linear"`` interpolates (images; zero outside the input); ``"nearest"`` reads the nearest voxel
+    exactly (label maps never pass through floating point; ``fill`` outside). Samples that ``params.moved``
+    leaves out are only mirrored, never resampled.
+    """
+    if mode not in ("linear", "nearest"):
+        raise ValueError(f"mode must be 'linear' or 'nearest', got {mode!r}")
+    if params.matrix.shape[0] != x.shape[0] or params.matrix.shape[1] != x.ndim - 2:
+        raise ValueError(f"params hold {params.matrix.shape[0]} {params.matrix.shape[1]}D transforms for a batch "
+                         f"of shape {tuple(x.shape)}")
+    out = x
+    if params.flips is not None:
+        out = x.clone()
+        for b, axes in enumerate(params.flips.tolist()):
+            if flipped := [2 + a for a, f in enumerate(axes) if f]:
+                out[b] = x[b:b + 1].flip(flipped)[0]
+    size = tuple(x.shape[2:])
+    index = params.moved.nonzero().squeeze(1) if params.moved is not None else None
+    if index is not None and index.numel() == 0:
+        return out
+    matrix = params.matrix if index is None else params.matrix[index]
+    deformation = params.deformation if index is None or params.deformation is None else params.deformation[index]
+    source = out if index is None else out[index]
+    if mode == "nearest":
+        coords = affine_coordinates(matrix, size)
+        if deformation is not None:
+            coords += resize(deformation, size)
+        warped = sample_nearest(source, coords, fill=fill)
+    else:
+        displacement = affine_displacement(matrix.to(source), size)
+        if deformation is not None:
+            displacement = displacement + resize(deformation.to(source), size)
+        warped = warp(source, displacement, padding_mode="zeros")
+    return warped if index is None else out.index_copy(0, index, warped)

@@ -9,9 +9,11 @@ import torch
 
 from synthlab.noise import coarse_shape, pyramid_noise, smooth_noise
 from synthlab.spatial import (
+    SpatialParams,
     affine_coordinates,
     affine_displacement,
     affine_matrix,
+    apply_spatial,
     gaussian_blur,
     identity_grid,
     jacobian_determinant,
@@ -163,3 +165,28 @@ def test_resize_nearest_keeps_integer_values() -> None:
     labels = torch.randint(0, 4, (1, 1, 6, 6)).float()
     up = resize(labels, (12, 12), mode="nearest")
     assert set(up.unique().tolist()) <= set(labels.unique().tolist())
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_apply_spatial_mirrors_exactly_moves_only_the_marked_samples_and_reads_labels_exactly(dim: int) -> None:
+    size = (12, 10, 8)[:dim]
+    labels = torch.randint(0, 5, (3, 1, *size), generator=torch.Generator().manual_seed(0))
+    identity = torch.eye(dim, dim + 1).expand(3, dim, dim + 1)
+    assert torch.equal(apply_spatial(labels, SpatialParams(identity), "nearest"), labels)
+    flips = torch.zeros(3, dim, dtype=torch.bool)
+    flips[1, 0] = True
+    shift = identity.clone()
+    shift[:, 0, dim] = 2.0  # read two voxels further along axis 0
+    moved = torch.tensor([False, True, True])
+    out = apply_spatial(labels, SpatialParams(shift, flips, moved=moved), "nearest", fill=7)
+    assert torch.equal(out[0], labels[0])  # not moved, not mirrored
+    assert torch.equal(out[1, :, :-2], labels[1:2].flip(2)[0, :, 2:]) and bool((out[1, :, -2:] == 7).all())
+    assert torch.equal(out[2, :, :-2], labels[2, :, 2:]) and out.dtype == labels.dtype
+    image = torch.rand(3, 1, *size, generator=torch.Generator().manual_seed(1))
+    moved_image = apply_spatial(image, SpatialParams(shift), "linear")
+    assert torch.allclose(moved_image[:, :, :-2], image[:, :, 2:], atol=1e-5)
+    assert float(moved_image[:, :, -1].abs().max()) == 0  # zero outside the input
+    with pytest.raises(ValueError, match="mode"):
+        apply_spatial(image, SpatialParams(shift), "cubic")
+    with pytest.raises(ValueError, match="transforms for a batch"):
+        apply_spatial(image[:2], SpatialParams(shift), "linear")

@@ -23,7 +23,7 @@ import torch
 
 from ..draw import bernoulli, sample_affine, uniform
 from ..noise import pyramid_noise
-from ..spatial import affine_coordinates, affine_matrix, resize, sample_nearest
+from ..spatial import SpatialParams, affine_matrix, apply_spatial
 from .appearance import AppearanceParams, render, sample_appearance
 from .config import SpatialAugConfig, SynthConfig
 from .labels import ShapeBank, apply_foreground, procedural_labels, sample_foreground
@@ -68,24 +68,15 @@ def augment_labels(labels: torch.Tensor, cfg: SpatialAugConfig, generator: torch
     deformation = pyramid_noise(batch, dim, work, [min(g, max(work)) for g in cfg.deform_grids], generator,
                                 deform_std)
 
-    out = labels.clone()
-    for b, axes in enumerate(flips.tolist()):
-        flipped = [2 + a for a, f in enumerate(axes) if f]
-        if flipped:
-            out[b] = labels[b:b + 1].flip(flipped)[0]
-    moved = (affine_on | deform_on).nonzero().squeeze(1)
-    if moved.numel() == 0:
-        return out
     identity = torch.eye(dim, dim + 1, device=labels.device).expand(batch, dim, dim + 1)
     matrix = torch.where(affine_on.view(batch, 1, 1), affine_matrix(angles, scales, shears, shifts), identity)
-    coords = affine_coordinates(matrix[moved], size)
-    if bool(deform_on.any()):
-        coords += resize(deformation[moved], size) * deform_on[moved].view(-1, *([1] * (dim + 1)))
-    warped = sample_nearest(out[moved], coords, fill=-1 if fill == "fresh" else fill)
-    if fill == "fresh":
-        fresh = out[moved].flatten(1).amax(1).view(-1, *([1] * (dim + 1))) + 1
-        warped = torch.where(warped < 0, fresh, warped)
-    return out.index_copy(0, moved, warped)
+    on = deform_on.view(-1, *([1] * (dim + 1)))
+    params = SpatialParams(matrix, flips, deformation * on if bool(deform_on.any()) else None, affine_on | deform_on)
+    out = apply_spatial(labels, params, "nearest", fill=-1 if fill == "fresh" else fill)
+    if fill == "fresh":  # voxels from outside a space-filling map: one new label above the map's own
+        fresh = labels.flatten(1).amax(1).view(-1, *([1] * (dim + 1))) + 1
+        out = torch.where(out < 0, fresh, out)
+    return out
 
 
 class SynthEngine:
