@@ -29,7 +29,7 @@ from .cli import USER_ERRORS, Parser, input_error
 from .eval_seg import paired_gain
 from .io import write_text_atomic
 from .profiles import Profile
-from .studies import load_study
+from .studies import TABLES, load_study
 from .studies.render import render_blocks
 
 __all__ = ["CLAIMS", "END_MARKER", "SMOKE_PROFILES", "START_MARKER", "TABLE_PROFILES", "Claim", "comparison_record",
@@ -53,7 +53,7 @@ class Claim:
     published: str
     task: str  # "segmentation": few-shot Dice gain; "registration": EPE by feature set; "features": match rate
     objective: str
-    study: str | None = None  # the synthlab.studies results file that measures the claim, where one exists
+    study: str | None = None  # the synthlab.studies results file (or table of files) that measures the claim
 
 
 CLAIMS: tuple[Claim, ...] = (
@@ -63,7 +63,8 @@ CLAIMS: tuple[Claim, ...] = (
           "fewshot-2d-supcon-1shot"),
     Claim("anatomix", "network features + MIND register better than MIND alone, without training",
           "brain_tumor_mri/study1, known smooth deformation; endpoint error (voxels, lower is better)",
-          "ConvexAdam Dice .84 (+anatomix) vs .73 (MIND) on AbdomenMRCT", "registration", "supcon"),
+          "ConvexAdam Dice .84 (+anatomix) vs .73 (MIND) on AbdomenMRCT", "registration", "supcon",
+          "registration-brain"),
     Claim("anatomix", "its features find the same voxel across MR contrasts (the basis of its registration)",
           "eval-features: brain_tumor_mri T1 -> FLAIR (study1) and T1post -> T2 (study2); mean match rate of "
           "network vs untrained vs MIND (chance 0.053)",
@@ -224,8 +225,29 @@ def _measure(claim: Claim, run: dict[str, Any]) -> str | None:
     return " vs ".join(f"{name} {value['mean']:.2f}" for name, value in errors.items())
 
 
+def _registration_cell(names: tuple[str, ...]) -> str:
+    """network + MIND against MIND per solver, and the random network's network + MIND, from the studies."""
+    reports = [load_study(name) for name in names]
+    if any(report is None for report in reports):
+        return "no study file yet (see Measured figures)"
+    epe: dict[tuple[str, str], float] = {}
+    for report in reports:
+        solver = "anatomix" if report["registration_config"].get("scaling") == "raw" else "synthlab"
+        for features, row in report["results"].items():
+            network = "random" if report["checkpoint"] == "none" and "network" in features else "trained"
+            epe[(solver, features if network == "trained" else "random+mind")] = row["epe"]["mean"]
+    parts = [f"{solver} solver: {epe[(solver, 'network+mind')]:.3f} vs MIND {epe[(solver, 'mind')]:.3f} "
+             f"(ratio {epe[(solver, 'network+mind')] / epe[(solver, 'mind')]:.2f}; random network "
+             f"{epe[(solver, 'random+mind')]:.3f})" for solver in ("synthlab", "anatomix")
+             if (solver, "mind") in epe and (solver, "network+mind") in epe and (solver, "random+mind") in epe]
+    network = next(r["checkpoint"] for r in reports if r["checkpoint"] != "none")
+    return f"3D `{network}`, 3 seeds, EPE: " + "; ".join(parts) + " (`registration-brain`)"
+
+
 def _study_cell(claim: Claim) -> str:
     """The claim's paired gain as its study measured it, or where the README's hand-run figures stand instead."""
+    if claim.study in TABLES:
+        return _registration_cell(TABLES[claim.study])
     study = load_study(claim.study) if claim.study else None
     if study is None or not study.get("gain"):
         return "no study file yet (see Measured figures)"

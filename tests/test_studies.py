@@ -181,6 +181,13 @@ def test_registration_studies_of_one_protocol_render_as_one_table_once_every_fil
     assert "| anatomix | network+mind | random init | 0.800" in table
     assert "| synthlab | network+mind | `synthlab-3d` | 1.500" in table and "2.50 ± 0.50 voxels before" in table
     assert all(f"`{name}`: measured 2026-12-03" in table for name in names)
+    from synthlab import results
+
+    monkeypatch.setattr(results, "load_study", lambda name: files.get(name))
+    claim = next(c for c in results.CLAIMS if c.task == "registration")
+    cell = results._study_cell(claim)  # the claims table reads the same files
+    assert "synthlab solver: 1.500 vs MIND 0.500 (ratio 3.00; random network 0.600)" in cell
+    assert "anatomix solver: 1.700 vs MIND 0.700 (ratio 2.43; random network 0.800)" in cell
     files.pop(names[-1])  # a missing file: no table rather than a partial one
     assert "registration-brain" not in render.render_blocks()
 
