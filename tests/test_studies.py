@@ -205,7 +205,7 @@ def test_labelled_registration_studies_render_dice_per_contrast_change() -> None
               "registration_config": {"scaling": "raw"},
               "results": {"network+mind": {"none": cell(0.73), "monotone": cell(0.74), "non-monotone": cell(0.75)}}}
     table = render_registration_table({"hip": report})
-    assert "| Dice, none change | Dice, monotone change | Dice, non-monotone change |" in table
+    assert "| Dice, no change | Dice, monotone change | Dice, non-monotone change |" in table
     row = "| anatomix | network+mind | random init | 0.730 ± 0.050 | 0.740 ± 0.050 | 0.750 ± 0.050 | 0.30 | 2 |"
     assert row in table
     assert "5 inter-subject pairs; Dice 0.612 ± 0.128 before" in table and "commit unknown" in table
