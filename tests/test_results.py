@@ -45,7 +45,7 @@ def test_table_shows_measured_numbers_and_missing_profiles(workspace: tuple[Path
     assert "+0.750" not in table and "are not evidence, so they have no column" in table  # the ci smoke run
     anatomix_reg = next(r for r in rows if r[0] == "| anatomix" and "register" in r[1])
     assert anatomix_reg[4] == "2D: mind 1.23 vs network+mind 0.99"
-    assert anatomix_reg[3] == "no study file yet (see Measured figures)"
+    assert anatomix_reg[3].endswith("(`registration-brain`)") and "ratio" in anatomix_reg[3]  # the shipped studies
     rasd = next(r for r in rows if r[0] == "| RaSD")
     assert rasd[4] == "not run"  # the JSON has no rasd entry
     assert "2026-01-02T03:04:05+00:00 on Linux-test (x86_64), torch 9.9" in table
