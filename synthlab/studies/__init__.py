@@ -58,7 +58,7 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
           "Does the gain of anatomix's supcon network over tuned scratch grow or fade with 3 and 5 labelled scans "
           "(10 seeds)?",
           (*_FEWSHOT_2D, "--checkpoint", "synthlab-supcon-2d", "--shots", "3", "5", "--seeds", "10"),
-          "about 90 minutes on one core"),
+          "about 2 hours on 2 cores"),
     Study("registration-brain-synthlab",
           "Which features recover a known deformation between two contrasts best, with synthlab's solver?",
           (*_BRAIN, "--checkpoint", "synthlab-3d", "--features", "intensity", "mind", "network", "network+mind"),
