@@ -140,6 +140,14 @@ else:
     plt.show()
 
 # %% [markdown]
+# How to read the curve: scratch climbs slowly and steadily with more labelled scans; the probe on the pretrained
+# levels climbs too and stays far above the untrained levels' probe, so the features keep their head start. The
+# fine-tuned arm wins on every seed where it keeps both labels (+0.02 to +0.10), but in one seed at 3 shots and two
+# at 5 it predicts one label nowhere (the dots near 0.35), and those runs pull its mean below scratch's. The
+# paired gains' intervals cross zero at every shot count: pretraining helps when fine-tuning does not collapse,
+# and fine-tuning from it is fragile (docs/experiments.md, "Three and five shots").
+
+# %% [markdown]
 # ## The data: small crops around the hippocampus
 #
 # Each case is a T1 crop of about 35x50x36 voxels at 1 mm; the overlay marks the two labels that

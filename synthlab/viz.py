@@ -278,7 +278,10 @@ def plot_fewshot(report: Mapping, title: str = "") -> plt.Figure:
         ax.set_xticks(range(len(arms)), arms, rotation=20, fontsize=8)
         ax.set_xlabel(f"{shots[0]} shot(s)" if shots else "")
     ax.set(ylim=(-0.02, 1), ylabel="test Dice per seed")
-    ax.legend(fontsize=7, loc="lower left" if len(shots) > 1 else "best")
+    if len(shots) > 1:  # below the axes: inside, the key would hide the low dots of collapsed runs
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
+    else:
+        ax.legend(fontsize=7, loc="best")
     ax.set_title(title or "few-shot Dice", fontsize=9)
     if gain:
         ax = axes[0][1]
