@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         for study in STUDIES.values():
             state = "done" if study_path(study.name).is_file() else "missing"
-            print(f"{study.name:<28} {state:<8} {study.cost}: {study.question}")
+            print(f"{study.name:<40} {state:<8} {study.cost}: {study.question}")
         return 0
     names = [name for name in STUDIES if not study_path(name).is_file()] if args.name == "all" else [args.name]
     if unknown := [name for name in names if name not in STUDIES]:
