@@ -39,7 +39,7 @@ from .probe import STANDARD_SIZE, ProbeConfig, TrainingProbe, evaluate_features
 from .register import FEATURE_SETS, SOLVER_PRESETS
 from .register_files import register_files
 from .results import provenance
-from .segment import ARMS
+from .segment import ARMS, HEAD_INITS
 from .synth import SynthConfig
 from .train import TrainConfig, pretrain
 
@@ -108,6 +108,8 @@ def _add_eval_seg(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-probe", type=float, default=None, help="learning rate of the linear probes")
     p.add_argument("--freeze-fraction", type=float, default=None,
                    help="share of the pretrained arm's steps with its backbone frozen (the head warms up first)")
+    p.add_argument("--head-init", choices=HEAD_INITS, default=None,
+                   help="the fine-tuned arms' head: random, or probe (fitted on the frozen network first: LP-FT)")
     p.add_argument("--probe-steps", type=int, default=None, help="full-batch steps of the linear probes")
     p.add_argument("--tune", action="store_true",
                    help="choose each arm's learning rate (and the pretrained arm's frozen warm-up) on validation "
@@ -258,7 +260,7 @@ def _run(args: argparse.Namespace) -> int:
         journal = Path(f"{args.out}.partial.jsonl")
         if journal.is_file():
             print(f"resuming from {journal}", file=sys.stderr)
-        optional = ("lr_scratch", "lr_finetune", "lr_probe", "freeze_fraction", "probe_steps")
+        optional = ("lr_scratch", "lr_finetune", "lr_probe", "freeze_fraction", "head_init", "probe_steps")
         results = evaluate_segmentation(data=args.data, checkpoint=args.checkpoint, shots=args.shots,
                                         seeds=args.seeds, steps=args.steps, dim=args.dim, preset=args.preset,
                                         max_test=args.max_test, device=args.device, batch_size=args.batch_size,

@@ -255,6 +255,7 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
                           lr_finetune: float = FineTuneConfig.lr_finetune,
                           lr_probe: float = FineTuneConfig.lr_probe,
                           freeze_fraction: float = FineTuneConfig.freeze_fraction,
+                          head_init: str = FineTuneConfig.head_init,
                           probe_steps: int = FineTuneConfig.probe_steps, batch_size: int | None = None,
                           augment: AugmentConfig | None = None, arms: Sequence[str] = ARMS, tune: bool = False,
                           val_cases: int = 10, tune_seeds: int = 2, workers: int | None = 1,
@@ -270,7 +271,8 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
         dim: 2 (train on slices, predict slice by slice) or 3 (whole padded volumes).
         preset: architecture for ``checkpoint="none"`` (default: the active profile's preset for ``dim``).
         max_test: test on a fixed list of this many cases (else on every case a seed did not train on).
-        lr_scratch, lr_finetune, lr_probe, freeze_fraction, probe_steps: the budget (:class:`FineTuneConfig`).
+        lr_scratch, lr_finetune, lr_probe, freeze_fraction, head_init, probe_steps: the budget
+            (:class:`FineTuneConfig`).
         batch_size: samples per step (default 16 slices in 2D, 2 volumes in 3D); augment: its ranges.
         arms: which of :data:`ARMS` to run.
         tune: first choose the scratch arm's learning rate and the pretrained arm's learning rate and frozen
@@ -298,7 +300,8 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
     if unknown := set(arms) - set(ARMS):
         raise ValueError(f"arms must be among {ARMS}, got {sorted(unknown)}")
     budget = FineTuneConfig(steps=steps, batch_size=batch_size, lr_scratch=lr_scratch, lr_finetune=lr_finetune,
-                            lr_probe=lr_probe, freeze_fraction=freeze_fraction, probe_steps=probe_steps,
+                            lr_probe=lr_probe, freeze_fraction=freeze_fraction, head_init=head_init,
+                            probe_steps=probe_steps,
                             augment=augment or AugmentConfig())
     template = load_backbone(checkpoint, dim, preset)  # the arms' architecture (and, with a checkpoint, weights)
     pretrained = None if checkpoint == "none" else template
@@ -383,7 +386,8 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
         "data": data_name(folder), "checkpoint": checkpoint, "dim": dim, "net_config": dict(template.config),
         "shots": shots, "seeds": seeds, "steps": steps, "batch_size": budget.batch(dim),
         "device": str(device), "workers": workers, "lrs": {arm: budget.lr(arm) for arm in arms},
-        "freeze_fraction": budget.freeze_fraction, "probe_steps": budget.probe_steps, "tuning": tuning or None,
+        "freeze_fraction": budget.freeze_fraction, "head_init": budget.head_init, "probe_steps": budget.probe_steps,
+        "tuning": tuning or None,
         "augment": asdict(budget.augment), "labels": labels,
         "label_names": {str(i): names[i] for i in labels} if names is not None else None,
         "grid": list(grid), "n_cases": len(cases),

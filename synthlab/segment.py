@@ -27,12 +27,17 @@ from .nets import LevelFeatures, UNet
 from .progress import progress_iter
 from .train import lr_factor, train_step
 
-__all__ = ["ARMS", "PROBE_ARMS", "FineTuneConfig", "Intensity", "PreparedCase", "SegmentationNet", "dice_ce_loss",
-           "fit_arm", "fit_probe", "predict", "prepare_cases", "seeded_generator", "stable_seed",
+__all__ = ["ARMS", "HEAD_INITS", "PROBE_ARMS", "FineTuneConfig", "Intensity", "PreparedCase", "SegmentationNet",
+           "dice_ce_loss", "fit_arm", "fit_probe", "predict", "prepare_cases", "seeded_generator", "stable_seed",
            "train_model"]
 
 ARMS = ("pretrained", "scratch", "probe", "probe_random", "probe_intensity")
 PROBE_ARMS = ("probe", "probe_random", "probe_intensity")
+# How a fine-tuned arm's 1x1 head starts: uniform random (PyTorch's default), or "probe": first fitted to
+# convergence on the frozen network's output, then everything is fine-tuned (linear probing then fine-tuning,
+# LP-FT; Kumar et al., ICLR 2022). A random head's first gradients are large and aimless: they push a network
+# through the all-background plateau, where a pretrained one can lose a label for good (docs/experiments.md).
+HEAD_INITS = ("random", "probe")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class FineTuneConfig:
     lr_finetune: float = 1e-2
     lr_probe: float = 3e-2  # Adam on a 1x1 head over standardised features, full batch
     freeze_fraction: float = 0.0  # share of the pretrained arm's steps with its backbone frozen (head warm-up)
+    head_init: str = "random"  # the fine-tuned arms' head: "random", or "probe" (fitted on the frozen net first)
     probe_steps: int = 500  # the probe's full-batch steps (it converges; it sees no augmentation)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -64,6 +70,8 @@ class FineTuneConfig:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if not 0 <= self.freeze_fraction < 1 or self.probe_steps < 0:
             raise ValueError(f"freeze_fraction must lie in [0, 1) and probe_steps be >= 0, got "
                              f"{self.freeze_fraction!r} and {self.probe_steps!r}")
@@ -282,14 +290,19 @@ def fit_arm(arm: str, backbone: UNet, cases: list[PreparedCase], train: Sequence
     frozen levels (``probe``, ``probe_random``) or on the intensity (``probe_intensity``).
 
     Everything random is keyed by ``key = (seed, shots)``, never by the arm: all arms start from the same
-    head and see the same batches and augmentation draws. The ``pretrained`` arm trains its head alone for
-    ``budget.freeze_fraction`` of the steps.
+    head and see the same batches and augmentation draws. With ``budget.head_init == "probe"`` both fine-tuned
+    arms start from a head fitted on their own frozen output (:func:`fit_probe`); the ``pretrained`` arm trains
+    its head alone for ``budget.freeze_fraction`` of the steps.
     """
     dim = backbone.dim
     if arm in PROBE_ARMS:
         features = Intensity(dim) if arm == "probe_intensity" else LevelFeatures(backbone, "all")
         return fit_probe(features, cases, train, n_classes, key, budget, device)
-    model = SegmentationNet(backbone, n_classes, seeded_generator("head", *key)).to(device)
+    if budget.head_init == "probe":  # LP-FT: the probe's head and feature standardisation, then all layers
+        model = fit_probe(backbone, cases, train, n_classes, key, budget, device)
+        model.freeze(False)
+    else:
+        model = SegmentationNet(backbone, n_classes, seeded_generator("head", *key)).to(device)
     images = torch.cat([to_slices(cases[i].image, dim) for i in train]).to(device)
     targets = torch.cat([to_slices(cases[i].label, dim)[:, 0] for i in train]).to(device)
     freeze = round(budget.freeze_fraction * budget.steps) if arm == "pretrained" else 0

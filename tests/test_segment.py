@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -14,6 +16,7 @@ from synthlab import augment, eval_seg, segment
 from synthlab.augment import AugmentConfig
 from synthlab.checkpoint import FORMAT_VERSION, save_checkpoint
 from synthlab.data import Case, Volume, find_data_root
+from synthlab.dims import to_slices
 from synthlab.metrics import dice_per_label
 from synthlab.nets import LevelFeatures, build_unet
 
@@ -255,6 +258,28 @@ def test_a_frozen_warm_up_trains_only_the_head_first() -> None:
     segment.train_model(model, images, labels, steps=2, lr=1e-2, batch_size=2, augment=STILL,
                         generator=torch.Generator().manual_seed(0), freeze_steps=1)
     assert not all(torch.equal(a, b) for a, b in zip(before, backbone.parameters(), strict=True))
+
+
+def test_a_probe_fitted_head_starts_fine_tuning_where_the_probe_ends(cubes: Path) -> None:
+    cases, _ = segment.prepare_cases(eval_seg._numbered_cases(cubes)[0], 8, 2)
+    backbone, cpu = build_unet("tiny", 2), torch.device("cpu")
+    budget = segment.FineTuneConfig(steps=0, head_init="probe", probe_steps=100, augment=STILL)
+    lpft = segment.fit_arm("pretrained", copy.deepcopy(backbone), cases, [0], 2, (0, 1), budget, cpu)
+    probe = segment.fit_probe(copy.deepcopy(backbone), cases, [0], 2, (0, 1), budget, cpu)
+    random_head = segment.fit_arm("pretrained", copy.deepcopy(backbone), cases, [0], 2, (0, 1),
+                                  replace(budget, head_init="random"), cpu)
+    assert torch.equal(lpft.head_weight, probe.head_weight) and torch.equal(lpft.feature_std, probe.feature_std)
+    assert not lpft.freeze_backbone and all(p.requires_grad for p in lpft.backbone.parameters())
+    images, labels = to_slices(cases[0].image, 2), to_slices(cases[0].label, 2)[:, 0]
+    with torch.no_grad():  # on the case it was fitted to, the fitted head starts far below a random one
+        assert segment.dice_ce_loss(lpft.eval()(images), labels) < segment.dice_ce_loss(random_head.eval()(images),
+                                                                                        labels) - 0.1
+    trained = segment.fit_arm("scratch", copy.deepcopy(backbone), cases, [0], 2, (0, 1), replace(budget, steps=2),
+                              cpu)  # then every layer trains, in either fine-tuned arm
+    assert not all(torch.equal(a, b) for a, b in zip(backbone.parameters(), trained.backbone.parameters(),
+                                                      strict=True))
+    with pytest.raises(ValueError, match="head_init"):
+        segment.FineTuneConfig(head_init="zeros")
 
 
 def test_runs_spread_over_worker_processes_give_the_results_of_one_process(tmp_path: Path,

@@ -59,6 +59,12 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
           "(10 seeds)?",
           (*_FEWSHOT_2D, "--checkpoint", "synthlab-supcon-2d", "--shots", "3", "5", "--seeds", "10"),
           "about 2 hours on 2 cores"),
+    Study("fewshot-2d-supcon-1shot-lpft",
+          "With heads fitted on the frozen network before fine-tuning (LP-FT, both arms), does the 1-shot gain hold "
+          "and do the collapsed runs go (20 seeds)?",
+          (*_FEWSHOT_2D, "--checkpoint", "synthlab-supcon-2d", "--shots", "1", "--seeds", "20", "--head-init", "probe",
+           "--arms", "pretrained", "scratch"),
+          "about 60 minutes on 2 cores"),
     Study("registration-brain-synthlab",
           "Which features recover a known deformation between two contrasts best, with synthlab's solver?",
           (*_BRAIN, "--checkpoint", "synthlab-3d", "--features", "intensity", "mind", "network", "network+mind"),
