@@ -35,7 +35,7 @@ from .eval_reg import evaluate_registration
 from .eval_seg import evaluate_segmentation, format_segmentation
 from .io import check_free_space, check_output_file, write_json_atomic
 from .nets import RANDOM_PRESET
-from .probe import STANDARD_SIZE, ProbeConfig, TrainingProbe, evaluate_features
+from .probe import STANDARD_SIZE, ProbeConfig, TrainingProbe, evaluate_feature_pairs
 from .register import FEATURE_SETS, SOLVER_PRESETS
 from .register_files import register_files
 from .results import provenance
@@ -129,11 +129,13 @@ def _add_eval_features(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval-features", formatter_class=_DEFAULTS,
         help="do a network's features find the same voxel in another contrast?")
-    p.add_argument("--data", required=True, help="folder of co-registered contrasts (or a name under $SYNTHLAB_DATA)")
-    p.add_argument("--fixed", required=True, help="contrast of the query image (file stem or unique prefix)")
-    p.add_argument("--moving", required=True, help="contrast searched for the match")
-    p.add_argument("--checkpoint", default="none",
-                   help="checkpoint path, a shipped name, or 'none' (then only mind and random are probed)")
+    p.add_argument("--data", help="folder of co-registered contrasts (or a name under $SYNTHLAB_DATA)")
+    p.add_argument("--fixed", help="contrast of the query image (file stem or unique prefix)")
+    p.add_argument("--moving", help="contrast searched for the match")
+    p.add_argument("--pair", nargs=3, action="append", metavar=("DATA", "FIXED", "MOVING"),
+                   help="a pair as --data/--fixed/--moving give one; repeat it to probe several, averaged alike")
+    p.add_argument("--checkpoint", nargs="+", default=["none"],
+                   help="checkpoint paths or shipped names, or 'none' (then only mind and random are probed)")
     p.add_argument("--dim", type=int, default=2, choices=DIMS, help="2: slice by slice; 3: isotropic volume")
     p.add_argument("--size", type=int, default=None,
                    help=f"working side in voxels (default {STANDARD_SIZE[2]} in 2D, the longest in-plane side; "
@@ -285,12 +287,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "eval-features":
         config = ProbeConfig.for_dim(args.dim, radius=args.radius, queries=args.queries, seed=args.seed,
                                      **({"size": args.size} if args.size else {}))
-        results = evaluate_features(args.data, args.fixed, args.moving, args.checkpoint, config, args.preset)
-        write_json_atomic(args.out, results)
-        chance = results["settings"]["chance_rate"]
-        print(f"match rate (chance {chance:.3f}), median error in voxels, pair cosine:")
-        for method, row in results["methods"].items():
-            print(f"  {method:<13} {row['match_rate']:.3f}  {row['median_error_vox']:.2f}  {row['pair_cosine']:.3f}")
+        one = (args.data, args.fixed, args.moving)
+        if args.pair and any(one) or not args.pair and not all(one):
+            raise ValueError("eval-features: give --data, --fixed and --moving for one pair, or --pair for each")
+        results = evaluate_feature_pairs(args.pair or [one], args.checkpoint, config, args.preset)
+        write_json_atomic(args.out, {"provenance": provenance(args.command_line), **results})
+        print(f"match rate (chance {results['settings']['chance_rate']:.3f}) per pair, then the mean; "
+              "pair cosine of the mean:")
+        for name, report in results["networks"].items():
+            for method, mean in report["mean"].items():
+                cells = " ".join(f"{row[method]['match_rate']:.3f}" for row in report["pairs"])
+                print(f"  {name:<22} {method:<13} {cells}  mean {mean['match_rate']:.3f}  {mean['pair_cosine']:.3f}")
         print(f"wrote {args.out}")
         return 0
     if args.command == "bench":

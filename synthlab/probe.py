@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_backbone, random_backbone
-from .data import Volume, load_coregistered, normalize_intensity, pick_name, resample, resolve_data
+from .data import Volume, data_name, load_coregistered, normalize_intensity, pick_name, resample, resolve_data
 from .dims import check_dim, slice_axis
 from .features import EvalMode, cosine_map, extract_features, normalize_features
 from .losses import OBJECTIVES, Objective
@@ -37,7 +37,7 @@ from .synth import SynthConfig, SynthEngine
 from .train import TrainConfig
 
 __all__ = ["STANDARD_SIZE", "FeatureProbe", "ProbeConfig", "TrainingProbe", "compare_features", "evaluate_features",
-           "prepare_pair", "probe_features", "probe_networks"]
+           "evaluate_feature_pairs", "prepare_pair", "probe_features", "probe_networks"]
 
 
 STANDARD_SIZE = {2: 256, 3: 96}  # working side per dimension of every probe number this project reports
@@ -293,6 +293,41 @@ def compare_features(data: str | Path, fixed: str, moving: str, checkpoints: Map
         report["settings"].update({"data": str(folder), "fixed": fixed_name, "moving": moving_name,
                                    "checkpoint": checkpoints[name]})
     return reports
+
+
+def evaluate_feature_pairs(pairs: Sequence[tuple[str | Path, str, str]], checkpoints: Sequence[str],
+                           config: ProbeConfig | None = None, preset: str = RANDOM_PRESET) -> dict[str, Any]:
+    """``synthlab eval-features``: the probe for several checkpoints on several co-registered pairs, one report.
+
+    ``pairs`` holds ``(data, fixed, moving)`` as :func:`evaluate_features` takes them; ``"none"`` among the
+    checkpoints probes MIND and an untrained ``preset`` only. Each pair's MIND and untrained baselines are
+    computed once and shared (:func:`probe_networks`). Per checkpoint, ``mean`` averages every method's figures
+    over the pairs, each pair counting alike: the numbers a study table reports.
+    """
+    config = config or ProbeConfig()
+    if not pairs or not checkpoints:
+        raise ValueError("eval-features needs at least one pair and one checkpoint")
+    nets = {name: load_backbone(name, config.dim, features=True) for name in checkpoints if name != "none"}
+    described, reports = [], []
+    for data, fixed, moving in pairs:
+        folder, fixed_name, moving_name, fixed_volume, moving_volume = _load_pair(data, fixed, moving)
+        by_name = probe_networks(fixed_volume, moving_volume, config, nets) if nets else {}
+        if "none" in checkpoints:
+            by_name["none"] = probe_features(fixed_volume, moving_volume, config, None, preset)
+        first = next(iter(by_name.values()))["settings"]
+        described.append({"data": data_name(folder), "fixed": fixed_name, "moving": moving_name,
+                          "grid": first["grid"], "n_queries": first["n_queries"]})
+        reports.append(by_name)
+    networks = {}
+    for name in checkpoints:
+        per_pair = [report[name]["methods"] for report in reports]
+        mean = {method: {key: sum(row[method][key] for row in per_pair) / len(per_pair) for key in per_pair[0][method]}
+                for method in per_pair[0]}
+        source = getattr(nets[name], "feature_source", "output") if name in nets else None
+        networks[name] = {"feature_source": source, "pairs": per_pair, "mean": mean}
+    settings = {**asdict(config), "chance_rate": config.chance_rate, "pairs": described,
+                "checkpoints": list(checkpoints), "random_preset": preset}
+    return {"settings": settings, "networks": networks}
 
 
 class TrainingProbe:

@@ -107,9 +107,9 @@ def test_training_probe_reads_what_an_objective_is_meant_to_give_and_asks_its_ow
         assert features(torch.rand(2, 1, 48, 48)).shape == (2, features.out_channels, 48, 48)
 
 
-def _coregistered(folder: Path) -> Path:
+def _coregistered(folder: Path, seed: int = 0) -> Path:
     folder.mkdir()
-    base = np.random.default_rng(0).uniform(10, 100, size=(36, 32, 5)).astype(np.float32)
+    base = np.random.default_rng(seed).uniform(10, 100, size=(36, 32, 5)).astype(np.float32)
     for name, array in (("T1", base), ("FLAIR", 110 - base)):
         nib.save(nib.Nifti1Image(array, np.diag([1.0, 1.0, 4.0, 1.0])), folder / f"{name}.nii.gz")
     return folder
@@ -122,10 +122,38 @@ def test_eval_features_command_writes_the_documented_json(tmp_path: Path, capsys
                  "--radius", "3", "--queries", "50", "--out", str(out)])
     assert code == 0
     results = json.loads(out.read_text())
-    assert results["settings"]["fixed"] == "T1" and results["settings"]["moving"] == "FLAIR"
-    assert set(results["methods"]) == {"mind", "random"}
-    assert {"match_rate", "median_error_vox", "pair_cosine"} <= set(results["methods"]["mind"])
+    [pair] = results["settings"]["pairs"]
+    assert pair["fixed"] == "T1" and pair["moving"] == "FLAIR" and results["provenance"]["command"]
+    report = results["networks"]["none"]
+    assert set(report["mean"]) == {"mind", "random"} and len(report["pairs"]) == 1
+    assert report["mean"]["mind"] == report["pairs"][0]["mind"]  # the mean of one pair is that pair
+    assert {"match_rate", "median_error_vox", "pair_cosine"} <= set(report["mean"]["mind"])
     assert "mind" in capsys.readouterr().out
+
+
+def test_eval_features_averages_several_pairs_and_checkpoints_alike(tmp_path: Path) -> None:
+    from synthlab.probe import evaluate_feature_pairs, evaluate_features
+
+    first, second = _coregistered(tmp_path / "first"), _coregistered(tmp_path / "second", seed=1)
+    config = ProbeConfig.for_dim(2, size=32, radius=3, queries=40)  # what the command's flags below give
+    out = tmp_path / "features.json"
+    assert main(["eval-features", "--pair", str(first), "t1", "flair", "--pair", str(second), "flair", "t1",
+                 "--checkpoint", "synthlab-voxnce-2d", "none", "--size", "32", "--radius", "3", "--queries", "40",
+                 "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert [pair["fixed"] for pair in results["settings"]["pairs"]] == ["T1", "FLAIR"]
+    network = results["networks"]["synthlab-voxnce-2d"]
+    alone = [evaluate_features(folder, fixed, moving, "synthlab-voxnce-2d", config)["methods"]
+             for folder, fixed, moving in ((first, "t1", "flair"), (second, "flair", "t1"))]
+    assert network["pairs"] == json.loads(json.dumps(alone))  # each pair as a command of its own gives it
+    rates = [row["network"]["match_rate"] for row in alone]
+    assert network["mean"]["network"]["match_rate"] == pytest.approx(sum(rates) / 2)
+    assert results["networks"]["none"]["pairs"][0]["mind"] == network["pairs"][0]["mind"]
+    with pytest.raises(ValueError, match="pair"):
+        evaluate_feature_pairs([], ["none"], config)
+    assert main(["eval-features", "--data", str(first), "--pair", str(first), "t1", "flair",
+                 "--out", str(tmp_path / "both.json")]) == 2
+    assert not (tmp_path / "both.json").exists()
 
 
 def test_eval_features_names_an_unknown_contrast_and_writes_nothing(tmp_path: Path,

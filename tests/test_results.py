@@ -165,3 +165,36 @@ def test_a_study_block_in_the_readme_is_rendered_from_the_study_file(workspace: 
     assert f"**{study['gain']['1']['mean']:+.3f} ± {study['gain']['1']['sem']:.3f}**" in text
     assert "2 of 3 seeds positive" in text and "commit abcdef1" in text
     assert not update_readme(readme, results)  # idempotent
+
+
+def test_a_feature_study_renders_its_table_and_the_claims_cells(workspace: tuple[Path, Path], tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    from synthlab.probe import ProbeConfig, evaluate_feature_pairs
+
+    folder = tmp_path / "subject"
+    folder.mkdir()
+    base = np.random.default_rng(0).uniform(10, 100, size=(36, 32, 5)).astype(np.float32)
+    for name, array in (("T1", base), ("FLAIR", 110 - base)):
+        nib.save(nib.Nifti1Image(array, np.diag([1.0, 1.0, 4.0, 1.0])), folder / f"{name}.nii.gz")
+    report = evaluate_feature_pairs([(folder, "t1", "flair"), (folder, "flair", "t1")],
+                                    ["synthlab-voxnce-2d", "synthlab-supcon-2d"],
+                                    ProbeConfig.for_dim(2, size=32, radius=3, queries=40))
+    report["provenance"] = {"date": "2026-12-04T03:00:00+00:00", "cpus": 2, "commit": "abcdef123",
+                            "command": "python -m synthlab eval-features",
+                            "machine": {"processor": "x86_64", "torch": "2.13.0"}}
+    table = render.render_feature_table(report)
+    voxnce = report["networks"]["synthlab-voxnce-2d"]
+    row = next(line for line in table.splitlines() if line.startswith("| synthlab-voxnce-2d (`synthlab-2d`)"))
+    per_pair = " / ".join(f"{pair['network']['match_rate']:.2f}" for pair in voxnce["pairs"])
+    assert per_pair in row and f"{voxnce['mean']['network']['match_rate']:.3f}" in row
+    assert "T1 → FLAIR" in table and "commit abcdef1" in table
+    # The claims table's correspondence cells read the same file: supcon's row its network, voxnce's its own.
+    monkeypatch.setattr(results_module, "load_study", lambda name: report if name == "features-2d" else None)
+    cells = {claim.objective: results_module._features_cell(("features-2d",), claim.objective)
+             for claim in results_module.CLAIMS if claim.study == "features"}
+    assert f"2D {voxnce['mean']['network']['match_rate']:.3f} vs untrained" in cells["voxnce"]
+    supcon = report["networks"]["synthlab-supcon-2d"]["mean"]["network"]["match_rate"]
+    assert f"2D {supcon:.3f} vs untrained" in cells["supcon"]

@@ -98,12 +98,26 @@ STUDIES.update({study.name: study for study in (
           "about 1 minute on one core"),
 )})
 
+# The correspondence probe (README "Shipped weights"): every shipped network of one dimension on the four
+# co-registered contrast pairs of brain_tumor_mri (study2 has no pre-contrast T1: its query image is T1post).
+_PAIRS = ("--pair", "brain_tumor_mri/study1", "T1prereg", "FLAIRreg", "--pair", "brain_tumor_mri/study1", "T1prereg",
+          "T2reg", "--pair", "brain_tumor_mri/study2", "T1post", "FLAIRreg", "--pair", "brain_tumor_mri/study2",
+          "T1post", "T2reg")
+STUDIES.update({f"features-{dim}d": Study(
+    f"features-{dim}d",
+    f"Do the shipped {dim}D networks' features find the same voxel in another contrast, against their untrained "
+    "selves and MIND-SSC?",
+    ("eval-features", *_PAIRS, "--dim", str(dim), "--checkpoint",
+     *(f"synthlab-{objective}-{dim}d" for objective in ("supcon", "voco", "rasd", "voxnce"))),
+    "measured when first run") for dim in (2, 3)})
+
 # README tables that join several studies of one protocol (rendered by make results when every file exists).
 TABLES: dict[str, tuple[str, ...]] = {
     "registration-brain": ("registration-brain-synthlab", "registration-brain-synthlab-random",
                            "registration-brain-anatomix", "registration-brain-anatomix-random"),
     "registration-hippocampus": ("registration-hippocampus-synthlab", "registration-hippocampus-anatomix",
                                  "registration-hippocampus-anatomix-random"),
+    "features": ("features-2d", "features-3d"),  # the claims table's correspondence cells (each renders alone)
 }
 
 

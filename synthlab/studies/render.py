@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..checkpoint import ALIASES
 from . import STUDIES, TABLES, load_study
 
-__all__ = ["render_blocks", "render_fewshot_study", "render_registration_table"]
+__all__ = ["render_blocks", "render_feature_table", "render_fewshot_study", "render_registration_table"]
 
 
 def _resumed(settings: dict[str, Any]) -> str:
@@ -109,12 +110,41 @@ def render_registration_table(reports: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def render_feature_table(report: dict[str, Any]) -> str:
+    """An ``eval-features`` study as the README's table: per network, the match rate of its features, of the
+    untrained network, of MIND-SSC and of both joined on each pair, their means over the pairs, the ratios of
+    the means, and the range of the network's pair cosine (near 1 is collapse)."""
+    pairs = report["settings"]["pairs"]
+    rows = ["| shipped weights | network | random | MIND | network+MIND | mean: network | random | MIND | net+MIND "
+            "| ÷ random / ÷ MIND | pair cos |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    methods = ("network", "random", "mind", "network+mind")
+    for name, entry in report["networks"].items():
+        if "network" not in entry["mean"]:
+            continue
+        aliases = [alias for alias, target in ALIASES.items() if target == name]
+        label = f"{name}{' (encoder)' if entry['feature_source'] == 'encoder' else ''}" + (
+            f" (`{aliases[0]}`)" if aliases else "")
+        per_pair = [" / ".join(f"{row[m]['match_rate']:.2f}" for row in entry["pairs"]) for m in methods]
+        mean = {m: entry["mean"][m]["match_rate"] for m in methods}
+        cosines = [row["network"]["pair_cosine"] for row in entry["pairs"]]
+        rows.append(f"| {label} | " + " | ".join(per_pair) + " | " + " | ".join(f"{mean[m]:.3f}" for m in methods)
+                    + f" | {mean['network'] / mean['random']:.2f}× / {mean['network'] / mean['mind']:.2f}× | "
+                    f"{min(cosines):.2f}-{max(cosines):.2f} |")
+    settings = report["settings"]
+    described = ", ".join(f"{p['data']} {p['fixed']} → {p['moving']}" for p in pairs)
+    return "\n".join([*rows, "", f"Pairs, in the order of each cell: {described}. {settings['dim']}D, working side "
+                       f"{settings['size']}, search radius {settings['radius']} (chance "
+                       f"{settings['chance_rate']:.3f}), {settings['queries']} queries a pair; measured "
+                       f"{_made(report)}."])
+
+
 def render_blocks() -> dict[str, str]:
     """The markdown of every study block whose results files exist, keyed by the name its markers carry."""
-    blocks = {name: render_fewshot_study(report) for name in STUDIES
-              if STUDIES[name].argv[0] == "eval-seg" and (report := load_study(name)) is not None}
+    renderers = {"eval-seg": render_fewshot_study, "eval-features": render_feature_table}
+    blocks = {name: renderers[STUDIES[name].argv[0]](report) for name in STUDIES
+              if STUDIES[name].argv[0] in renderers and (report := load_study(name)) is not None}
     for table, names in TABLES.items():
         reports = {name: load_study(name) for name in names}
-        if all(report is not None for report in reports.values()):
+        if STUDIES[names[0]].argv[0] == "eval-reg" and all(report is not None for report in reports.values()):
             blocks[table] = render_registration_table(reports)
     return blocks
