@@ -3,7 +3,7 @@
 argparse answers a bad flag with the whole usage block and then the error; in a log or a CI transcript the one
 line that matters drowns. :class:`Parser` prints just ``prog: error: ... (see prog --help)`` and exits with 2,
 like every other input error of the command line. :func:`add_config_flags` turns the fields of a config
-dataclass (declared with :func:`synthlab.fields.setting`) into flags, so each default and help text is written
+dataclass (declared with :func:`synthlab.configs.setting`) into flags, so each default and help text is written
 once, next to the field, and the flag only overrides it.
 """
 

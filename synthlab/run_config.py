@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .configs import config_from_dict, setting
 from .data import resolve_data
 from .dims import DIMS, check_dim
-from .fields import setting
-from .losses import OBJECTIVES, make_config
+from .losses import OBJECTIVES
 from .losses.base import SCHEDULES
 from .nets import PRESETS
 from .profiles import get_profile
@@ -115,7 +115,7 @@ class TrainConfig:
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
         if not isinstance(self.objective_config, config_cls):
-            self.objective_config = make_config(config_cls, dict(self.objective_config or {}))
+            self.objective_config = config_from_dict(config_cls, dict(self.objective_config or {}))
         if self.data is not None:
             if self.synth:
                 raise ValueError("synth: settings of the synthetic engine do not apply to real volumes (--data)")

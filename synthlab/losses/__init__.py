@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..configs import config_from_dict
 from ..nets import UNet
-from .base import LossOutput, Objective, make_config
+from .base import LossOutput, Objective
 from .rasd import RaSDConfig, RaSDObjective
 from .supcon import SupConConfig, SupConObjective
 from .voco import VoCoConfig, VoCoObjective
 from .voxnce import VoxNCEConfig, VoxNCEObjective
 
-__all__ = ["OBJECTIVES", "LossOutput", "Objective", "build_objective", "make_config"]
+__all__ = ["OBJECTIVES", "LossOutput", "Objective", "build_objective"]
 
 # name -> (objective class, its config dataclass)
 OBJECTIVES: dict[str, tuple[type[Objective], type]] = {
@@ -34,7 +35,7 @@ def build_objective(name: str, net: UNet, dim: int, config: Any = None, **settin
         raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
     objective_cls, config_cls = OBJECTIVES[name]
     if config is None:
-        config = make_config(config_cls, settings)
+        config = config_from_dict(config_cls, settings)
     elif settings or not isinstance(config, config_cls):
         raise ValueError(f"objective {name!r} takes a {config_cls.__name__} or its fields as settings, not both")
     return objective_cls(net, dim, config)

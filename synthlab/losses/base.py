@@ -7,21 +7,14 @@ once and the training loop may pass a DistributedDataParallel wrapper.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-from ..fields import check_field_types
-
-__all__ = ["SCHEDULES", "LossOutput", "Objective", "OptimSettings", "make_config"]
+__all__ = ["SCHEDULES", "LossOutput", "Objective", "OptimSettings"]
 
 SCHEDULES = ("cosine", "steps", "constant")  # see synthlab.train.lr_factor
-
-ConfigT = TypeVar("ConfigT")
-
 
 @dataclass(frozen=True)
 class OptimSettings:
@@ -113,13 +106,3 @@ class Objective(nn.Module):
             raise ValueError(f"labels must have shape {expected} to match views, got {tuple(labels.shape)}")
         if labels.dtype.is_floating_point:
             raise ValueError(f"labels must be an integer tensor, got dtype {labels.dtype}")
-
-
-def make_config(cls: type[ConfigT], overrides: dict[str, Any]) -> ConfigT:
-    """Build dataclass ``cls`` from keyword overrides, naming unknown fields in a ValueError."""
-    names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(names)}")
-    check_field_types(cls, overrides, f"{cls.__name__}.")
-    return cls(**overrides)

@@ -12,12 +12,12 @@ A range ``(lo, hi)`` means a uniform draw in ``[lo, hi]``; ``lo == hi`` fixes th
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..configs import config_from_dict, merge_nested, nest_dotted, plain
 from ..dims import check_dim
-from ..fields import check_field_types
 
 __all__ = [
     "AppearanceConfig",
@@ -68,64 +68,6 @@ def _check_shear(name: str, value: float) -> None:
 def _check_grids(name: str, grids: tuple[int, ...]) -> None:
     if len(grids) == 0 or any(int(g) < 2 for g in grids):
         raise ValueError(f"{name} must list coarse grid sides >= 2, got {grids!r}")
-
-
-def _from_dict(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
-    """Build a (nested) config dataclass from plain values, e.g. ``as_dict`` output or a partial override.
-
-    A group given in part keeps its other settings at *its* defaults (the procedural source's foreground, for
-    one, defaults to ``p=0``, not to :class:`ForegroundConfig`'s 2/3).
-    """
-    kwargs = {}
-    known = {f.name: f for f in fields(cls)}
-    for key, value in values.items():
-        if key not in known:
-            raise ValueError(f"{cls.__name__} has no field {prefix}{key!r}")
-        factory = known[key].default_factory
-        if isinstance(value, dict) and factory is not MISSING and is_dataclass(default := factory()):
-            value = _from_dict(type(default), merge_nested(_plain(asdict(default)), value), f"{prefix}{key}.")
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = value
-    check_field_types(cls, kwargs, prefix)
-    return cls(**kwargs)
-
-
-def _plain(value: Any) -> Any:
-    """Plain JSON types: tuples as lists, paths as strings."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return str(value) if isinstance(value, Path) else value
-
-
-def nest_dotted(overrides: dict[str, Any]) -> dict[str, Any]:
-    """``{"appearance.noise_p": 0.1}`` -> ``{"appearance": {"noise_p": 0.1}}``; nested dicts pass through."""
-    nested: dict[str, Any] = {}
-    for key, value in overrides.items():
-        *parents, leaf = str(key).split(".")
-        node = nested
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {key!r} descends into {part!r}, which is not a group of settings")
-        if isinstance(value, dict):
-            node[leaf] = merge_nested(node.get(leaf, {}), nest_dotted(value))
-        else:
-            node[leaf] = value
-    return nested
-
-
-def merge_nested(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``base`` with ``overrides`` laid over it, group by group (dicts merge, anything else replaces)."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_nested(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 @dataclass
@@ -369,7 +311,7 @@ class SynthConfig:
     def from_dict(cls, values: dict[str, Any]) -> SynthConfig:
         """Build a config from plain values (``as_dict`` output, a JSON file, partial groups); unknown or badly
         typed fields are a ValueError naming them."""
-        return _from_dict(cls, values)
+        return config_from_dict(cls, values)
 
     @classmethod
     def for_run(cls, dim: int, size: int | tuple[int, ...], n_views: int, labels: str | Path = PROCEDURAL,
@@ -390,14 +332,14 @@ class SynthConfig:
         run = {"dim": dim, "size": (size,) * dim if isinstance(size, int) else tuple(size), "n_views": n_views,
                "labels": str(labels)}
         for key, value in (given or {}).items():
-            if key in run and _plain(value) != _plain(run[key]):
+            if key in run and plain(value) != plain(run[key]):
                 raise ValueError(f"synth: {key!r} is set by the run (--dim, --size, --labels, the objective), "
                                  f"not by synth settings ({key}={value!r}, the run has {run[key]!r})")
         return run
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON types (tuples as lists, paths as strings); :meth:`from_dict` rebuilds the config."""
-        return _plain(asdict(self))
+        return plain(asdict(self))
 
     def shape_bank_sides(self) -> tuple[int, float | None]:
         """``(max_side, span)`` in voxels for :meth:`ShapeBank.from_path` at this output size."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from synthlab.fields import check_field_types
+from synthlab.configs import check_field_types
 
 
 @dataclass
