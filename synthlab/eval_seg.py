@@ -219,7 +219,6 @@ def format_segmentation(report: dict[str, Any], gains: dict[str, dict[str, Any]]
         return "no arm was run"
     shots = list(report[arms[0]])
     gains = gains if gains is not None else ({"gain (paired)": report["gain"]} if report.get("gain") else {})
-    lines = ["Dice, mean ± SE over seeds" + "".join(f"{f'{k} shot(s)':>26}" for k in shots)]
 
     def cell(entry: dict[str, Any], signed: bool = False) -> str:
         mean = f"{entry['mean']:+.3f}" if signed else f"{entry['mean']:.3f}"
@@ -228,12 +227,13 @@ def format_segmentation(report: dict[str, Any], gains: dict[str, dict[str, Any]]
         interval = entry.get("ci95")
         extra = (f" [{interval[0]:+.3f}, {interval[1]:+.3f}]" if signed and interval
                  else f" {stuck}/{len(entry['per_seed'])} bg" if stuck else "")
-        return f"{mean + spread + extra:>26}"
+        return mean + spread + extra
 
-    for arm in arms:
-        lines.append(f"  {arm:<24}" + "".join(cell(report[arm][k]) for k in shots))
-    for name, gain in gains.items():
-        lines.append(f"  {name:<24}" + "".join(cell(gain[k], True) for k in shots))
+    rows = [(arm, [cell(report[arm][k]) for k in shots]) for arm in arms]
+    rows += [(name, [cell(gain[k], True) for k in shots]) for name, gain in gains.items()]
+    width = max(26, *(len(text) + 2 for _, cells in rows for text in cells))  # columns never run together
+    lines = ["Dice, mean ± SE over seeds" + "".join(f"{f'{k} shot(s)':>{width}}" for k in shots)]
+    lines += [f"  {name:<24}" + "".join(f"{text:>{width}}" for text in cells) for name, cells in rows]
     if any(sum(v < BACKGROUND_DICE for v in report[arm][k].get("per_seed", [])) for arm in arms for k in shots):
         lines.append(f"  n/m bg: n of m seeds predict all background (Dice < {BACKGROUND_DICE}): failed runs")
     return "\n".join(lines)

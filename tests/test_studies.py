@@ -55,6 +55,9 @@ def test_the_table_gives_no_spread_for_one_seed_and_names_runs_stuck_at_backgrou
     five["gain"] = paired_gain(five["pretrained"], five["scratch"])
     low, high = five["gain"]["1"]["ci95"]
     assert f"[{low:+.3f}, {high:+.3f}]" in format_segmentation(five)
+    shots = {arm: {**entry, "3": entry["1"]} for arm, entry in five.items()}  # two shot counts side by side
+    gain_row = format_segmentation(shots).splitlines()[3]
+    assert f"{high:+.3f}]  {shots['gain']['3']['mean']:+.3f}" in gain_row  # intervals never run into the next
 
 
 def test_the_figure_shows_every_seed_of_every_arm_and_the_paired_gain() -> None:
