@@ -108,8 +108,12 @@ def _add_eval_seg(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-probe", type=float, default=None, help="learning rate of the linear probes")
     p.add_argument("--freeze-fraction", type=float, default=None,
                    help="share of the pretrained arm's steps with its backbone frozen (the head warms up first)")
-    p.add_argument("--head-init", choices=HEAD_INITS, default=None,
-                   help="the fine-tuned arms' head: random, or probe (fitted on the frozen network first: LP-FT)")
+    p.add_argument("--head-scratch", choices=HEAD_INITS, default=None,
+                   help="how the scratch arm's head starts: random, or probe (fitted on the frozen network first)")
+    p.add_argument("--head-finetune", choices=HEAD_INITS, default=None,
+                   help="how the fine-tuned arm's head starts: random, or probe (LP-FT: fitted on the frozen network)")
+    p.add_argument("--tune-heads", nargs="+", choices=HEAD_INITS, default=list(seg["tune_heads"]),
+                   help="head starts --tune tries for each fine-tuned arm")
     p.add_argument("--probe-steps", type=int, default=None, help="full-batch steps of the linear probes")
     p.add_argument("--tune", action="store_true",
                    help="choose each arm's learning rate (and the pretrained arm's frozen warm-up) on validation "
@@ -262,12 +266,14 @@ def _run(args: argparse.Namespace) -> int:
         journal = Path(f"{args.out}.partial.jsonl")
         if journal.is_file():
             print(f"resuming from {journal}", file=sys.stderr)
-        optional = ("lr_scratch", "lr_finetune", "lr_probe", "freeze_fraction", "head_init", "probe_steps")
+        optional = ("lr_scratch", "lr_finetune", "lr_probe", "freeze_fraction", "head_scratch", "head_finetune",
+                    "probe_steps")
         results = evaluate_segmentation(data=args.data, checkpoint=args.checkpoint, shots=args.shots,
                                         seeds=args.seeds, steps=args.steps, dim=args.dim, preset=args.preset,
                                         max_test=args.max_test, device=args.device, batch_size=args.batch_size,
                                         arms=args.arms, tune=args.tune, val_cases=args.val_cases,
-                                        tune_seeds=args.tune_seeds, workers=args.workers, journal=journal,
+                                        tune_seeds=args.tune_seeds, tune_heads=args.tune_heads,
+                                        workers=args.workers, journal=journal,
                                         **{k: getattr(args, k) for k in optional if getattr(args, k) is not None})
         write_json_atomic(args.out, {"provenance": provenance(args.command_line), **results})
         journal.unlink()  # the results are written: nothing left to resume

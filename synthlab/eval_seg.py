@@ -38,11 +38,11 @@ from .dist import resolve_device
 from .metrics import bootstrap_interval, dice_per_label, summarize
 from .nets import UNet
 from .progress import progress_bar
-from .segment import ARMS, FineTuneConfig, PreparedCase, fit_arm, predict, prepare_cases, stable_seed
+from .segment import ARMS, HEAD_INITS, FineTuneConfig, PreparedCase, fit_arm, predict, prepare_cases, stable_seed
 from .workers import auto_workers, map_jobs
 
 __all__ = ["BACKGROUND_DICE", "SPLIT_SEED", "evaluate_segmentation", "format_segmentation", "paired_gain",
-           "split_subjects"]
+           "split_subjects", "tuning_choices"]
 
 SPLIT_SEED = 0  # fixes the test list and the order training subjects are taken in, whatever `seeds` is
 
@@ -243,9 +243,27 @@ def format_segmentation(report: dict[str, Any], gains: dict[str, dict[str, Any]]
 # tries on the validation cases; each arm gets its best, so neither arm is handicapped by the other's setting.
 # Each grid reaches a step past the values chosen so far (scratch 3e-2, fine-tuning 1e-2 on 2026-11-30), so a
 # choice at the edge of a grid is not taken for an optimum.
-SCRATCH_CHOICES: tuple[dict[str, float], ...] = tuple({"lr_scratch": lr} for lr in (3e-3, 1e-2, 3e-2, 1e-1))
-FINETUNE_CHOICES: tuple[dict[str, float], ...] = tuple({"lr_finetune": lr, "freeze_fraction": frozen}
-                                                       for frozen in (0.0, 0.25) for lr in (1e-3, 3e-3, 1e-2, 3e-2))
+SCRATCH_LRS = (3e-3, 1e-2, 3e-2, 1e-1)
+FINETUNE_LRS = (1e-3, 3e-3, 1e-2, 3e-2)
+
+
+def tuning_choices(arm: str, heads: Sequence[str] = ("random",)) -> list[dict[str, Any]]:
+    """The settings ``tune`` tries for ``arm`` ("scratch" or "pretrained"), for each head start in ``heads``.
+
+    A random head also tries a frozen first quarter for the pretrained arm (a head warm-up); a fitted head
+    (``"probe"``, LP-FT) needs none. With the default heads the choices name no head, as before heads were tuned.
+    """
+    field = "head_scratch" if arm == "scratch" else "head_finetune"
+    choices: list[dict[str, Any]] = []
+    for head in heads:
+        named = {} if tuple(heads) == ("random",) else {field: head}
+        if arm == "scratch":
+            choices += [{"lr_scratch": lr, **named} for lr in SCRATCH_LRS]
+        else:
+            frozen = (0.0, 0.25) if head == "random" else (0.0,)
+            choices += [{"lr_finetune": lr, "freeze_fraction": share, **named} for share in frozen
+                        for lr in FINETUNE_LRS]
+    return choices
 
 
 def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Sequence[int] = (1, 3, 5),
@@ -255,7 +273,8 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
                           lr_finetune: float = FineTuneConfig.lr_finetune,
                           lr_probe: float = FineTuneConfig.lr_probe,
                           freeze_fraction: float = FineTuneConfig.freeze_fraction,
-                          head_init: str = FineTuneConfig.head_init,
+                          head_scratch: str = FineTuneConfig.head_scratch,
+                          head_finetune: str = FineTuneConfig.head_finetune, tune_heads: Sequence[str] = ("random",),
                           probe_steps: int = FineTuneConfig.probe_steps, batch_size: int | None = None,
                           augment: AugmentConfig | None = None, arms: Sequence[str] = ARMS, tune: bool = False,
                           val_cases: int = 10, tune_seeds: int = 2, workers: int | None = 1,
@@ -271,12 +290,12 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
         dim: 2 (train on slices, predict slice by slice) or 3 (whole padded volumes).
         preset: architecture for ``checkpoint="none"`` (default: the active profile's preset for ``dim``).
         max_test: test on a fixed list of this many cases (else on every case a seed did not train on).
-        lr_scratch, lr_finetune, lr_probe, freeze_fraction, head_init, probe_steps: the budget
-            (:class:`FineTuneConfig`).
+        lr_scratch, lr_finetune, lr_probe, freeze_fraction, head_scratch, head_finetune, probe_steps: the
+            budget (:class:`FineTuneConfig`).
         batch_size: samples per step (default 16 slices in 2D, 2 volumes in 3D); augment: its ranges.
         arms: which of :data:`ARMS` to run.
         tune: first choose the scratch arm's learning rate and the pretrained arm's learning rate and frozen
-            warm-up among :data:`SCRATCH_CHOICES` and :data:`FINETUNE_CHOICES`, by mean Dice on ``val_cases``
+            warm-up among :func:`tuning_choices` (each head start in ``tune_heads``), by mean Dice on ``val_cases``
             cases kept apart from the test list (``tune_seeds`` seeds after the evaluated ones, the smallest
             shot count).
         workers: processes the runs are spread over (:func:`~synthlab.workers.map_jobs`; None: every core,
@@ -299,8 +318,11 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
                              f"max_test={max_test}, val_cases={val_cases}, tune_seeds={tune_seeds}")
     if unknown := set(arms) - set(ARMS):
         raise ValueError(f"arms must be among {ARMS}, got {sorted(unknown)}")
+    if not tune_heads or set(tune_heads) - set(HEAD_INITS):
+        raise ValueError(f"tune_heads must name some of {HEAD_INITS}, got {list(tune_heads)}")
     budget = FineTuneConfig(steps=steps, batch_size=batch_size, lr_scratch=lr_scratch, lr_finetune=lr_finetune,
-                            lr_probe=lr_probe, freeze_fraction=freeze_fraction, head_init=head_init,
+                            lr_probe=lr_probe, freeze_fraction=freeze_fraction, head_scratch=head_scratch,
+                            head_finetune=head_finetune,
                             probe_steps=probe_steps,
                             augment=augment or AugmentConfig())
     template = load_backbone(checkpoint, dim, preset)  # the arms' architecture (and, with a checkpoint, weights)
@@ -348,8 +370,7 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
         # Seeds after the evaluated ones: other training subjects, initialisations and draws, so the choice is
         # not fitted to the very runs it is then scored on.
         tune_range = range(seeds, seeds + tune_seeds)
-        grids = [(arm, choices) for arm, choices in (("scratch", SCRATCH_CHOICES), ("pretrained", FINETUNE_CHOICES))
-                 if arm in arms]
+        grids = [(arm, tuning_choices(arm, tune_heads)) for arm in ("scratch", "pretrained") if arm in arms]
         trials = [_Run(arm, min(shots), seed, replace(budget, **choice), validate=True)
                   for arm, choices in grids for choice in choices for seed in tune_range]
         scores = iter(run_all(trials, "eval-seg tuning"))
@@ -386,7 +407,9 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
         "data": data_name(folder), "checkpoint": checkpoint, "dim": dim, "net_config": dict(template.config),
         "shots": shots, "seeds": seeds, "steps": steps, "batch_size": budget.batch(dim),
         "device": str(device), "workers": workers, "lrs": {arm: budget.lr(arm) for arm in arms},
-        "freeze_fraction": budget.freeze_fraction, "head_init": budget.head_init, "probe_steps": budget.probe_steps,
+        "freeze_fraction": budget.freeze_fraction, "probe_steps": budget.probe_steps,
+        "heads": {arm: budget.head(arm) for arm in arms if arm in ("pretrained", "scratch")},
+        "tune_heads": list(tune_heads) if tune else None,
         "tuning": tuning or None,
         "augment": asdict(budget.augment), "labels": labels,
         "label_names": {str(i): names[i] for i in labels} if names is not None else None,

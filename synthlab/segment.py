@@ -57,7 +57,8 @@ class FineTuneConfig:
     lr_finetune: float = 1e-2
     lr_probe: float = 3e-2  # Adam on a 1x1 head over standardised features, full batch
     freeze_fraction: float = 0.0  # share of the pretrained arm's steps with its backbone frozen (head warm-up)
-    head_init: str = "random"  # the fine-tuned arms' head: "random", or "probe" (fitted on the frozen net first)
+    head_scratch: str = "random"  # how each fine-tuned arm's head starts: "random", or "probe" (see HEAD_INITS)
+    head_finetune: str = "random"
     probe_steps: int = 500  # the probe's full-batch steps (it converges; it sees no augmentation)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -70,14 +71,18 @@ class FineTuneConfig:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        if self.head_init not in HEAD_INITS:
-            raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
+        for name in ("head_scratch", "head_finetune"):
+            if getattr(self, name) not in HEAD_INITS:
+                raise ValueError(f"{name} must be one of {HEAD_INITS}, got {getattr(self, name)!r}")
         if not 0 <= self.freeze_fraction < 1 or self.probe_steps < 0:
             raise ValueError(f"freeze_fraction must lie in [0, 1) and probe_steps be >= 0, got "
                              f"{self.freeze_fraction!r} and {self.probe_steps!r}")
 
     def lr(self, arm: str) -> float:
         return self.lr_probe if arm in PROBE_ARMS else {"pretrained": self.lr_finetune, "scratch": self.lr_scratch}[arm]
+
+    def head(self, arm: str) -> str:
+        return {"pretrained": self.head_finetune, "scratch": self.head_scratch}[arm]
 
     def batch(self, dim: int) -> int:
         return self.batch_size if self.batch_size is not None else {2: 16, 3: 2}[check_dim(dim)]
@@ -290,15 +295,15 @@ def fit_arm(arm: str, backbone: UNet, cases: list[PreparedCase], train: Sequence
     frozen levels (``probe``, ``probe_random``) or on the intensity (``probe_intensity``).
 
     Everything random is keyed by ``key = (seed, shots)``, never by the arm: all arms start from the same
-    head and see the same batches and augmentation draws. With ``budget.head_init == "probe"`` both fine-tuned
-    arms start from a head fitted on their own frozen output (:func:`fit_probe`); the ``pretrained`` arm trains
-    its head alone for ``budget.freeze_fraction`` of the steps.
+    head and see the same batches and augmentation draws. A fine-tuned arm whose ``budget.head(arm)`` is
+    ``"probe"`` starts from a head fitted on its own frozen output (:func:`fit_probe`); the ``pretrained`` arm
+    trains its head alone for ``budget.freeze_fraction`` of the steps.
     """
     dim = backbone.dim
     if arm in PROBE_ARMS:
         features = Intensity(dim) if arm == "probe_intensity" else LevelFeatures(backbone, "all")
         return fit_probe(features, cases, train, n_classes, key, budget, device)
-    if budget.head_init == "probe":  # LP-FT: the probe's head and feature standardisation, then all layers
+    if budget.head(arm) == "probe":  # LP-FT: the probe's head and feature standardisation, then all layers
         model = fit_probe(backbone, cases, train, n_classes, key, budget, device)
         model.freeze(False)
     else:

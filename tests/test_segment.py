@@ -236,7 +236,7 @@ def test_tuning_chooses_on_validation_cases_apart_from_the_test_list(cubes: Path
     trained = {name for names in result["scratch"]["1"]["subjects"] for name in names}
     assert len(tested) == len(validated) == 3 and not tested & validated and not trained & (tested | validated)
     scored = settings["tuning"]["scratch"]["choices"]
-    assert [row["lr_scratch"] for row in scored] == [c["lr_scratch"] for c in eval_seg.SCRATCH_CHOICES]
+    assert [row["lr_scratch"] for row in scored] == list(eval_seg.SCRATCH_LRS)
     chosen = settings["tuning"]["scratch"]["chosen"]
     assert chosen["val_dice"] == max(row["val_dice"] for row in scored)
     assert settings["lrs"]["scratch"] == chosen["lr_scratch"]
@@ -245,6 +245,19 @@ def test_tuning_chooses_on_validation_cases_apart_from_the_test_list(cubes: Path
     assert settings["tuning"]["scratch"]["seeds"] == [2] and tuned_on and not tuned_on & (trained | tested)
     with pytest.raises(ValueError, match="max_test"):
         eval_seg.evaluate_segmentation(many, shots=[1], seeds=1, steps=1, dim=2, tune=True, **FAST)
+
+
+def test_tuning_tries_each_head_start_per_arm_and_by_default_the_grids_it_always_tried(cubes: Path) -> None:
+    assert eval_seg.tuning_choices("scratch") == [{"lr_scratch": lr} for lr in (3e-3, 1e-2, 3e-2, 1e-1)]
+    pretrained = eval_seg.tuning_choices("pretrained")
+    assert len(pretrained) == 8 and {row["freeze_fraction"] for row in pretrained} == {0.0, 0.25}
+    both = eval_seg.tuning_choices("scratch", ("random", "probe"))
+    assert [row["head_scratch"] for row in both] == ["random"] * 4 + ["probe"] * 4
+    choices = eval_seg.tuning_choices("pretrained", ("random", "probe"))
+    fitted = [row for row in choices if row["head_finetune"] == "probe"]
+    assert len(fitted) == 4 and all(row["freeze_fraction"] == 0.0 for row in fitted)  # a fitted head needs no warm-up
+    with pytest.raises(ValueError, match="tune_heads"):
+        eval_seg.evaluate_segmentation(cubes, shots=[1], seeds=1, steps=1, dim=2, tune_heads=("zeros",), **FAST)
 
 
 def test_a_frozen_warm_up_trains_only_the_head_first() -> None:
@@ -263,11 +276,12 @@ def test_a_frozen_warm_up_trains_only_the_head_first() -> None:
 def test_a_probe_fitted_head_starts_fine_tuning_where_the_probe_ends(cubes: Path) -> None:
     cases, _ = segment.prepare_cases(eval_seg._numbered_cases(cubes)[0], 8, 2)
     backbone, cpu = build_unet("tiny", 2), torch.device("cpu")
-    budget = segment.FineTuneConfig(steps=0, head_init="probe", probe_steps=100, augment=STILL)
+    budget = segment.FineTuneConfig(steps=0, head_finetune="probe", head_scratch="probe", probe_steps=100,
+                                    augment=STILL)
     lpft = segment.fit_arm("pretrained", copy.deepcopy(backbone), cases, [0], 2, (0, 1), budget, cpu)
     probe = segment.fit_probe(copy.deepcopy(backbone), cases, [0], 2, (0, 1), budget, cpu)
     random_head = segment.fit_arm("pretrained", copy.deepcopy(backbone), cases, [0], 2, (0, 1),
-                                  replace(budget, head_init="random"), cpu)
+                                  replace(budget, head_finetune="random"), cpu)
     assert torch.equal(lpft.head_weight, probe.head_weight) and torch.equal(lpft.feature_std, probe.feature_std)
     assert not lpft.freeze_backbone and all(p.requires_grad for p in lpft.backbone.parameters())
     images, labels = to_slices(cases[0].image, 2), to_slices(cases[0].label, 2)[:, 0]
@@ -278,8 +292,8 @@ def test_a_probe_fitted_head_starts_fine_tuning_where_the_probe_ends(cubes: Path
                               cpu)  # then every layer trains, in either fine-tuned arm
     assert not all(torch.equal(a, b) for a, b in zip(backbone.parameters(), trained.backbone.parameters(),
                                                       strict=True))
-    with pytest.raises(ValueError, match="head_init"):
-        segment.FineTuneConfig(head_init="zeros")
+    with pytest.raises(ValueError, match="head_scratch"):
+        segment.FineTuneConfig(head_scratch="zeros")
 
 
 def test_runs_spread_over_worker_processes_give_the_results_of_one_process(tmp_path: Path,

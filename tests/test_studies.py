@@ -77,7 +77,7 @@ def test_the_registry_names_each_study_and_refuses_an_unknown_one(capsys: pytest
     assert studies.main(["run", "no-such-study"]) == 2 and "no-such-study" in capsys.readouterr().err
     assert studies.main(["jump"]) == 2 and studies.main(["run", "all", "--workers", "two"]) == 2
     for name, study in studies.STUDIES.items():
-        assert "--out" not in study.argv and "--data" in study.argv, name
+        assert "--out" not in study.argv and ("--data" in study.argv or "--pair" in study.argv), name
         report = studies.load_study(name)
         if report is not None:  # a shipped results file says which command made it
             assert report["provenance"]["command"].startswith(f"python -m synthlab {study.argv[0]}")

@@ -60,10 +60,10 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
           (*_FEWSHOT_2D, "--checkpoint", "synthlab-supcon-2d", "--shots", "3", "5", "--seeds", "10"),
           "about 2 hours on 2 cores"),
     Study("fewshot-2d-supcon-1shot-lpft",
-          "With heads fitted on the frozen network before fine-tuning (LP-FT, both arms), does the 1-shot gain hold "
-          "and do the collapsed runs go (20 seeds)?",
-          (*_FEWSHOT_2D, "--checkpoint", "synthlab-supcon-2d", "--shots", "1", "--seeds", "20", "--head-init", "probe",
-           "--arms", "pretrained", "scratch"),
+          "With each arm free to start from a head fitted on its frozen network (LP-FT), chosen on validation "
+          "cases, does the 1-shot gain hold and do the collapsed runs go (20 seeds)?",
+          (*_FEWSHOT_2D, "--checkpoint", "synthlab-supcon-2d", "--shots", "1", "--seeds", "20", "--tune-heads",
+           "random", "probe", "--arms", "pretrained", "scratch"),
           "about 60 minutes on 2 cores"),
     Study("registration-brain-synthlab",
           "Which features recover a known deformation between two contrasts best, with synthlab's solver?",
@@ -166,7 +166,8 @@ def _parser() -> Parser:
     run.add_argument("name", help="a study's name, or all")
     run.add_argument("--force", action="store_true", help="run again even when the results file exists")
     run.add_argument("--workers", type=int, default=None,
-                     help="processes for the runs (default: every core); the results do not depend on it")
+                     help="processes for a few-shot study's runs (default: every core); the results do not depend "
+                          "on it")
     return parser
 
 
@@ -192,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         # The command line runs the study exactly as a user would type it, from this folder, so the command its
         # file records names no machine's paths.
-        extra = [] if args.workers is None else ["--workers", str(args.workers)]
+        spread = args.workers is not None and STUDIES[name].argv[0] == "eval-seg"  # the others run in one process
+        extra = ["--workers", str(args.workers)] if spread else []
         code = subprocess.run([sys.executable, "-m", "synthlab", *STUDIES[name].argv, *extra, "--out", path.name],
                               cwd=FOLDER, check=False).returncode
         if code:

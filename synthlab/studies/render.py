@@ -28,7 +28,7 @@ def render_fewshot_study(report: dict[str, Any]) -> str:
             continue
         setting = f"lr {settings['lrs'][arm]:g}" + (f", backbone frozen for the first {settings['freeze_fraction']:.0%}"
                                                     if arm == "pretrained" and settings["freeze_fraction"] else "")
-        if arm in ("pretrained", "scratch") and settings.get("head_init", "random") == "probe":
+        if (settings.get("heads") or {}).get(arm) == "probe":
             setting += ", head fitted on the frozen network first (LP-FT)"
         cells = [f"{e['mean']:.3f} ± {e['sem']:.3f}" if e["sem"] is not None else f"{e['mean']:.3f} (1 seed)"
                  for e in (report[arm][k] for k in shots)]
