@@ -58,6 +58,8 @@ profile = None  # None: $SYNTHLAB_PROFILE, else "gpu" where CUDA is available, e
 checkpoint = "synthlab-supcon-2d"
 study_name = "fewshot-2d-supcon-1shot"  # the measured study shown first (python -m synthlab.studies list)
 curve_studies = ["fewshot-2d-supcon-1shot", "fewshot-2d-supcon-3-5shot"]  # joined into the Dice-vs-shots curve
+lpft_study = "fewshot-2d-supcon-1shot-lpft"  # the same 1-shot protocol, each arm free to fit its head first
+live_study = "fewshot-2d-supcon-1shot-lpft"  # whose tuned choices the live run takes where the profile does not tune
 dim = 2  # 2: train on slices, predict slice by slice; 3: whole volumes
 seed = 0  # which cases are shown below (the evaluation's seeds are 0 .. seg_seeds - 1)
 
@@ -75,7 +77,7 @@ from synthlab.data import declared_labels, find_data_root, load_msd, normalize_i
 from synthlab.eval_seg import evaluate_segmentation, format_segmentation, split_subjects
 from synthlab.profiles import use_profile
 from synthlab.segment import FineTuneConfig, fit_arm, predict, prepare_cases
-from synthlab.studies import STUDIES, fewshot_curve, load_study
+from synthlab.studies import STUDIES, fewshot_curve, load_study, tuned_budget
 
 settings = use_profile(profile)
 print(f"pretrained arm: {checkpoint}")
@@ -174,9 +176,7 @@ if has_data:
 
 # %%
 if has_data:
-    chosen = {} if study is None or settings.seg_tune else {
-        "lr_scratch": study["settings"]["lrs"]["scratch"], "lr_finetune": study["settings"]["lrs"]["pretrained"],
-        "freeze_fraction": study["settings"]["freeze_fraction"]}
+    chosen = {} if settings.seg_tune else tuned_budget(live_study)  # the study's choices, where it is not tuned
     report = evaluate_segmentation(folder, checkpoint=checkpoint, shots=settings.seg_shots,
                                    seeds=settings.seg_seeds, steps=settings.seg_steps, dim=dim,
                                    max_test=settings.seg_max_test, batch_size=settings.for_dim("seg_batch", dim),

@@ -267,7 +267,7 @@ def tuning_choices(arm: str, heads: Sequence[str] = ("random",)) -> list[dict[st
 
 
 def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Sequence[int] = (1, 3, 5),
-                          seeds: int = 3, steps: int = 200, dim: int = 3, preset: str | None = None,
+                          seeds: int = 3, steps: int = FineTuneConfig.steps, dim: int = 3, preset: str | None = None,
                           max_test: int | None = None, device: str | torch.device = "auto", *,
                           lr_scratch: float = FineTuneConfig.lr_scratch,
                           lr_finetune: float = FineTuneConfig.lr_finetune,

@@ -212,3 +212,17 @@ def test_labelled_registration_studies_render_dice_per_contrast_change() -> None
     row = "| anatomix | network+mind | random init | 0.730 ± 0.050 | 0.740 ± 0.050 | 0.750 ± 0.050 | 0.30 | 2 |"
     assert row in table
     assert "5 inter-subject pairs; Dice 0.612 ± 0.128 before" in table and "commit unknown" in table
+
+
+def test_a_live_run_takes_the_choices_a_study_made_on_its_validation_cases() -> None:
+    from synthlab.segment import FineTuneConfig
+
+    report = studies.load_study("fewshot-2d-supcon-1shot")
+    chosen = studies.tuned_budget("fewshot-2d-supcon-1shot")
+    assert chosen == {"freeze_fraction": report["settings"]["freeze_fraction"],
+                      "lr_scratch": report["settings"]["lrs"]["scratch"],
+                      "lr_finetune": report["settings"]["lrs"]["pretrained"]}  # a study before heads were tuned
+    budget = FineTuneConfig(**chosen)
+    assert budget.lr("scratch") == report["settings"]["tuning"]["scratch"]["chosen"]["lr_scratch"]
+    with pytest.raises(ValueError, match="unknown study"):
+        studies.tuned_budget("no-such-study")

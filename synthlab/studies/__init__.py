@@ -23,7 +23,7 @@ from typing import Any
 from ..cli import Parser, input_error
 from ..segment import ARMS
 
-__all__ = ["STUDIES", "TABLES", "Study", "fewshot_curve", "load_study", "main", "study_path"]
+__all__ = ["STUDIES", "TABLES", "Study", "fewshot_curve", "load_study", "main", "study_path", "tuned_budget"]
 
 FOLDER = Path(__file__).parent
 
@@ -132,6 +132,23 @@ def load_study(name: str) -> dict[str, Any] | None:
     """The results of study ``name`` as written by its command, or None when it has not been run."""
     path = study_path(name)
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def tuned_budget(name: str) -> dict[str, Any]:
+    """What few-shot study ``name`` chose on its validation cases, as :class:`~synthlab.segment.FineTuneConfig`
+    fields (learning rates, frozen warm-up, head starts), so a live run at another budget takes the study's
+    choices; empty when the study has not been run."""
+    report = load_study(name)
+    if report is None:
+        return {}
+    settings, lrs = report["settings"], report["settings"]["lrs"]
+    chosen: dict[str, Any] = {"freeze_fraction": settings["freeze_fraction"]}
+    for arm, suffix in (("scratch", "scratch"), ("pretrained", "finetune")):
+        if arm in lrs:
+            chosen[f"lr_{suffix}"] = lrs[arm]
+        if arm in (settings.get("heads") or {}):  # studies before 2026-12-04 had random heads only
+            chosen[f"head_{suffix}"] = settings["heads"][arm]
+    return chosen
 
 
 def fewshot_curve(names: Sequence[str]) -> dict[str, Any] | None:
