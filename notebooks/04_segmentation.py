@@ -74,7 +74,7 @@ import synthlab
 from synthlab import viz
 from synthlab.checkpoint import load_backbone
 from synthlab.data import declared_labels, find_data_root, load_msd, normalize_intensity
-from synthlab.eval_seg import evaluate_segmentation, format_segmentation, split_subjects
+from synthlab.eval_seg import evaluate_segmentation, format_segmentation, format_tuning, split_subjects
 from synthlab.profiles import use_profile
 from synthlab.segment import FineTuneConfig, fit_arm, predict, prepare_cases
 from synthlab.studies import STUDIES, fewshot_curve, load_study, tuned_budget
@@ -115,9 +115,7 @@ else:
     print(f"{STUDIES[study_name].question}\n{made['date'][:10]}, {made['cpus']} CPU cores "
           f"({made['machine']['processor']}), {study['settings']['seconds'] / 60:.0f} min; {made['command']}")
     print(format_segmentation(study))
-    tuning = study["settings"]["tuning"]
-    print("chosen on validation cases:", {arm: {k: v for k, v in row["chosen"].items() if k != "val_dice"}
-                                          for arm, row in tuning.items()})
+    print(format_tuning(study))  # every setting tried on the validation cases; * the one each arm took
     fig = viz.plot_fewshot(study, f"{study['settings']['checkpoint']}, hippocampus 2D, "
                                   f"{study['settings']['steps']} steps (study)")
     plt.show()
@@ -148,6 +146,28 @@ else:
 # at 5 it predicts one label nowhere (the dots near 0.35), and those runs pull its mean below scratch's. The
 # paired gains' intervals cross zero at every shot count: pretraining helps when fine-tuning does not collapse,
 # and fine-tuning from it is fragile (docs/experiments.md, "Three and five shots").
+
+# %% [markdown]
+# ## Why a run drops a label, and fitting the head first
+#
+# Traced step by step, a collapsed run goes like this: the new head starts random, its first large gradients
+# push the whole network to predict background everywhere (the plateau every short run starts on), and a
+# pretrained network that leaves the plateau on one label can lose the other for good, even on the very subject
+# it trains on. Linear probing then fine-tuning (LP-FT, Kumar et al. 2022) fits the head on the frozen network
+# first, so fine-tuning starts from a head that already predicts. Whether each arm starts from a fitted head is
+# one more choice made on the validation cases (`--tune-heads random probe`); the study below is the 1-shot
+# protocol again, 20 seeds, with that choice added.
+
+# %%
+lpft = load_study(lpft_study)
+if lpft is None:
+    print(f"{lpft_study} has not been run: python -m synthlab.studies run {lpft_study} ({STUDIES[lpft_study].cost})")
+else:
+    print(STUDIES[lpft_study].question)
+    print(format_segmentation(lpft))
+    print(format_tuning(lpft))  # every setting tried on the validation cases; * the one each arm took
+    fig = viz.plot_fewshot(lpft, f"{lpft['settings']['checkpoint']}, hippocampus 2D, heads tuned (study)")
+    plt.show()
 
 # %% [markdown]
 # ## The data: small crops around the hippocampus

@@ -41,8 +41,8 @@ from .progress import progress_bar
 from .segment import ARMS, HEAD_INITS, FineTuneConfig, PreparedCase, fit_arm, predict, prepare_cases, stable_seed
 from .workers import auto_workers, map_jobs
 
-__all__ = ["BACKGROUND_DICE", "SPLIT_SEED", "evaluate_segmentation", "format_segmentation", "paired_gain",
-           "split_subjects", "tuning_choices"]
+__all__ = ["BACKGROUND_DICE", "SPLIT_SEED", "evaluate_segmentation", "format_segmentation", "format_tuning",
+           "paired_gain", "split_subjects", "tuning_choices"]
 
 SPLIT_SEED = 0  # fixes the test list and the order training subjects are taken in, whatever `seeds` is
 
@@ -236,6 +236,22 @@ def format_segmentation(report: dict[str, Any], gains: dict[str, dict[str, Any]]
     lines += [f"  {name:<24}" + "".join(f"{text:>{width}}" for text in cells) for name, cells in rows]
     if any(sum(v < BACKGROUND_DICE for v in report[arm][k].get("per_seed", [])) for arm in arms for k in shots):
         lines.append(f"  n/m bg: n of m seeds predict all background (Dice < {BACKGROUND_DICE}): failed runs")
+    return "\n".join(lines)
+
+
+def format_tuning(report: dict[str, Any]) -> str:
+    """Every setting ``tune`` tried, per arm, with its validation Dice; the chosen one marked with ``*``."""
+    tuning = report["settings"].get("tuning")
+    if not tuning:
+        return "not tuned: the learning rates were given"
+    lines = []
+    for arm, row in tuning.items():
+        lines.append(f"{arm}, validation Dice (mean of {len(row['seeds'])} seeds):")
+        for choice in row["choices"]:
+            setting = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                                for k, v in choice.items() if k != "val_dice")
+            mark = "*" if choice == row["chosen"] else " "
+            lines.append(f"  {mark} {setting:<56} {choice['val_dice']:.3f}")
     return "\n".join(lines)
 
 

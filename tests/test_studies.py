@@ -226,3 +226,16 @@ def test_a_live_run_takes_the_choices_a_study_made_on_its_validation_cases() -> 
     assert budget.lr("scratch") == report["settings"]["tuning"]["scratch"]["chosen"]["lr_scratch"]
     with pytest.raises(ValueError, match="unknown study"):
         studies.tuned_budget("no-such-study")
+
+
+def test_the_tuning_table_lists_every_choice_and_marks_the_one_taken() -> None:
+    from synthlab.eval_seg import format_tuning
+
+    report = studies.load_study("fewshot-2d-supcon-3-5shot")
+    text = format_tuning(report)
+    tuning = report["settings"]["tuning"]
+    assert text.count("*") == len(tuning) == 2
+    assert len(text.splitlines()) == sum(1 + len(row["choices"]) for row in tuning.values())
+    chosen = next(line for line in text.splitlines() if line.startswith("  * lr_scratch"))
+    assert f"{tuning['scratch']['chosen']['val_dice']:.3f}" in chosen
+    assert format_tuning({"settings": {"tuning": None}}).startswith("not tuned")
