@@ -35,6 +35,7 @@ from .data import (
 )
 from .dims import check_dim
 from .dist import resolve_device
+from .journal import Journal
 from .metrics import bootstrap_interval, dice_per_label, summarize
 from .nets import UNet
 from .progress import progress_bar
@@ -140,42 +141,6 @@ class _Run:
     seed: int
     budget: FineTuneConfig
     validate: bool = False  # score the validation cases (tuning) instead of the test list
-
-
-class _Journal:
-    """Each finished run of a study, one JSON line each, so that a killed study resumes where it stopped.
-
-    The first line holds the study's fingerprint (data, network and protocol); a journal written by another study
-    is refused rather than mixed in. Scores are stored as float64 lists, which JSON round-trips exactly, so a
-    resumed study reports what an uninterrupted one does. Each line also holds the study's wall time so far,
-    summed over the invocations, so a resumed study reports its whole cost (``earlier``: the invocations before).
-    """
-
-    def __init__(self, path: Path, fingerprint: dict[str, Any]) -> None:
-        self.path, self.runs, self.earlier, self.started = path, {}, 0.0, time.perf_counter()
-        header = json.dumps({"fingerprint": fingerprint}, sort_keys=True)
-        if path.is_file() and path.stat().st_size:
-            lines = path.read_text().splitlines()
-            if lines[0] != header:
-                raise ValueError(f"journal {path} belongs to another study (other data, network or settings); "
-                                 "delete it to start afresh")
-            for line in lines[1:]:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:  # the last line of a killed write
-                    continue
-                self.runs[entry["run"]] = (torch.tensor(entry["scores"], dtype=torch.float64), entry["train"])
-                self.earlier = max(self.earlier, entry.get("seconds", 0.0))  # lines before 2026-12-03 lack it
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(header + "\n")
-        self.resumed = len(self.runs)
-
-    def add(self, key: str, result: tuple[torch.Tensor, list[int]]) -> None:
-        self.runs[key] = result
-        with self.path.open("a") as handle:
-            handle.write(json.dumps({"run": key, "scores": result[0].tolist(), "train": result[1],
-                                     "seconds": self.earlier + time.perf_counter() - self.started}) + "\n")
 
 
 def _run_key(run: _Run) -> str:
@@ -311,13 +276,15 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
         batch_size: samples per step (default 16 slices in 2D, 2 volumes in 3D); augment: its ranges.
         arms: which of :data:`ARMS` to run.
         tune: first choose the scratch arm's learning rate and the pretrained arm's learning rate and frozen
-            warm-up among :func:`tuning_choices` (each head start in ``tune_heads``), by mean Dice on ``val_cases``
+            warm-up (and each arm's head start among ``tune_heads``) from :func:`tuning_choices`, by mean Dice on
+            ``val_cases``
             cases kept apart from the test list (``tune_seeds`` seeds after the evaluated ones, the smallest
             shot count).
         workers: processes the runs are spread over (:func:`~synthlab.workers.map_jobs`; None: every core,
             :func:`~synthlab.workers.auto_workers`). The results do not depend on it.
-        journal: a file that keeps every finished run (:class:`_Journal`): a killed study called again with the
-            same journal trains only the runs it had not finished, and reports what an uninterrupted one does.
+        journal: a file that keeps every finished run (:class:`~synthlab.journal.Journal`): a killed study called
+            again with the same journal trains only the runs it had not finished, and reports what an
+            uninterrupted one does.
     Returns:
         ``{"settings", <arm>..., "gain"}``. An arm maps each shot count (a string) to mean/std/sem over seeds
         of the mean test Dice, per-label means, per-seed values, and each seed's training subjects and
@@ -338,9 +305,7 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
         raise ValueError(f"tune_heads must name some of {HEAD_INITS}, got {list(tune_heads)}")
     budget = FineTuneConfig(steps=steps, batch_size=batch_size, lr_scratch=lr_scratch, lr_finetune=lr_finetune,
                             lr_probe=lr_probe, freeze_fraction=freeze_fraction, head_scratch=head_scratch,
-                            head_finetune=head_finetune,
-                            probe_steps=probe_steps,
-                            augment=augment or AugmentConfig())
+                            head_finetune=head_finetune, probe_steps=probe_steps, augment=augment or AugmentConfig())
     template = load_backbone(checkpoint, dim, preset)  # the arms' architecture (and, with a checkpoint, weights)
     pretrained = None if checkpoint == "none" else template
     arms = [arm for arm in arms if pretrained is not None or arm != "pretrained"]
@@ -361,7 +326,7 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
                    progress and workers == 1)
     weights = float(sum(value.double().sum() for value in template.state_dict().values()
                         if value.is_floating_point()))  # the checkpoint's weights, not only its name
-    record = None if journal is None else _Journal(Path(journal), {
+    record = None if journal is None else Journal(Path(journal), {
         "data": str(folder), "n_cases": len(cases), "checkpoint": checkpoint, "net_config": dict(template.config),
         "weights_sum": weights, "max_test": max_test, "held": held, "stride": max(shots)})
 
