@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from .cli import USER_ERRORS, Parser, input_error
+from .cli import USER_ERRORS, Parser, defaults_of, input_error
 from .dims import DIMS
 from .dist import resolve_device, start_runtime
 from .io import write_json_atomic
@@ -216,25 +216,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="synthlab.bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="benchmark", required=True)
     synth = sub.add_parser("synth", help="synthesis speed: synthlab vs the TorchIO pipeline")
-    synth.add_argument("--dim", type=int, default=3, choices=DIMS)
-    synth.add_argument("--size", type=int, default=128, help="side of the cubic/square samples")
-    synth.add_argument("--n", type=int, default=8, help="timed samples per source (after one warm-up)")
-    synth.add_argument("--device", default="cpu")
-    synth.add_argument("--labels", default=None, help="label-map folder or file for the shape-bank source")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    made = defaults_of(bench_synth)  # each flag's default is its function's, written once in the signature
+    synth.add_argument("--dim", type=int, default=made["dim"], choices=DIMS)
+    synth.add_argument("--size", type=int, default=made["size"], help="side of the cubic/square samples")
+    synth.add_argument("--n", type=int, default=made["n"], help="timed samples per source (after one warm-up)")
+    synth.add_argument("--device", default=made["device"])
+    synth.add_argument("--labels", default=made["labels"], help="label-map folder or file for the shape-bank source")
+    synth.add_argument("--seed", type=int, default=made["seed"])
+    synth.add_argument("--threads", type=int, default=made["threads"],
+                       help="torch.set_num_threads (default: torch's)")
     synth.add_argument("--no-peers", dest="peers", action="store_false", help="skip the TorchIO comparison")
     synth.add_argument("--json", default=None, help="also write the results to this JSON file")
     train = sub.add_parser("train", help="pretraining step speed and the share spent synthesising")
-    train.add_argument("--objective", default="supcon", choices=OBJECTIVES)
-    train.add_argument("--dim", type=int, default=3, choices=DIMS)
-    train.add_argument("--size", type=int, default=128)
-    train.add_argument("--preset", default=None, help="network preset (default: the profile's)")
-    train.add_argument("--batch-size", type=int, default=1)
-    train.add_argument("--steps", type=int, default=10, help="timed steps per precision (after one warm-up)")
-    train.add_argument("--device", default="cpu")
-    train.add_argument("--threads", type=int, default=None)
-    train.add_argument("--seed", type=int, default=0)
+    timed = defaults_of(bench_train)
+    train.add_argument("--objective", default=timed["objective"], choices=OBJECTIVES)
+    train.add_argument("--dim", type=int, default=timed["dim"], choices=DIMS)
+    train.add_argument("--size", type=int, default=timed["size"])
+    train.add_argument("--preset", default=timed["preset"], help="network preset (default: the profile's)")
+    train.add_argument("--batch-size", type=int, default=timed["batch_size"])
+    train.add_argument("--steps", type=int, default=timed["steps"],
+                       help="timed steps per precision (after one warm-up)")
+    train.add_argument("--device", default=timed["device"])
+    train.add_argument("--threads", type=int, default=timed["threads"])
+    train.add_argument("--seed", type=int, default=timed["seed"])
     train.add_argument("--channels-last", action="store_true", help="convolutions in channels-last layout")
     train.add_argument("--compile", action="store_true", help="torch.compile the network")
     train.add_argument("--json", default=None, help="also write the results to this JSON file")
