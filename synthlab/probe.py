@@ -16,6 +16,7 @@ against collapse: features that are all alike (1.0) cannot tell anything apart.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -304,7 +305,7 @@ def evaluate_feature_pairs(pairs: Sequence[tuple[str | Path, str, str]], checkpo
     computed once and shared (:func:`probe_networks`). Per checkpoint, ``mean`` averages every method's figures
     over the pairs, each pair counting alike: the numbers a study table reports.
     """
-    config = config or ProbeConfig()
+    started, config = time.perf_counter(), config or ProbeConfig()
     if not pairs or not checkpoints:
         raise ValueError("eval-features needs at least one pair and one checkpoint")
     nets = {name: load_backbone(name, config.dim, features=True) for name in checkpoints if name != "none"}
@@ -326,7 +327,7 @@ def evaluate_feature_pairs(pairs: Sequence[tuple[str | Path, str, str]], checkpo
         source = getattr(nets[name], "feature_source", "output") if name in nets else None
         networks[name] = {"feature_source": source, "pairs": per_pair, "mean": mean}
     settings = {**asdict(config), "chance_rate": config.chance_rate, "pairs": described,
-                "checkpoints": list(checkpoints), "random_preset": preset}
+                "checkpoints": list(checkpoints), "random_preset": preset, "seconds": time.perf_counter() - started}
     return {"settings": settings, "networks": networks}
 
 

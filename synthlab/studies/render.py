@@ -135,7 +135,8 @@ def render_feature_table(report: dict[str, Any]) -> str:
     return "\n".join([*rows, "", f"Pairs, in the order of each cell: {described}. {settings['dim']}D, working side "
                        f"{settings['size']}, search radius {settings['radius']} (chance "
                        f"{settings['chance_rate']:.3f}), {settings['queries']} queries a pair; measured "
-                       f"{_made(report)}."])
+                       f"{_made(report)}" + (f" in {settings['seconds'] / 60:.0f} min." if "seconds" in settings
+                                             else ".")])
 
 
 def render_blocks() -> dict[str, str]:
