@@ -30,6 +30,8 @@ def render_fewshot_study(report: dict[str, Any]) -> str:
                                                     if arm == "pretrained" and settings["freeze_fraction"] else "")
         if (settings.get("heads") or {}).get(arm) == "probe":
             setting += ", head fitted on the frozen network first (LP-FT)"
+        if arm == "scratch" and settings.get("scratch_from"):
+            setting += f" (the arm of `{settings['scratch_from']}`: same seeds, subjects and draws)"
         cells = [f"{e['mean']:.3f} ± {e['sem']:.3f}" if e["sem"] is not None else f"{e['mean']:.3f} (1 seed)"
                  for e in (report[arm][k] for k in shots)]
         rows.append(f"| {arm} | {setting} | " + " | ".join(cells) + " |")
