@@ -58,7 +58,7 @@ profile = None  # None: $SYNTHLAB_PROFILE, else "gpu" where CUDA is available, e
 checkpoint = "synthlab-supcon-2d"
 study_name = "fewshot-2d-supcon-1shot"  # the measured study shown first (python -m synthlab.studies list)
 curve_studies = ["fewshot-2d-supcon-1shot", "fewshot-2d-supcon-3-5shot"]  # joined into the Dice-vs-shots curve
-lpft_study = "fewshot-2d-supcon-1shot-lpft"  # the same 1-shot protocol, each arm free to fit its head first
+lpft_study = "fewshot-2d-supcon-1shot-lpft"  # the 1-shot protocol with the pretrained arm's head fitted first
 live_study = "fewshot-2d-supcon-1shot-lpft"  # whose tuned choices the live run takes where the profile does not tune
 dim = 2  # 2: train on slices, predict slice by slice; 3: whole volumes
 seed = 0  # which cases are shown below (the evaluation's seeds are 0 .. seg_seeds - 1)
@@ -154,9 +154,12 @@ else:
 # push the whole network to predict background everywhere (the plateau every short run starts on), and a
 # pretrained network that leaves the plateau on one label can lose the other for good, even on the very subject
 # it trains on. Linear probing then fine-tuning (LP-FT, Kumar et al. 2022) fits the head on the frozen network
-# first, so fine-tuning starts from a head that already predicts. Whether each arm starts from a fitted head is
-# one more choice made on the validation cases (`--tune-heads random probe`); the study below is the 1-shot
-# protocol again, 20 seeds, with that choice added.
+# first, so fine-tuning starts from a head that already predicts. On the validation cases a fitted head was as
+# good as a random one for the pretrained network (and left every scratch run at all-background: an untrained
+# network's output gives the head nothing to fit). Two validation seeds cannot see a failure that strikes one
+# run in ten, so the study below fixes the fitted head for the pretrained arm (its learning rate tuned on the
+# validation cases) and runs the twenty test seeds, paired with the 1-shot study's scratch arm: same subjects,
+# initialisations and draws.
 
 # %%
 lpft = load_study(lpft_study)
