@@ -239,3 +239,25 @@ def test_the_tuning_table_lists_every_choice_and_marks_the_one_taken() -> None:
     chosen = next(line for line in text.splitlines() if line.startswith("  * lr_scratch"))
     assert f"{tuning['scratch']['chosen']['val_dice']:.3f}" in chosen
     assert format_tuning({"settings": {"tuning": None}}).startswith("not tuned")
+
+
+def test_a_study_that_borrows_a_scratch_arm_is_paired_with_it_seed_by_seed(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    base = {"pretrained": _arm([0.6, 0.3, 0.7]), "scratch": _arm([0.5, 0.6, 0.55]),
+            "settings": {"lrs": {"pretrained": 3e-3, "scratch": 1e-2}}}
+    fitted = {"pretrained": _arm([0.65, 0.62, 0.7]), "scratch": None, "gain": None,
+              "settings": {"lrs": {"pretrained": 1e-3}}}
+    registry = {"base": studies.Study("base", "?", ("eval-seg", "--data", "x"), "1 min"),
+                "fitted": studies.Study("fitted", "?", ("eval-seg", "--data", "x"), "1 min", scratch_from="base")}
+    monkeypatch.setattr(studies, "STUDIES", registry)
+    monkeypatch.setattr(studies, "FOLDER", tmp_path)
+    for name, report in (("base", base), ("fitted", fitted)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(report))
+    joined = studies.load_study("fitted")
+    assert joined["scratch"] == base["scratch"] and joined["settings"]["scratch_from"] == "base"
+    assert joined["gain"]["1"]["per_seed"] == pytest.approx([0.15, 0.02, 0.15])
+    assert joined["settings"]["lrs"] == {"pretrained": 1e-3, "scratch": 1e-2}
+    fitted["pretrained"]["1"]["subjects"][0] = ["another subject"]  # trained elsewhere: no paired gain exists
+    (tmp_path / "fitted.json").write_text(json.dumps(fitted))
+    with pytest.raises(ValueError, match="different subjects"):
+        studies.load_study("fitted")
