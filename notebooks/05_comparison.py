@@ -54,6 +54,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Markdown, display
 
 import synthlab
 from synthlab import shipped, viz
@@ -71,6 +72,8 @@ from synthlab.results import (
     registration_summary,
     segmentation_summary,
 )
+from synthlab.studies import load_study
+from synthlab.studies.render import render_feature_table
 from synthlab.train import TrainConfig, pretrain
 
 settings = use_profile(profile)
@@ -124,6 +127,19 @@ for objective in objectives:
 # in the same patient's FLAIR (or T2) at the same place, within one voxel, among the 169 candidates of a
 # 13 x 13 square (chance 0.053)? Each network is compared with the same architecture untrained (`random`) and
 # with MIND-SSC. Two patients, two contrast pairs.
+
+# %% [markdown]
+# First what the studies measured: the shipped networks (trained for minutes to hours, not the seconds of the
+# live run below) on all four contrast pairs, 2,000 queries a pair, the same table as the README's.
+
+# %%
+feature_study = load_study(f"features-{dim}d")
+display(Markdown(render_feature_table(feature_study)) if feature_study is not None
+        else f"features-{dim}d has not been run: python -m synthlab.studies run features-{dim}d")
+
+# %% [markdown]
+# Then the same probe, live, on the networks this notebook has just pretrained (a demonstration at the profile's
+# budget, two pairs):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
