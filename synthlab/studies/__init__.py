@@ -111,7 +111,7 @@ STUDIES.update({f"features-{dim}d": Study(
     "selves and MIND-SSC?",
     ("eval-features", *_PAIRS, "--dim", str(dim), "--checkpoint",
      *(f"synthlab-{objective}-{dim}d" for objective in ("supcon", "voco", "rasd", "voxnce"))),
-    f"about {dict([(2, 22), (3, 15)])[dim]} minutes of one thread (beside a two-worker study)")
+    f"about {({2: 22, 3: 15})[dim]} minutes of one thread (beside a two-worker study)")
     for dim in (2, 3)})
 
 # README tables that join several studies of one protocol (rendered by make results when every file exists).
