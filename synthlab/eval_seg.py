@@ -334,6 +334,8 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
         """Every run's result: from the journal where it is there, else trained now (and journaled)."""
         known = record.runs if record is not None else {}
         todo = [run for run in runs if _run_key(run) not in known]
+        if record is not None:
+            record.resumed += len(runs) - len(todo)
         bar = progress_bar(len(runs), desc, enabled=progress, initial=len(runs) - len(todo))
 
         def finished(index: int, result: tuple[torch.Tensor, list[int]]) -> None:

@@ -44,7 +44,7 @@ class Journal:
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(header + "\n")
-        self.resumed = len(self.runs)
+        self.resumed = 0  # runs a study took from the journal (counted by the study as it asks for them)
 
     def add(self, key: str, result: tuple[torch.Tensor, list[int]]) -> None:
         self.runs[key] = result
