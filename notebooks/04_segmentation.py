@@ -169,7 +169,7 @@ else:
     print(STUDIES[lpft_study].question)
     print(format_segmentation(lpft))
     print(format_tuning(lpft))  # every setting tried on the validation cases; * the one each arm took
-    fig = viz.plot_fewshot(lpft, f"{lpft['settings']['checkpoint']}, hippocampus 2D, heads tuned (study)")
+    fig = viz.plot_fewshot(lpft, f"{lpft['settings']['checkpoint']}, hippocampus 2D, head fitted first (LP-FT study)")
     plt.show()
 
 # %% [markdown]
