@@ -59,6 +59,7 @@ checkpoint = "synthlab-supcon-2d"
 study_name = "fewshot-2d-supcon-1shot"  # the measured study shown first (python -m synthlab.studies list)
 curve_studies = ["fewshot-2d-supcon-1shot", "fewshot-2d-supcon-3-5shot"]  # joined into the Dice-vs-shots curve
 lpft_study = "fewshot-2d-supcon-1shot-lpft"  # the 1-shot protocol with the pretrained arm's head fitted first
+lpft_curve_studies = ["fewshot-2d-supcon-1shot-lpft", "fewshot-2d-supcon-3-5shot-lpft"]  # the same at 1, 3, 5 shots
 live_study = "fewshot-2d-supcon-1shot-lpft"  # whose tuned choices the live run takes where the profile does not tune
 dim = 2  # 2: train on slices, predict slice by slice; 3: whole volumes
 seed = 0  # which cases are shown below (the evaluation's seeds are 0 .. seg_seeds - 1)
@@ -170,6 +171,22 @@ else:
     print(format_segmentation(lpft))
     print(format_tuning(lpft))  # every setting tried on the validation cases; * the one each arm took
     fig = viz.plot_fewshot(lpft, f"{lpft['settings']['checkpoint']}, hippocampus 2D, head fitted first (LP-FT study)")
+    plt.show()
+
+# %% [markdown]
+# The same at 3 and 5 labelled scans (10 seeds each, paired with the 3- and 5-shot study's scratch arm), where
+# the random head dropped a label in 3 of 20 runs:
+
+# %%
+lpft_curve = fewshot_curve(lpft_curve_studies)
+if lpft_curve is None:
+    for name in lpft_curve_studies:
+        if load_study(name) is None:
+            print(f"{name} has not been run: python -m synthlab.studies run {name} ({STUDIES[name].cost})")
+else:
+    print(format_segmentation(lpft_curve))
+    fig = viz.plot_fewshot(lpft_curve, f"{lpft['settings']['checkpoint']}, hippocampus 2D, head fitted first, "
+                                       "Dice against labelled scans (studies)")
     plt.show()
 
 # %% [markdown]
