@@ -75,10 +75,10 @@ import synthlab
 from synthlab import viz
 from synthlab.checkpoint import load_backbone
 from synthlab.data import declared_labels, find_data_root, load_msd, normalize_intensity
-from synthlab.eval_seg import evaluate_segmentation, format_segmentation, format_tuning, split_subjects
+from synthlab.eval_seg import evaluate_segmentation, format_segmentation, split_subjects
 from synthlab.profiles import use_profile
 from synthlab.segment import FineTuneConfig, fit_arm, predict, prepare_cases
-from synthlab.studies import STUDIES, fewshot_curve, load_study, tuned_budget
+from synthlab.studies import show_fewshot, tuned_budget
 
 settings = use_profile(profile)
 print(f"pretrained arm: {checkpoint}")
@@ -108,18 +108,8 @@ print("synthlab", synthlab.__version__, "| torch", torch.__version__, "| numpy",
 # data and about an hour and a half of two cores.)
 
 # %%
-study = load_study(study_name)
-if study is None:
-    print(f"{study_name} has not been run: python -m synthlab.studies run {study_name} ({STUDIES[study_name].cost})")
-else:
-    made = study["provenance"]
-    print(f"{STUDIES[study_name].question}\n{made['date'][:10]}, {made['cpus']} CPU cores "
-          f"({made['machine']['processor']}), {study['settings']['seconds'] / 60:.0f} min; {made['command']}")
-    print(format_segmentation(study))
-    print(format_tuning(study))  # every setting tried on the validation cases; * the one each arm took
-    fig = viz.plot_fewshot(study, f"{study['settings']['checkpoint']}, hippocampus 2D, "
-                                  f"{study['settings']['steps']} steps (study)")
-    plt.show()
+fig = show_fewshot([study_name], "(study)", tuning=True)
+plt.show()
 
 # %% [markdown]
 # ## More labelled scans: the shot curve
@@ -129,16 +119,8 @@ else:
 # tuning, seeds and subjects; the legend says how many seeds stand behind each point.
 
 # %%
-curve = fewshot_curve(curve_studies)
-if curve is None:
-    for name in curve_studies:
-        if load_study(name) is None:
-            print(f"{name} has not been run: python -m synthlab.studies run {name} ({STUDIES[name].cost})")
-else:
-    print(format_segmentation(curve))
-    fig = viz.plot_fewshot(curve, f"{load_study(curve_studies[0])['settings']['checkpoint']}, hippocampus 2D, "
-                                  "Dice against labelled scans (studies)")
-    plt.show()
+fig = show_fewshot(curve_studies, "Dice against labelled scans (studies)")
+plt.show()
 
 # %% [markdown]
 # How to read the curve: scratch climbs slowly and steadily with more labelled scans; the probe on the pretrained
@@ -163,31 +145,16 @@ else:
 # initialisations and draws.
 
 # %%
-lpft = load_study(lpft_study)
-if lpft is None:
-    print(f"{lpft_study} has not been run: python -m synthlab.studies run {lpft_study} ({STUDIES[lpft_study].cost})")
-else:
-    print(STUDIES[lpft_study].question)
-    print(format_segmentation(lpft))
-    print(format_tuning(lpft))  # every setting tried on the validation cases; * the one each arm took
-    fig = viz.plot_fewshot(lpft, f"{lpft['settings']['checkpoint']}, hippocampus 2D, head fitted first (LP-FT study)")
-    plt.show()
+fig = show_fewshot([lpft_study], "head fitted first (LP-FT study)", tuning=True)
+plt.show()
 
 # %% [markdown]
 # The same at 3 and 5 labelled scans (10 seeds each, paired with the 3- and 5-shot study's scratch arm), where
 # the random head dropped a label in 3 of 20 runs:
 
 # %%
-lpft_curve = fewshot_curve(lpft_curve_studies)
-if lpft_curve is None:
-    for name in lpft_curve_studies:
-        if load_study(name) is None:
-            print(f"{name} has not been run: python -m synthlab.studies run {name} ({STUDIES[name].cost})")
-else:
-    print(format_segmentation(lpft_curve))
-    fig = viz.plot_fewshot(lpft_curve, f"{lpft['settings']['checkpoint']}, hippocampus 2D, head fitted first, "
-                                       "Dice against labelled scans (studies)")
-    plt.show()
+fig = show_fewshot(lpft_curve_studies, "head fitted first, Dice against labelled scans (studies)")
+plt.show()
 
 # %% [markdown]
 # How to read it: with the head fitted first no seed drops a label (the dots no longer reach down to 0.35), the

@@ -72,7 +72,7 @@ from synthlab.results import (
     registration_summary,
     segmentation_summary,
 )
-from synthlab.studies import load_study
+from synthlab.studies import load_study, not_run
 from synthlab.studies.render import render_feature_table
 from synthlab.train import TrainConfig, pretrain
 
@@ -134,8 +134,7 @@ for objective in objectives:
 
 # %%
 feature_study = load_study(f"features-{dim}d")
-display(Markdown(render_feature_table(feature_study)) if feature_study is not None
-        else f"features-{dim}d has not been run: python -m synthlab.studies run features-{dim}d")
+display(Markdown(render_feature_table(feature_study)) if feature_study is not None else not_run([f"features-{dim}d"]))
 
 # %% [markdown]
 # Then the same probe, live, on the networks this notebook has just pretrained (a demonstration at the profile's

@@ -261,3 +261,18 @@ def test_a_study_that_borrows_a_scratch_arm_is_paired_with_it_seed_by_seed(tmp_p
     (tmp_path / "fitted.json").write_text(json.dumps(fitted))
     with pytest.raises(ValueError, match="different subjects"):
         studies.load_study("fitted")
+
+
+def test_a_notebook_shows_a_study_or_says_how_to_make_it(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    names = ["fewshot-2d-supcon-1shot", "fewshot-2d-supcon-3-5shot"]
+    fig = studies.show_fewshot(names, "curve")
+    text = capsys.readouterr().out
+    assert fig is not None and "curve" in fig.axes[0].get_title()
+    assert all(f"{name}: {studies.STUDIES[name].question}" in text for name in names)
+    assert format_segmentation(studies.fewshot_curve(names)) in text and "validation Dice" not in text
+    studies.show_fewshot(names, "curve", tuning=True)  # each study's choices on its validation cases
+    assert capsys.readouterr().out.count("scratch, validation Dice") == 2
+    monkeypatch.setattr(studies, "FOLDER", tmp_path)  # no results files here
+    assert studies.show_fewshot(names[:1], "missing") is None
+    assert f"python -m synthlab.studies run {names[0]}" in capsys.readouterr().out

@@ -24,7 +24,8 @@ from ..cli import Parser, input_error
 from ..eval_seg import paired_gain
 from ..segment import ARMS
 
-__all__ = ["STUDIES", "TABLES", "Study", "fewshot_curve", "load_study", "main", "study_path", "tuned_budget"]
+__all__ = ["STUDIES", "TABLES", "Study", "fewshot_curve", "load_study", "main", "not_run", "show_fewshot",
+           "study_path", "tuned_budget"]
 
 FOLDER = Path(__file__).parent
 
@@ -156,6 +157,12 @@ def load_study(name: str) -> dict[str, Any] | None:
     return report
 
 
+def not_run(names: Sequence[str]) -> str:
+    """What a reader without some of these studies' files should do: the command and cost of each missing one."""
+    return "\n".join(f"{name} has not been run: python -m synthlab.studies run {name} ({STUDIES[name].cost})"
+                     for name in names if load_study(name) is None)
+
+
 def tuned_budget(name: str) -> dict[str, Any]:
     """What few-shot study ``name`` chose on its validation cases, as :class:`~synthlab.segment.FineTuneConfig`
     fields (learning rates, frozen warm-up, head starts), so a live run at another budget takes the study's
@@ -195,6 +202,29 @@ def fewshot_curve(names: Sequence[str]) -> dict[str, Any] | None:
                 raise ValueError(f"study {name} measures shot count(s) {sorted(overlap)} another study measured")
             curve[arm].update(report[arm])
     return {arm: dict(sorted(entries.items(), key=lambda item: int(item[0]))) for arm, entries in curve.items()}
+
+
+def show_fewshot(names: Sequence[str], title: str, tuning: bool = False) -> Any:
+    """A few-shot study (several: joined into a shot curve) as the notebooks show it: each study's question and
+    provenance, the table (and with ``tuning`` every choice tried on the validation cases) printed, the figure
+    returned; for a missing file, how to make it, and None."""
+    from ..eval_seg import format_segmentation, format_tuning
+    from ..viz import plot_fewshot  # matplotlib only where a figure is drawn
+
+    report = load_study(names[0]) if len(names) == 1 else fewshot_curve(names)
+    if report is None:
+        print(not_run(names))
+        return None
+    for name in names:
+        study = load_study(name)
+        settings, made = study["settings"], study["provenance"]
+        print(f"{name}: {STUDIES[name].question}\n  {made['date'][:10]}, {made['cpus']} CPU cores "
+              f"({made['machine']['processor']}), {settings['seconds'] / 60:.0f} min; {made['command']}")
+        if tuning:
+            print(format_tuning(study))  # the chosen setting of each arm marked with *
+    print(format_segmentation(report))
+    return plot_fewshot(report, f"{settings['checkpoint']}, hippocampus {settings['dim']}D, {settings['steps']} "
+                                f"steps, {title}")
 
 
 def _parser() -> Parser:
