@@ -223,8 +223,7 @@ def show_fewshot(names: Sequence[str], title: str, tuning: bool = False) -> Any:
         if tuning:
             print(format_tuning(study))  # the chosen setting of each arm marked with *
     print(format_segmentation(report))
-    return plot_fewshot(report, f"{settings['checkpoint']}, hippocampus {settings['dim']}D, {settings['steps']} "
-                                f"steps, {title}")
+    return plot_fewshot(report, f"{settings['checkpoint']}, hippocampus {settings['dim']}D, {title}")
 
 
 def _parser() -> Parser:
