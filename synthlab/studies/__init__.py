@@ -74,6 +74,13 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
           (*_FEWSHOT_2D, "--checkpoint", "synthlab-supcon-2d", "--shots", "3", "5", "--seeds", "10", "--tune-heads",
            "probe", "--arms", "pretrained"),
           "about 25 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot"),
+    *(Study(f"fewshot-2d-{objective}-1shot",
+            f"Does {paper} network gain over the tuned scratch arm of the 1-shot study, on its seeds and subjects "
+            "(20 seeds)?",
+            (*_FEWSHOT_2D, "--checkpoint", f"synthlab-{objective}-2d", "--shots", "1", "--seeds", "20", "--arms",
+             "pretrained", "probe"),
+            "about 30 minutes on 2 cores", scratch_from="fewshot-2d-supcon-1shot")
+      for objective, paper in (("voco", "VoCo's"), ("rasd", "RaSD's"), ("voxnce", "synthlab's own same-voxel"))),
     Study("registration-brain-synthlab",
           "Which features recover a known deformation between two contrasts best, with synthlab's solver?",
           (*_BRAIN, "--checkpoint", "synthlab-3d", "--features", "intensity", "mind", "network", "network+mind"),
