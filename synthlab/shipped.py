@@ -34,11 +34,12 @@ import torch
 from .checkpoint import ALIASES, WEIGHTS_DIR, load_checkpoint, save_checkpoint
 from .cli import USER_ERRORS, Parser, input_error
 from .io import read_csv_log
+from .losses import OBJECTIVES
 from .probe import TrainingProbe
 from .runs import CHECKPOINT_NAME, LOG_NAME
 from .train import TrainConfig, pretrain
 
-__all__ = ["build", "install", "read_log", "recipe", "recipe_names", "summary"]
+__all__ = ["build", "install", "read_log", "recipe", "recipe_names", "summary", "training_record"]
 
 # The real-image probe logged while the shipped weights train, when the data is at hand (numbers only; the
 # recipe is fixed beforehand and never picked by these two images).
@@ -88,6 +89,34 @@ def summary(name: str) -> dict[str, Any]:
     return {"checkpoint": name, "final_loss": payload["loss"], "steps": payload["step"],
             "seconds": payload["seconds"], "device": payload.get("recipe", {}).get("device", "cpu"),
             "probe": payload.get("probe")}
+
+
+def training_record(name: str) -> dict[str, Any]:
+    """How shipped weights ``name`` trained, read from their committed log and checkpoint: steps, minutes and
+    device; the loss over the first and last logged quarter (at most 25 rows each); each column of the
+    objective's own task (:attr:`~synthlab.losses.base.Objective.own_task`) and the real-image match rate at the
+    first and last probed step (the first is the untrained network)."""
+    name = ALIASES.get(name, name)
+    payload, rows = load_checkpoint(name), read_log(name)
+    objective = payload["config"]["objective"]
+    losses = [float(row["loss"]) for row in rows if row.get("loss")]
+    if not losses:
+        raise ValueError(f"{name}: its training log holds no loss")
+    window = max(1, min(25, len(losses) // 4))
+    probed = [row for row in rows if row.get("synth_match")]
+    first, last = (probed[0], probed[-1]) if probed else ({}, {})
+    own_task = [{"column": column, "measures": measures, "start": float(first[column]), "end": float(last[column])}
+                for column, measures in OBJECTIVES[objective][0].own_task if first.get(column) and last.get(column)]
+    real = ({"start": float(first["real_match"]), "end": float(last["real_match"])}
+            if first.get("real_match") and last.get("real_match") else None)
+    recipe_made = payload.get("recipe", {})
+    return {"name": name, "objective": objective, "dim": payload["config"]["dim"], "steps": payload["step"],
+            "minutes": payload["seconds"] / 60, "device": recipe_made.get("device", "cpu"),
+            "profile": recipe_made.get("profile", "cpu"),
+            "loss": {"first": sum(losses[:window]) / window, "last": sum(losses[-window:]) / window,
+                     "window": window},
+            "probed_steps": [int(float(first.get("step", 0))), int(float(last.get("step", 0)))] if probed else [],
+            "own_task": own_task, "real_match": real}
 
 
 def build(name: str, runs: str | Path = "runs/weights", resume: bool = False, probe_data: str | None = None,

@@ -10,7 +10,9 @@ import torch
 import synthlab
 from synthlab.checkpoint import ALIASES, WEIGHTS_DIR, load_checkpoint, resolve_checkpoint
 from synthlab.data import find_data_root
-from synthlab.shipped import read_log, recipe, recipe_names, summary
+from synthlab.losses import OBJECTIVES
+from synthlab.shipped import read_log, recipe, recipe_names, summary, training_record
+from synthlab.studies.render import render_training_table
 from synthlab.train import TrainConfig
 
 NAMES = [f"synthlab-{objective}-{dim}d" for objective in ("supcon", "voco", "rasd", "voxnce") for dim in (2, 3)]
@@ -58,6 +60,22 @@ def test_shipped_logs_start_with_the_untrained_probe_and_end_at_the_last_step() 
         rows = read_log(name)
         assert rows[0]["step"] == "0" and rows[0]["loss"] == "" and rows[0]["synth_match"] != ""
         assert int(rows[-1]["step"]) == summary(name)["steps"] and rows[-1]["synth_match"] != ""
+
+
+def test_each_training_record_reads_its_objectives_own_task_from_the_first_and_last_probed_rows() -> None:
+    for name in NAMES:
+        record, rows = training_record(name), read_log(name)
+        columns = [column for column, _ in OBJECTIVES[record["objective"]][0].own_task]
+        assert columns and [entry["column"] for entry in record["own_task"]] == columns  # none silently missing
+        for entry in record["own_task"]:
+            column = entry["column"]
+            assert entry["start"] == float(rows[0][column]) and entry["end"] == float(rows[-1][column])
+        losses = [float(row["loss"]) for row in rows if row["loss"]]
+        window = record["loss"]["window"]
+        assert 1 <= window <= 25 and record["loss"]["last"] == pytest.approx(sum(losses[-window:]) / window)
+        assert record["real_match"]["start"] == float(rows[0]["real_match"])  # step 0: the untrained network
+    table = render_training_table(NAMES[:2])
+    assert table.count("\n| synthlab-") == 2 and "0.08 → 0.33" in table  # supcon 2D's same-label cosine
 
 
 def test_unknown_names_are_named_in_the_error(tmp_path: Path) -> None:

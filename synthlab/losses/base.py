@@ -65,6 +65,9 @@ class Objective(nn.Module):
     optim: OptimSettings = OptimSettings(lr=2e-4, weight_decay=0.0)
     # "output": the per-voxel output features; "encoder": the encoder's levels (encoder-only pretraining)
     feature_source: str = "output"
+    # The training-log columns that say whether it learns its own paper's task, each with what it measures;
+    # a column ending in "_chance" or "_constant" is the level that task's guessing reaches.
+    own_task: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, dim: int, net_dim: int | None = None):
         super().__init__()

@@ -89,6 +89,9 @@ class RaSDObjective(Objective):
     n_views = 1  # RaSD renders each label map once: every image is a sample of its own
     # RaSD's training script: AdamW 1e-5, weight decay 0.01, no schedule, no clipping (docs/fidelity.md).
     optim = OptimSettings(lr=1e-5, weight_decay=0.01, schedule="constant")
+    # Its task: regions apart in feature space, so little of the feature variance is left within a region.
+    own_task = (("synth_region_variance", "within-region share of feature variance"),
+                ("synth_label_retrieval", "label retrieval"), ("synth_label_retrieval_chance", "chance"))
 
     def __init__(self, net: UNet, dim: int, config: RaSDConfig | None = None):
         super().__init__(dim, net.dim)

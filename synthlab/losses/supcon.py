@@ -112,6 +112,10 @@ class SupConObjective(Objective):
     # anatomix's pretraining script: AdamW 2e-4, weight decay 1e-5, no clipping, five per-epoch stages of the
     # learning rate, Kaiming initialisation (docs/fidelity.md).
     optim = OptimSettings(lr=2e-4, weight_decay=1e-5, schedule="steps", init="kaiming")
+    # Its task: voxels of one label alike across renderings, other labels apart.
+    own_task = (("synth_same_label_cos_cross", "same-label cosine across views"),
+                ("synth_other_label_cos", "other labels"), ("synth_label_retrieval", "label retrieval"),
+                ("synth_label_retrieval_chance", "chance"))
 
     def __init__(self, net: UNet, dim: int, config: SupConConfig | None = None):
         super().__init__(dim, net.dim)

@@ -227,6 +227,7 @@ class VoCoObjective(Objective):
     # clipping (docs/fidelity.md). It trains the encoder only, so its features are the encoder's.
     optim = OptimSettings(lr=1e-4, weight_decay=0.01, amsgrad=True, warmup_fraction=0.0025)
     feature_source = "encoder"
+    own_task = (("voco_position_acc", "crop position accuracy"), ("voco_position_acc_constant", "constant guess"))
 
     def __init__(self, net: UNet, dim: int, config: VoCoConfig | None = None):
         super().__init__(dim, net.dim)

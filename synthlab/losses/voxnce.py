@@ -85,6 +85,7 @@ class VoxNCEObjective(Objective):
     requires_labels = False
     # synthlab's own settings (docs/experiments.md): 5 % warm-up, cosine to a tenth, clipping at 1.
     optim = OptimSettings(lr=1e-3, weight_decay=1e-5, grad_clip=1.0, warmup_fraction=0.05, min_lr_fraction=0.1)
+    own_task = (("synth_match", "same voxel found across renderings"), ("synth_agreement", "same-voxel cosine"))
 
     def __init__(self, net: UNet, dim: int, config: VoxNCEConfig | None = None):
         super().__init__(dim, net.dim)
