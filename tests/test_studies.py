@@ -195,6 +195,36 @@ def test_registration_studies_of_one_protocol_render_as_one_table_once_every_fil
     assert "registration-brain" not in render.render_blocks()
 
 
+def test_fewshot_studies_sharing_a_scratch_arm_render_as_one_table_once_every_file_exists(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthlab.studies import render
+
+    def study(checkpoint: str, pretrained: list[float], arms: tuple[str, ...] = ("pretrained", "probe")) -> dict:
+        subjects = [[f"s{i}"] for i in range(len(pretrained))]
+        values = {"pretrained": pretrained, "scratch": [0.5] * len(pretrained), "probe": [0.4] * len(pretrained),
+                  "probe_random": [0.3] * len(pretrained)}
+        report = {arm: {"1": {**summarize(values[arm]), "per_seed": values[arm], "subjects": subjects}}
+                  for arm in arms}
+        report["settings"] = {"checkpoint": checkpoint, "shots": [1], "dim": 2, "seeds": len(pretrained),
+                              "steps": 400, "batch_size": 8, "max_test": 40, "seconds": 600.0, "freeze_fraction": 0.0,
+                              "lrs": {"pretrained": 3e-3, "scratch": 1e-2, "probe": 3e-2, "probe_random": 3e-2}}
+        report["provenance"] = {"date": "2026-12-04T00:00:00", "cpus": 2, "commit": "abcdef0", "command": "eval-seg",
+                                "machine": {"processor": "x86_64", "torch": "2.13.0", "threads": 1}}
+        report["gain"] = paired_gain(report["pretrained"], {"1": {"per_seed": values["scratch"], "subjects": subjects}})
+        return report
+
+    names = studies.TABLES["fewshot-2d-1shot-networks"]
+    files = {names[0]: study("net-a", [0.6, 0.7, 0.4], ("pretrained", "scratch", "probe", "probe_random")),
+             **{name: study(f"net-{i}", [0.5, 0.45, 0.55]) for i, name in enumerate(names[1:])}}
+    monkeypatch.setattr(render, "load_study", lambda name: files.get(name))
+    table = render.render_blocks()["fewshot-2d-1shot-networks"]
+    assert "| scratch | lr 0.01 | 0.500 ± 0.000 |" in table and "0.300 ± 0.000 (the untrained levels)" in table
+    assert "| fine-tuned from `net-a` | lr 0.003 | 0.567 ± 0.088 | **+0.067 ± 0.088**" in table and "2 of 3" in table
+    assert table.count("| fine-tuned from") == len(names) and table.count("measured 2026-12-04") == len(names)
+    files.pop(names[-1])  # a missing file: no table rather than a partial one
+    assert "fewshot-2d-1shot-networks" not in render.render_blocks()
+
+
 def test_labelled_registration_studies_render_dice_per_contrast_change() -> None:
     from synthlab.studies.render import render_registration_table
 

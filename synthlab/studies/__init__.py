@@ -130,6 +130,8 @@ STUDIES.update({f"features-{dim}d": Study(
 
 # README tables that join several studies of one protocol (rendered by make results when every file exists).
 TABLES: dict[str, tuple[str, ...]] = {
+    "fewshot-2d-1shot-networks": ("fewshot-2d-supcon-1shot", *(f"fewshot-2d-{objective}-1shot"
+                                                               for objective in ("voco", "rasd", "voxnce"))),
     "registration-brain": ("registration-brain-synthlab", "registration-brain-synthlab-random",
                            "registration-brain-anatomix", "registration-brain-anatomix-random"),
     "registration-hippocampus": ("registration-hippocampus-synthlab", "registration-hippocampus-anatomix",

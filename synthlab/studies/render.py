@@ -9,7 +9,8 @@ from ..checkpoint import ALIASES
 from ..shipped import recipe_names, training_record
 from . import STUDIES, TABLES, load_study
 
-__all__ = ["render_blocks", "render_feature_table", "render_fewshot_study", "render_registration_table",
+__all__ = ["render_blocks", "render_feature_table", "render_fewshot_networks", "render_fewshot_study",
+           "render_registration_table",
            "render_training_table"]
 
 
@@ -52,6 +53,53 @@ def render_fewshot_study(report: dict[str, Any]) -> str:
                        f"({made['machine']['processor']}, torch {made['machine']['torch']}) in "
                        f"{settings['seconds'] / 60:.0f} min{_resumed(settings)} by `{made['command']}` at commit "
                        f"{(made['commit'] or 'unknown')[:7]}."])
+
+
+def _mean_sem(entry: dict[str, Any]) -> str:
+    return f"{entry['mean']:.3f} ± {entry['sem']:.3f}" if entry.get("sem") is not None else f"{entry['mean']:.3f}"
+
+
+def _setting(report: dict[str, Any], arm: str) -> str:
+    """The learning rate (and frozen warm-up, and fitted head) a few-shot study chose for ``arm``."""
+    settings = report["settings"]
+    text = f"lr {settings['lrs'][arm]:g}"
+    if arm == "pretrained" and settings.get("freeze_fraction"):
+        text += f", backbone frozen for the first {settings['freeze_fraction']:.0%}"
+    if (settings.get("heads") or {}).get(arm) == "probe":
+        text += ", head fitted first (LP-FT)"
+    return text
+
+
+def render_fewshot_networks(reports: dict[str, dict[str, Any]]) -> str:
+    """Several few-shot studies that share one scratch arm (the first study's, borrowed by the others) as one
+    table: per pretrained network its tuned setting, Dice, paired gain over that scratch arm with its interval
+    and count of positive seeds, and the linear probe on its frozen levels; then each study's provenance."""
+    first = next(iter(reports.values()))
+    shots = [str(k) for k in first["settings"]["shots"]]
+    rows = ["| arm | setting (tuned on validation) | " + " | ".join(
+        f"{k}-shot Dice | paired gain over scratch [95 % interval] | seeds positive" for k in shots)
+        + " | linear probe on its levels |", "|---|---|" + "---|---|---|" * len(shots) + "---|"]
+    untrained = first.get("probe_random") or {}
+    rows.append(f"| scratch | {_setting(first, 'scratch')} | "
+                + " | ".join(f"{_mean_sem(first['scratch'][k])} | | " for k in shots)
+                + " | " + (f"{_mean_sem(untrained[shots[0]])} (the untrained levels)" if untrained else "") + " |")
+    for report in reports.values():
+        cells = []
+        for k in shots:
+            gain = report["gain"][k]
+            interval = f" [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain.get("ci95") else ""
+            cells.append(f"{_mean_sem(report['pretrained'][k])} | **{gain['mean']:+.3f} ± {gain['sem']:.3f}**"
+                         f"{interval} | {sum(d > 0 for d in gain['per_seed'])} of {len(gain['per_seed'])}")
+        probe = report.get("probe") or {}
+        rows.append(f"| fine-tuned from `{report['settings']['checkpoint']}` | {_setting(report, 'pretrained')} | "
+                    + " | ".join(cells) + " | " + (_mean_sem(probe[shots[0]]) if probe else "") + " |")
+    settings = first["settings"]
+    lines = [*rows, "", f"Hippocampus, {settings['dim']}D, {settings['seeds']} seeds (each its own subject, the same "
+             f"for every arm), {settings['steps']} steps at batch {settings['batch_size']}, {settings['max_test']} "
+             "test volumes" + ("; the probes read the first shot count." if len(shots) > 1 else ".")]
+    lines += [f"`{name}`: measured {_made(report)} in {report['settings']['seconds'] / 60:.0f} min"
+              f"{_resumed(report['settings'])}." for name, report in reports.items()]
+    return "\n".join(lines)
 
 
 def _made(report: dict[str, Any]) -> str:
@@ -184,6 +232,7 @@ def render_blocks() -> dict[str, str]:
     blocks["shipped-training"] = render_training_table()
     for table, names in TABLES.items():
         reports = {name: load_study(name) for name in names}
-        if STUDIES[names[0]].argv[0] == "eval-reg" and all(report is not None for report in reports.values()):
-            blocks[table] = render_registration_table(reports)
+        kind = STUDIES[names[0]].argv[0]
+        if kind in ("eval-reg", "eval-seg") and all(report is not None for report in reports.values()):
+            blocks[table] = (render_registration_table if kind == "eval-reg" else render_fewshot_networks)(reports)
     return blocks
