@@ -215,8 +215,12 @@ def _msd_protocol(folder: Path, names: tuple[str | None, str | None], features: 
     for seed in seeds:  # every pair is drawn, loaded and checked before the first registration
         generator = torch.Generator().manual_seed(seed)
         drawn = torch.randperm(len(ordered), generator=generator)[:2].tolist()
-        pairs[seed] = ([pick_name(ordered, name, f"{role} case") if name else ordered[index]
-                        for name, role, index in zip(names, ("fixed", "moving"), drawn, strict=True)], generator)
+        pair = [pick_name(ordered, name, f"{role} case") if name else ordered[index]
+                for name, role, index in zip(names, ("fixed", "moving"), drawn, strict=True)]
+        if names[0] and not names[1]:  # a named fixed case meets every other case in turn, one per seed
+            others = [name for name in ordered if name != pair[0]]
+            pair[1] = others[seed % len(others)]
+        pairs[seed] = (pair, generator)
         for name in pairs[seed][0]:
             if name not in loaded:
                 loaded[name] = load_case(*cases[name], manifest, declared)
@@ -237,13 +241,12 @@ def _msd_protocol(folder: Path, names: tuple[str | None, str | None], features: 
                     "dice": mean_dice(moved, fixed_label),
                     "folding_percent": folding_percent(result.displacement), "seconds": result.seconds})
     skip = ("seed", "fixed", "moving", "grid")
-    return {"protocol": "inter-subject pairs of labelled cases (drawn per seed unless named), placed in one "
-                        "world frame (the fixed scan's field of view on RAS axes, isotropic voxels when longer "
-                        "than the working size; the moving scan sampled there after aligning the centres of "
-                        "mass of the two foregrounds): "
-                        "mean foreground Dice of the warped moving labels before and after "
-                        "registration, with the moving image unchanged or remapped by a random monotone or "
-                        "non-monotone intensity curve",
+    return {"protocol": "inter-subject pairs of labelled cases (drawn per seed unless named; a named fixed case "
+                        "meets the others in turn), placed in one world frame (the fixed scan's field of view on "
+                        "RAS axes, isotropic voxels when longer than the working size; the moving scan sampled "
+                        "there after aligning the centres of mass of the two foregrounds): mean foreground Dice of "
+                        "the warped moving labels before and after registration, with the moving image unchanged "
+                        "or remapped by a random monotone or non-monotone intensity curve",
             "results": {name: {change: _summary(runs, skip) for change, runs in by_change.items()}
                         for name, by_change in rows.items()}, "per_seed": rows}
 

@@ -179,6 +179,12 @@ def downloaded_data_root() -> Path:
 ICBM_NAME = "icbm152"  # always available offline: the nilearn wheel's template, written to the cache on first use
 
 
+def generated_data_folder(name: str) -> Path:
+    """Where a data set synthlab makes itself (``python -m synthlab.dev_pairs``) goes: a cache folder that
+    :func:`resolve_data` finds by ``name``."""
+    return _cache_dir() / name
+
+
 def _cache_dir() -> Path:
     """``<repo>/data/cache`` in a checkout, else ``~/.cache/synthlab``."""
     repo_cache = _REPO_ROOT / "data"
