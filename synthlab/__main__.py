@@ -31,7 +31,7 @@ from .bench import main as bench_main
 from .cli import USER_ERRORS, Parser, add_config_flags, config_values, defaults_of, input_error
 from .dims import DIMS
 from .dist import configure_threads
-from .eval_reg import evaluate_registration
+from .eval_reg import CONTRAST_CHANGES, ProtocolConfig, evaluate_registration
 from .eval_seg import evaluate_segmentation, format_segmentation
 from .io import check_free_space, check_output_file, write_json_atomic
 from .nets import RANDOM_PRESET
@@ -86,6 +86,8 @@ def _add_eval_reg(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=None, help="resample to at most this many voxels per side")
     p.add_argument("--solver", default="synthlab", choices=sorted(SOLVER_PRESETS),
                    help="solver settings: synthlab's, or anatomix's published ones (docs/fidelity.md)")
+    p.add_argument("--changes", nargs="+", default=list(ProtocolConfig.contrast_changes), choices=CONTRAST_CHANGES,
+                   help="MSD pairs: register the moving image as stored and/or after a simulated contrast change")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, help="results.json")
 
@@ -255,7 +257,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "eval-reg":
         results = evaluate_registration(data=args.data, fixed=args.fixed, moving=args.moving,
                                         checkpoint=args.checkpoint, features=args.features, seeds=args.seeds,
-                                        size=args.size, device=args.device, config=SOLVER_PRESETS[args.solver])
+                                        size=args.size, device=args.device, config=SOLVER_PRESETS[args.solver],
+                                        protocol=ProtocolConfig(contrast_changes=tuple(args.changes)))
         write_json_atomic(args.out, {"provenance": provenance(args.command_line), **results})
         _print_registration(results)
         print(f"wrote {args.out}")

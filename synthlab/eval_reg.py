@@ -41,9 +41,12 @@ from .progress import ProgressLike, progress_bar
 from .register import FEATURE_SETS, RegistrationConfig, RegistrationResult, register
 from .spatial import warp
 
-__all__ = ["ProtocolConfig", "evaluate_registration", "known_answer_scores", "load_feature_net",
+__all__ = ["CONTRAST_CHANGES", "ProtocolConfig", "evaluate_registration", "known_answer_scores", "load_feature_net",
            "random_contrast", "random_deformation", "working_grid"]
 
+
+
+CONTRAST_CHANGES = ("none", "monotone", "non-monotone")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class ProtocolConfig:
         foreground: intensity (after 0.5-99.5 percentile scaling to [0, 1]) above which a voxel of the
             deformed fixed image counts for the endpoint error.
         contrast_knots: control points of the random intensity curve that simulates a contrast change.
+        contrast_changes: which versions of an MSD pair's moving image register: as stored (``"none"``) and
+            remapped by a random ``"monotone"`` or ``"non-monotone"`` curve (a pair that already crosses
+            modalities needs only ``"none"``).
     """
 
     size: int = 128
@@ -69,8 +75,12 @@ class ProtocolConfig:
     deformation_std_mm: tuple[float, ...] = (4.0, 3.0, 1.5)
     foreground: float = 0.05
     contrast_knots: int = 6
+    contrast_changes: tuple[str, ...] = CONTRAST_CHANGES
 
     def __post_init__(self) -> None:
+        if not self.contrast_changes or any(c not in CONTRAST_CHANGES for c in self.contrast_changes):
+            raise ValueError(f"contrast_changes must be a non-empty subset of {CONTRAST_CHANGES}, got "
+                             f"{self.contrast_changes!r}")
         if len(self.deformation_sides) != len(self.deformation_std_mm):
             raise ValueError(f"deformation_sides {self.deformation_sides} and deformation_std_mm "
                              f"{self.deformation_std_mm} must have one entry per octave")
@@ -229,10 +239,11 @@ def _msd_protocol(folder: Path, names: tuple[str | None, str | None], features: 
         (fixed, fixed_label), (moving, moving_label) = [
             (image.to(device), label.to(device)) for image, label in _pair_grid([loaded[n] for n in pair], size)]
         before = mean_dice(moving_label, fixed_label)
-        changes = {"none": moving,
+        changes = {"none": moving,  # both curves are drawn whichever run, so each seed's curves stay the same
                    "monotone": random_contrast(moving, generator, True, protocol.contrast_knots),
                    "non-monotone": random_contrast(moving, generator, False, protocol.contrast_knots)}
-        for change, image in changes.items():
+        for change in protocol.contrast_changes:
+            image = changes[change]
             for name, result in _run_all(fixed, image, features, net, config, bar).items():
                 moved = warp(moving_label[None, None], result.displacement[None], mode="nearest")[0, 0]
                 rows[name].setdefault(change, []).append({
@@ -287,7 +298,7 @@ def evaluate_registration(data: str | Path, fixed: str | None = None, moving: st
     msd = (folder / "dataset.json").is_file()
     if not msd and (fixed is None or moving is None):
         raise ValueError(f"{folder} holds co-registered contrasts: name the fixed and the moving one")
-    runs = seeds * len(features) * (3 if msd else 1)  # the MSD protocol registers three contrast changes
+    runs = seeds * len(features) * (len(protocol.contrast_changes) if msd else 1)
     with torch.no_grad(), progress_bar(runs, "eval-reg", enabled=progress) as bar:
         if msd:
             report = _msd_protocol(folder, (fixed, moving), features, net, range(seeds), device, config,

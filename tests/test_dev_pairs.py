@@ -76,13 +76,15 @@ def test_the_folder_is_an_msd_layout_with_the_ct_and_its_moving_cases(tmp_path: 
 
 
 def test_eval_reg_places_a_flipped_case_in_the_fixed_frame_and_meets_every_other_case_in_turn(tmp_path: Path) -> None:
-    from synthlab.eval_reg import evaluate_registration
+    from synthlab.eval_reg import ProtocolConfig, evaluate_registration
     from synthlab.register import RegistrationConfig
 
     _abdomen(tmp_path / "source")
     out = write_abdomen_folder(tmp_path / "pairs", tmp_path / "source", replace(STILL, cases=2, crop_fraction=0.0))
     report = evaluate_registration(out, fixed="ct", features=["mind"], seeds=3, device="cpu",
-                                   config=RegistrationConfig(iterations=2), progress=False)
+                                   config=RegistrationConfig(iterations=2), progress=False,
+                                   protocol=ProtocolConfig(contrast_changes=("none",)))
+    assert list(report["results"]["mind"]) == ["none"]  # a cross-modality pair needs no simulated change
     rows = report["per_seed"]["mind"]["none"]
     assert [(row["fixed"], row["moving"]) for row in rows] == [("ct", "mr_0"), ("ct", "mr_1"), ("ct", "mr_0")]
     assert min(row["dice_before"] for row in rows) > 0.95  # stored flipped, yet found where it is
