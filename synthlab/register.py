@@ -10,8 +10,10 @@ smooth displacement ``u`` so that the moving features sampled at ``x + u(x)`` ma
 * ``"network+mind"``: both, each group at unit energy and the network group weighted (anatomix: 16 + 12).
 
 The solver has two stages (Siebert, Hansen & Heinrich's ConvexAdam, as anatomix uses it), both on a grid
-``fine_factor`` times coarser than the image:
+``fine_factor`` times coarser than the image, optionally after an affine one:
 
+0. **Affine** (``affine_iterations > 0``): Adam on the 12 (2D: 6) parameters of one affine map, feature SSD, so
+   a rotation or a change of size larger than the discrete window does not leave the later stages stranded.
 1. **Discrete/convex**: score every integer shift in a small window (feature SSD pooled over patches, one cost
    vector per control point), then alternate a per-point argmin of cost + coupling to a smoothed field with
    Gaussian smoothing, tightening the coupling each round. Large motions cannot trap it in a local minimum.
@@ -34,7 +36,7 @@ from torch import nn
 from .dims import DIMS
 from .features import extract_features, normalize_features
 from .mind import MindConfig, mind_ssc, shifted_view
-from .spatial import gaussian_blur, grid_size, rescale_field, resize, to_grid, warp
+from .spatial import affine_displacement, gaussian_blur, grid_size, rescale_field, resize, to_grid, warp
 
 __all__ = ["FEATURE_SETS", "SOLVER_PRESETS", "RegistrationConfig", "RegistrationResult", "local_normalize", "register",
            "register_features", "registration_features"]
@@ -74,6 +76,9 @@ class RegistrationConfig:
         data_weight: factor on the Adam stage's feature term (anatomix: 12 times the channel mean).
         cosine_decay: decay the Adam step along a cosine; False keeps it constant (anatomix).
         window, overlap: sliding-window inference for network features (None: the whole volume at once).
+        affine_iterations: Adam steps of the affine stage before the others (0: no affine stage).
+        affine_learning_rate: its Adam step on the matrix's linear entries; the translation steps that times
+            the grid's longest side (see :func:`_affine_stage`).
         mind: MIND-SSC settings.
     """
 
@@ -95,17 +100,20 @@ class RegistrationConfig:
     cosine_decay: bool = True
     window: int | None = 128
     overlap: float = 0.5
+    affine_iterations: int = 0
+    affine_learning_rate: float = 0.01
     mind: MindConfig = field(default_factory=MindConfig)
 
     def __post_init__(self) -> None:
         for name in ("fine_factor", "patch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("search_radius", "iterations", "lambda_", "network_weight"):
+        for name in ("search_radius", "iterations", "lambda_", "network_weight", "affine_iterations"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        for name in ("learning_rate", "affine_learning_rate"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("cost_sigma", "data_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -243,6 +251,33 @@ def _adam_stage(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor,
     return gaussian_blur(param.detach(), config.field_sigma)
 
 
+def _affine_stage(fixed: torch.Tensor, moving: torch.Tensor, config: RegistrationConfig) -> torch.Tensor:
+    """An affine map fitted by Adam on feature SSD: ``(1, C, *g)`` pair -> its centred matrix ``(1, dim, dim+1)``.
+
+    The matrix is centred on the grid (:func:`~synthlab.spatial.affine_coordinates`) and starts at the identity;
+    its linear part steps by ``affine_learning_rate`` and its translation by that times the grid's longest side
+    (a rotation of 0.01 rad moves the far edge by about as much as a translation of 0.01 x side).
+    """
+    dim, size = fixed.ndim - 2, tuple(fixed.shape[2:])
+    linear = torch.zeros(1, dim, dim, device=fixed.device, requires_grad=True)
+    shift = torch.zeros(1, dim, 1, device=fixed.device, requires_grad=True)
+    eye = torch.eye(dim, device=fixed.device)[None]
+    optimizer = torch.optim.Adam([{"params": [linear]}, {"params": [shift], "lr": config.affine_learning_rate
+                                                         * max(size)}], lr=config.affine_learning_rate,
+                                 eps=_ADAM_EPS)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, config.affine_iterations))
+
+    with torch.enable_grad():
+        for _ in range(config.affine_iterations):
+            matrix = torch.cat([eye + linear, shift], 2)
+            loss = ((warp(moving, affine_displacement(matrix, size)) - fixed) ** 2).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return torch.cat([eye + linear, shift], 2).detach()
+
+
 def register_features(fixed: torch.Tensor, moving: torch.Tensor,
                       config: RegistrationConfig | None = None) -> torch.Tensor:
     """Displacement ``(dim, *size)`` aligning two feature maps ``(C, *size)``: the feature-agnostic core."""
@@ -252,11 +287,19 @@ def register_features(fixed: torch.Tensor, moving: torch.Tensor,
                          f"{tuple(moving.shape)}")
     size = tuple(fixed.shape[1:])
     pair = to_grid(torch.stack([fixed, moving]).float(), grid_size(size, config.fine_factor))
+    target, source = pair[:1], pair[1:]
+    matrix = _affine_stage(target, source, config) if config.affine_iterations > 0 else None
+    if matrix is not None:
+        source = warp(source, affine_displacement(matrix, tuple(target.shape[2:])))
     if config.search_radius > 0:
-        u = _convex_stage(pair[:1], pair[1:], config)
+        u = _convex_stage(target, source, config)
     else:
         u = pair.new_zeros(1, len(size), *pair.shape[2:])
-    return rescale_field(_adam_stage(pair[:1], pair[1:], u, config), size)[0]
+    u = _adam_stage(target, source, u, config)
+    if matrix is not None:  # moving at x + u + a(x + u) = x + a(x) + M u: the deformation, then the affine
+        linear = matrix[0, :, :-1]
+        u = affine_displacement(matrix, tuple(u.shape[2:])) + torch.einsum("ij,bj...->bi...", linear, u)
+    return rescale_field(u, size)[0]
 
 
 def register(fixed: torch.Tensor, moving: torch.Tensor, features: str = "mind", net: nn.Module | None = None,

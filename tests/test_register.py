@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -14,8 +15,8 @@ import torch
 from synthlab.data import find_data_root
 from synthlab.eval_reg import ProtocolConfig, evaluate_registration, random_contrast, random_deformation
 from synthlab.metrics import dice_per_label, endpoint_error, folding_percent
-from synthlab.register import SOLVER_PRESETS, RegistrationConfig, register, registration_features
-from synthlab.spatial import gaussian_blur, warp
+from synthlab.register import SOLVER_PRESETS, RegistrationConfig, register, register_features, registration_features
+from synthlab.spatial import affine_displacement, affine_matrix, gaussian_blur, warp
 
 DATA_ROOT = find_data_root()
 # Few steps keep the suite fast; the recovered fraction of the deformation is still large.
@@ -82,6 +83,23 @@ def test_the_anatomix_preset_registers_with_raw_features_and_differs_from_the_de
     assert abs(float(unit.pow(2).mean()) - 1.0) < 1e-4
     with pytest.raises(ValueError, match="scaling"):
         RegistrationConfig(scaling="loud")
+
+
+def test_the_affine_stage_alone_undoes_a_rotation_and_its_field_composes_with_the_rest() -> None:
+    generator = torch.Generator().manual_seed(3)
+    fixed = gaussian_blur(torch.randn(1, 4, 40, 40, generator=generator), 2.0)[0]
+    rotation = affine_matrix(torch.tensor([[0.15]]), torch.tensor([[1.05, 1.05]]),
+                             translation=torch.tensor([[2.0, -1.0]]))
+    moving = warp(fixed[None], affine_displacement(rotation, (40, 40)))[0]
+    inner = (slice(None), slice(8, 32), slice(8, 32))  # away from the border the rotation brings in
+    before = ((moving - fixed) ** 2)[inner].mean()
+    only_affine = RegistrationConfig(fine_factor=1, search_radius=0, iterations=0, field_sigma=0.0,
+                                     affine_iterations=150, affine_learning_rate=0.01)
+    u = register_features(fixed, moving, only_affine)
+    after = ((warp(moving[None], u[None])[0] - fixed) ** 2)[inner].mean()
+    assert after < 0.05 * before
+    none = register_features(fixed, moving, replace(only_affine, affine_iterations=0))
+    assert torch.equal(none, torch.zeros_like(none))  # without the stage, nothing moves in this configuration
 
 
 def test_identical_images_give_near_zero_displacement() -> None:
