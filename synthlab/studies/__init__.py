@@ -114,6 +114,22 @@ STUDIES.update({study.name: study for study in (
           "about 1 minute on one core"),
 )})
 
+# A hard development pair (README "Registration"): the shared abdominal CT against 5 MR-like cases made from its
+# label map, deformed and stored with other axes (python -m synthlab.dev_pairs abdomen-mrct writes them first).
+_ABDOMEN = ("eval-reg", "--data", "abdomen-mrct", "--fixed", "ct", "--seeds", "5", "--changes", "none")
+STUDIES.update({study.name: study for study in (
+    Study("registration-abdomen-synthlab",
+          "MR-like to CT across a large motion and a flipped storage order: does a network add to MIND (synthlab's "
+          "solver)?", (*_ABDOMEN, "--checkpoint", "synthlab-3d", "--features", "intensity", "mind", "network+mind"),
+          "about 3 minutes on one core, after python -m synthlab.dev_pairs abdomen-mrct"),
+    Study("registration-abdomen-anatomix", "The same with anatomix's solver settings",
+          (*_ABDOMEN, "--checkpoint", "synthlab-3d", "--features", "mind", "network+mind", "--solver", "anatomix"),
+          "about 3 minutes on one core, after python -m synthlab.dev_pairs abdomen-mrct"),
+    Study("registration-abdomen-anatomix-random", "anatomix's solver with a random network",
+          (*_ABDOMEN, "--checkpoint", "none", "--features", "network+mind", "--solver", "anatomix"),
+          "about 2 minutes on one core, after python -m synthlab.dev_pairs abdomen-mrct"),
+)})
+
 # The correspondence probe (README "Shipped weights"): every shipped network of one dimension on the four
 # co-registered contrast pairs of brain_tumor_mri (study2 has no pre-contrast T1: its query image is T1post).
 _PAIRS = ("--pair", "brain_tumor_mri/study1", "T1prereg", "FLAIRreg", "--pair", "brain_tumor_mri/study1", "T1prereg",
@@ -134,6 +150,8 @@ TABLES: dict[str, tuple[str, ...]] = {
                                                                for objective in ("voco", "rasd", "voxnce"))),
     "registration-brain": ("registration-brain-synthlab", "registration-brain-synthlab-random",
                            "registration-brain-anatomix", "registration-brain-anatomix-random"),
+    "registration-abdomen": ("registration-abdomen-synthlab", "registration-abdomen-anatomix",
+                             "registration-abdomen-anatomix-random"),
     "registration-hippocampus": ("registration-hippocampus-synthlab", "registration-hippocampus-anatomix",
                                  "registration-hippocampus-anatomix-random"),
     "features": ("features-2d", "features-3d"),  # the claims table's correspondence cells (each renders alone)

@@ -132,7 +132,8 @@ def render_registration_table(reports: dict[str, dict[str, Any]]) -> str:
     labelled = "epe" not in sample
     changes = list(sample) if labelled else []
     if labelled:
-        rows = ["| solver | features | network | " + " | ".join(f"Dice, {'no' if c == 'none' else c} change"
+        rows = ["| solver | features | network | " + " | ".join("Dice after registration" if changes == ["none"] else
+                                                               f"Dice, {'no' if c == 'none' else c} change"
                                                                for c in changes)
                 + " | folding % | seconds |", "|---|---|---|" + "---|" * (len(changes) + 2)]
     else:
