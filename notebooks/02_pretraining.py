@@ -53,7 +53,7 @@ import tempfile
 
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import display
+from IPython.display import Markdown, display
 from matplotlib.patches import Rectangle
 
 import synthlab
@@ -67,6 +67,7 @@ from synthlab.losses.voco import grid_boxes, overlap_fractions, random_boxes
 from synthlab.nets import unet_config
 from synthlab.probe import ProbeConfig, TrainingProbe, evaluate_features
 from synthlab.profiles import use_profile
+from synthlab.studies.render import render_training_table
 from synthlab.spatial import identity_grid, resize
 from synthlab.synth import SynthConfig, SynthEngine
 from synthlab.train import TrainConfig, pretrain
@@ -231,6 +232,19 @@ if logs:
                         ["loss (each objective its own scale)", "synthetic: same voxel across views",
                          "real: T1 voxel found in FLAIR"], references)
     plt.show()
+
+# %% [markdown]
+# A falling loss does not say the network learned what its paper trains it for. Each objective therefore logs
+# its *own* task on a fixed synthetic batch: `supcon` whether voxels of one label look alike across two
+# renderings and unlike other labels, `voco` whether it can tell where a crop came from (against always
+# guessing the most common cell), `rasd` whether regions separate in feature space, `voxnce` whether it finds
+# the same voxel across renderings. The table reads the first and last probed rows of each shipped log (the
+# README renders the same table); set it beside the real-image column: learning one's own task and transferring
+# to real contrasts are different things.
+
+# %%
+names = [f"synthlab-{name}-{dim}d" for name in logs]
+display(Markdown(render_training_table(names)) if names else "no shipped logs found")
 
 # %% [markdown]
 # ## 6 · What did the network learn?

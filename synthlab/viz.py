@@ -250,8 +250,9 @@ def plot_fewshot(report: Mapping, title: str = "") -> plt.Figure:
 
     Left: every seed's test Dice as a dot, per arm (one shot count) or against the shot count (several), with the
     mean ± standard error. Right: the paired gain pretrained - scratch of each seed, its mean ± SE and bootstrap
-    95 % interval against the zero line, which is what decides a claim. A single seed draws no error bar, and
-    dots at zero are runs stuck at all-background, not low scores.
+    95 % interval against the zero line, which is what decides a claim; one column per shot count, or per
+    network when ``report["gain"]`` is keyed by network (:func:`synthlab.studies.networks_report`). A single
+    seed draws no error bar, and dots at zero are runs stuck at all-background, not low scores.
     """
     arms = [arm for arm, entry in report.items() if arm not in ("settings", "gain", "provenance") and entry]
     cycle = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"][4:] * 3)  # other arms: colours not used above
@@ -285,8 +286,8 @@ def plot_fewshot(report: Mapping, title: str = "") -> plt.Figure:
     ax.set_title(title or "few-shot Dice", fontsize=9)
     if gain:
         ax = axes[0][1]
-        for position, k in enumerate(shots):
-            entry = gain[str(k)]
+        for position, k in enumerate(gain):
+            entry = gain[k]
             ax.scatter(position + _seed_offsets(len(entry["per_seed"])), entry["per_seed"], s=12, alpha=0.6,
                        color=ARM_COLOURS["pretrained"], linewidths=0)
             if entry.get("ci95"):
@@ -295,7 +296,8 @@ def plot_fewshot(report: Mapping, title: str = "") -> plt.Figure:
             ax.errorbar(position + 0.35, entry["mean"], yerr=entry["sem"] or 0.0, color="black", marker="o",
                         capsize=4, label="mean ± SE" if position == 0 else None)
         ax.axhline(0.0, color="gray", lw=1, linestyle=":")
-        ax.set_xticks(range(len(shots)), [f"{k} shot(s)" for k in shots])
+        ax.set_xticks(range(len(gain)), [f"{k} shot(s)" if k.isdigit() else k for k in gain],
+                      rotation=0 if len(gain) < 3 else 20, fontsize=8)
         ax.set(ylabel="pretrained − scratch (Dice, same seed)")
         # The key goes in the title: a legend box would hide the outlying seeds a reader most needs to see.
         ax.set_title("paired gain per seed\nblack: mean ± SE; grey bar: bootstrap 95 % interval", fontsize=8)

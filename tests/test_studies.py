@@ -224,6 +224,19 @@ def test_fewshot_studies_sharing_a_scratch_arm_render_as_one_table_once_every_fi
     files.pop(names[-1])  # a missing file: no table rather than a partial one
     assert "fewshot-2d-1shot-networks" not in render.render_blocks()
 
+    monkeypatch.setattr(studies, "load_study", lambda name: files.get(name))
+    assert studies.networks_report(names) is None
+    files[names[-1]] = study("synthlab-voxnce-2d", [0.6, 0.6, 0.6])
+    report = studies.networks_report(names)
+    assert list(report["gain"]) == ["net-a", "net-0", "net-1", "voxnce-2d"]  # named by network, in study order
+    assert report["gain"]["voxnce-2d"]["mean"] == pytest.approx(0.1) and report["scratch"]["1"]["mean"] == 0.5
+    figure = plot_fewshot(report, "networks")
+    ticks = [tick.get_text() for tick in figure.axes[1].get_xticklabels()]
+    assert ticks == list(report["gain"])  # one column of paired gains per network
+    files[names[1]] = {**files[names[1]], "settings": {**files[names[1]]["settings"], "shots": [3]}}
+    with pytest.raises(ValueError, match="one shot count"):
+        studies.networks_report(names)
+
 
 def test_labelled_registration_studies_render_dice_per_contrast_change() -> None:
     from synthlab.studies.render import render_registration_table

@@ -24,7 +24,8 @@ from ..cli import Parser, input_error
 from ..eval_seg import paired_gain
 from ..segment import ARMS
 
-__all__ = ["STUDIES", "TABLES", "Study", "fewshot_curve", "load_study", "main", "not_run", "show_fewshot",
+__all__ = ["STUDIES", "TABLES", "Study", "fewshot_curve", "load_study", "main", "networks_report", "not_run",
+           "show_fewshot",
            "study_path", "tuned_budget"]
 
 FOLDER = Path(__file__).parent
@@ -229,6 +230,26 @@ def fewshot_curve(names: Sequence[str]) -> dict[str, Any] | None:
                 raise ValueError(f"study {name} measures shot count(s) {sorted(overlap)} another study measured")
             curve[arm].update(report[arm])
     return {arm: dict(sorted(entries.items(), key=lambda item: int(item[0]))) for arm, entries in curve.items()}
+
+
+def networks_report(names: Sequence[str]) -> dict[str, Any] | None:
+    """Few-shot studies of several networks that share one scratch arm (the first study's, borrowed by the
+    others) at one shot count, as one report: scratch and each network's fine-tuned Dice, named by network, and
+    the paired gain per network (what :func:`synthlab.viz.plot_fewshot` draws side by side). None when a study
+    has not been run; ValueError when they measure different shot counts."""
+    reports = [load_study(name) for name in names]
+    if any(report is None for report in reports):
+        return None
+    shots = {tuple(report["settings"]["shots"]) for report in reports}
+    if len(shots) != 1 or len(next(iter(shots))) != 1:
+        raise ValueError(f"the studies {list(names)} must share one shot count, got {sorted(shots)}")
+    key = str(next(iter(shots))[0])
+    combined: dict[str, Any] = {"scratch": {key: reports[0]["scratch"][key]}, "gain": {}}
+    for report in reports:
+        label = report["settings"]["checkpoint"].removeprefix("synthlab-")
+        combined[label] = {key: report["pretrained"][key]}
+        combined["gain"][label] = report["gain"][key]
+    return combined
 
 
 def show_fewshot(names: Sequence[str], title: str, tuning: bool = False) -> Any:
