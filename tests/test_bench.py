@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from synthlab.bench import bench_synth, bench_train, main
+import pytest
+
+from synthlab.bench import bench_register, bench_synth, bench_train, main
 
 
 def test_bench_synth_reports_every_stage() -> None:
@@ -33,3 +35,11 @@ def test_bench_cli_writes_json(tmp_path, capsys) -> None:
 def test_bench_cli_bad_size_exits_2(capsys) -> None:
     assert main(["train", "--objective", "rasd", "--dim", "2", "--size", "30", "--preset", "tiny", "--steps", "1"]) == 2
     assert "size" in capsys.readouterr().err.lower()
+
+
+def test_bench_register_times_features_and_solver_of_a_pair_that_needs_moving(capsys) -> None:
+    results = bench_register(size=24, features="network+mind", checkpoint="none", threads=1)
+    assert results["total_s"] == pytest.approx(results["features_s"] + results["solver_s"])
+    assert results["channels"] > 12 and results["mean_displacement_voxels"] > 0.1  # MIND's 12 plus the network's
+    assert main(["register", "--size", "24", "--features", "sift"]) == 2
+    assert "features must be one of" in capsys.readouterr().err
