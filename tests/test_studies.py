@@ -134,6 +134,30 @@ def test_a_study_runs_its_own_command_from_its_folder_so_its_file_names_no_machi
     assert command[3:3 + len(studies.STUDIES[name].argv)] == list(studies.STUDIES[name].argv)
 
 
+def test_no_committed_study_file_names_a_machine_path() -> None:
+    def strings(value: object) -> list[str]:
+        if isinstance(value, dict):
+            return [text for item in value.values() for text in strings(item)]
+        if isinstance(value, list):
+            return [text for item in value for text in strings(item)]
+        return [value] if isinstance(value, str) else []
+
+    files = sorted(studies.FOLDER.glob("*.json"))
+    assert files
+    for path in files:
+        absolute = [text for text in strings(json.loads(path.read_text())) if text.startswith(("/", "~"))]
+        assert not absolute, f"{path.name} names {absolute[:2]}"
+
+
+def test_data_made_by_synthlab_is_named_by_its_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from synthlab.data import data_name, generated_data_folder, layouts
+
+    monkeypatch.setattr(layouts, "_cache_dir", lambda: tmp_path)
+    folder = generated_data_folder("abdomen-mrct")
+    folder.mkdir()
+    assert data_name(folder) == "abdomen-mrct" and data_name(tmp_path.parent / "x") == str(tmp_path.parent / "x")
+
+
 def test_studies_of_different_shot_counts_join_into_one_curve_and_refuse_to_mix_networks(
         monkeypatch: pytest.MonkeyPatch) -> None:
     def study(shots: list[int], seeds: int, network: str = "net") -> dict:

@@ -211,12 +211,13 @@ def _nifti_bytes(volume: Volume) -> bytes:
 
 
 def data_name(folder: str | Path) -> str:
-    """``folder`` relative to the data root when it lies there (``"hippocampus"``), so a results file names the
-    data set, not one machine's path; any other folder as given (the inverse of :func:`resolve_data`)."""
-    root = find_data_root()
+    """``folder`` relative to the data root or the cache of data synthlab makes when it lies there
+    (``"hippocampus"``, ``"abdomen-mrct"``), so a results file names the data set, not one machine's path; any
+    other folder as given (the inverse of :func:`resolve_data`)."""
     resolved = Path(folder).resolve()
-    if root is not None and resolved.is_relative_to(root.resolve()):
-        return str(resolved.relative_to(root.resolve()))
+    for root in (find_data_root(), _cache_dir()):
+        if root is not None and resolved.is_relative_to(root.resolve()):
+            return str(resolved.relative_to(root.resolve()))
     return str(folder)
 
 
