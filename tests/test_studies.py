@@ -278,7 +278,7 @@ def test_labelled_registration_studies_render_dice_per_contrast_change() -> None
     assert "| Dice, no change | Dice, monotone change | Dice, non-monotone change |" in table
     row = "| anatomix | network+mind | random init | 0.730 ± 0.050 | 0.740 ± 0.050 | 0.750 ± 0.050 | 0.30 | 2 |"
     assert row in table
-    assert "5 inter-subject pairs; Dice 0.612 ± 0.128 before" in table and "commit unknown" in table
+    assert "5 labelled pairs; Dice 0.612 ± 0.128 before" in table and "commit unknown" in table
 
 
 def test_a_live_run_takes_the_choices_a_study_made_on_its_validation_cases() -> None:

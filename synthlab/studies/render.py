@@ -152,7 +152,7 @@ def render_registration_table(reports: dict[str, dict[str, Any]]) -> str:
                             f"{row['folding_percent']['mean']:.2f} | {row['seconds']['mean']:.0f} |")
     if labelled:
         before = sample[changes[0]]["dice_before"]
-        summary = (f"{first['data']}, {len(first['seeds'])} inter-subject pairs; Dice {before['mean']:.3f} ± "
+        summary = (f"{first['data']}, {len(first['seeds'])} labelled pairs; Dice {before['mean']:.3f} ± "
                    f"{before['std']:.3f} before registration; folding and seconds: the largest over the changes.")
     else:
         before = sample["epe_before"]
