@@ -44,8 +44,9 @@ def register_files(fixed: str | Path, moving: str | Path, out: str | Path, featu
                    fixed_labels: str | Path | None = None, size: int = 128,
                    config: RegistrationConfig | None = None, device: str | torch.device = "auto") -> dict[str, Any]:
     """Register ``moving`` onto ``fixed`` and write ``warped.nii.gz``, ``displacement.nii.gz`` (``X x Y x Z x 3``
-    millimetres along the world axes) and, given ``moving_labels``, ``warped_labels.nii.gz`` into ``out``, all
-    on the fixed scan's grid with its affine. Returns a summary; ``fixed_labels`` adds Dice before and after.
+    millimetres along the world axes), ``initial.nii.gz`` (the moving scan after the initial alignment alone,
+    to compare with) and, given ``moving_labels``, ``warped_labels.nii.gz`` into ``out``, all on the fixed
+    scan's grid with its affine. Returns a summary; ``fixed_labels`` adds Dice before and after.
 
     Every input is loaded and checked before the registration; the files appear in ``out`` together at the end
     (written to a temporary folder beside it first), so a failed run leaves nothing half-written.
@@ -70,7 +71,9 @@ def register_files(fixed: str | Path, moving: str | Path, out: str | Path, featu
     shift = np.asarray(frame.shift, dtype=np.float64)
     displacement = _world_displacement(fixed_scan, frame.affine, result.displacement, shift)
     points = grid_points(tuple(fixed_scan.array.shape), fixed_scan.affine)
+    initial = points + torch.from_numpy(shift)  # the moving scan's points after the centres of mass are aligned
     outputs = {"warped.nii.gz": Volume(sample_world(moving_scan, points + displacement), fixed_scan.affine),
+               "initial.nii.gz": Volume(sample_world(moving_scan, initial), fixed_scan.affine),
                "displacement.nii.gz": displacement.float()}
     if labels is not None:
         outputs["warped_labels.nii.gz"] = Volume(sample_world(labels, points + displacement), fixed_scan.affine)
@@ -80,7 +83,7 @@ def register_files(fixed: str | Path, moving: str | Path, out: str | Path, featu
                                "folding_percent": folding_percent(result.displacement.cpu()),
                                "seconds": time.perf_counter() - started}
     if labels is not None and reference is not None:
-        summary["dice_before"] = mean_dice(sample_world(labels, points + torch.from_numpy(shift)), reference.array)
+        summary["dice_before"] = mean_dice(sample_world(labels, initial), reference.array)
         summary["dice"] = mean_dice(outputs["warped_labels.nii.gz"].array, reference.array)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as scratch:

@@ -89,6 +89,9 @@ def test_register_command_writes_the_moved_scan_labels_and_field_on_the_fixed_gr
                                     ("warped.nii.gz", "warped_labels.nii.gz", "displacement.nii.gz"))
     assert np.allclose(warped.affine, affine) and warped.shape == tuple(image.shape)
     assert field.shape == (*image.shape, 3)
+    initial = nib.load(out / "initial.nii.gz")  # the flipped, shifted scan found in the world before registering
+    assert np.allclose(initial.affine, affine) and np.corrcoef(np.asarray(initial.dataobj).ravel(),
+                                                               image.numpy().ravel())[0, 1] > 0.9
     assert mean_dice(torch.from_numpy(np.asarray(warped_labels.dataobj).astype(np.int64)), label) > 0.95
     # Bad input: one line, exit 2, no output folder.
     assert main(["register", str(tmp_path / "fixed.nii.gz"), str(tmp_path / "nope.nii.gz"),
