@@ -67,8 +67,8 @@ from synthlab.losses.voco import grid_boxes, overlap_fractions, random_boxes
 from synthlab.nets import unet_config
 from synthlab.probe import ProbeConfig, TrainingProbe, evaluate_features
 from synthlab.profiles import use_profile
-from synthlab.studies.render import render_training_table
 from synthlab.spatial import identity_grid, resize
+from synthlab.studies.render import render_training_table
 from synthlab.synth import SynthConfig, SynthEngine
 from synthlab.train import TrainConfig, pretrain
 
