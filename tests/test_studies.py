@@ -134,6 +134,23 @@ def test_a_study_runs_its_own_command_from_its_folder_so_its_file_names_no_machi
     assert command[3:3 + len(studies.STUDIES[name].argv)] == list(studies.STUDIES[name].argv)
 
 
+def test_a_study_on_data_synthlab_makes_writes_that_data_first_when_it_is_missing(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(studies, "FOLDER", tmp_path)
+    monkeypatch.setattr(studies.subprocess, "run",
+                        lambda command, cwd, check: calls.append(command) or subprocess.CompletedProcess(command, 0))
+    name = "registration-abdomen-anatomix"
+    for present, expected in ((False, 2), (True, 1)):
+        calls.clear()
+        monkeypatch.setattr(studies, "_data_present", lambda study, present=present: present)
+        assert studies.main(["run", name]) == 0 and len(calls) == expected
+    monkeypatch.setattr(studies, "_data_present", lambda study: False)
+    calls.clear()
+    studies.main(["run", name])
+    assert calls[0][2:] == ["synthlab.dev_pairs", "abdomen-mrct"] and "eval-reg" in calls[1]
+
+
 def test_no_committed_study_file_names_a_machine_path() -> None:
     def strings(value: object) -> list[str]:
         if isinstance(value, dict):

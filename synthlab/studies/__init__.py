@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import Parser, input_error
+from ..data import resolve_data
 from ..eval_seg import paired_gain
 from ..segment import ARMS
 
@@ -40,6 +41,7 @@ class Study:
     argv: tuple[str, ...]  # without --out, which is always this folder's NAME.json
     cost: str  # wall time measured on the machine named in the file's provenance
     scratch_from: str | None = None  # a few-shot study whose scratch arm (same seeds, subjects, draws) pairs with it
+    makes_data: tuple[str, ...] = ()  # the python -m command that writes its --data set when it is missing
 
 
 # The fair few-shot protocol (docs/experiments.md): 2D hippocampus, 400 steps at batch 8, 40 fixed test volumes,
@@ -118,17 +120,18 @@ STUDIES.update({study.name: study for study in (
 # A hard development pair (README "Registration"): the shared abdominal CT against 5 MR-like cases made from its
 # label map, deformed and stored with other axes (python -m synthlab.dev_pairs abdomen-mrct writes them first).
 _ABDOMEN = ("eval-reg", "--data", "abdomen-mrct", "--fixed", "ct", "--seeds", "5", "--changes", "none")
+_MAKE_ABDOMEN = ("synthlab.dev_pairs", "abdomen-mrct")
 STUDIES.update({study.name: study for study in (
     Study("registration-abdomen-synthlab",
           "MR-like to CT across a large motion and a flipped storage order: does a network add to MIND (synthlab's "
           "solver)?", (*_ABDOMEN, "--checkpoint", "synthlab-3d", "--features", "intensity", "mind", "network+mind"),
-          "about 3 minutes on one core, after python -m synthlab.dev_pairs abdomen-mrct"),
+          "about 3 minutes on one core", makes_data=_MAKE_ABDOMEN),
     Study("registration-abdomen-anatomix", "The same with anatomix's solver settings",
           (*_ABDOMEN, "--checkpoint", "synthlab-3d", "--features", "mind", "network+mind", "--solver", "anatomix"),
-          "about 3 minutes on one core, after python -m synthlab.dev_pairs abdomen-mrct"),
+          "about 3 minutes on one core", makes_data=_MAKE_ABDOMEN),
     Study("registration-abdomen-anatomix-random", "anatomix's solver with a random network",
           (*_ABDOMEN, "--checkpoint", "none", "--features", "network+mind", "--solver", "anatomix"),
-          "about 2 minutes on one core, after python -m synthlab.dev_pairs abdomen-mrct"),
+          "about 2 minutes on one core", makes_data=_MAKE_ABDOMEN),
 )})
 
 # The correspondence probe (README "Shipped weights"): every shipped network of one dimension on the four
@@ -274,6 +277,15 @@ def show_fewshot(names: Sequence[str], title: str, tuning: bool = False) -> Any:
     return plot_fewshot(report, f"{settings['checkpoint']}, hippocampus {settings['dim']}D, {title}")
 
 
+def _data_present(study: Study) -> bool:
+    """Whether the data set a study names with ``--data`` can be found."""
+    try:
+        resolve_data(study.argv[study.argv.index("--data") + 1])
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _parser() -> Parser:
     parser = Parser(prog="python -m synthlab.studies", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -309,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         # The command line runs the study exactly as a user would type it, from this folder, so the command its
         # file records names no machine's paths.
+        study = STUDIES[name]
+        if study.makes_data and not _data_present(study):
+            code = subprocess.run([sys.executable, "-m", *study.makes_data], cwd=FOLDER, check=False).returncode
+            if code:
+                return code
         spread = args.workers is not None and STUDIES[name].argv[0] == "eval-seg"  # the others run in one process
         extra = ["--workers", str(args.workers)] if spread else []
         code = subprocess.run([sys.executable, "-m", "synthlab", *STUDIES[name].argv, *extra, "--out", path.name],
