@@ -76,6 +76,9 @@ class RegistrationConfig:
         data_weight: factor on the Adam stage's feature term (anatomix: 12 times the channel mean).
         cosine_decay: decay the Adam step along a cosine; False keeps it constant (anatomix).
         window, overlap: sliding-window inference for network features (None: the whole volume at once).
+        passes: how many times the whole solver runs; each later pass computes the features of the moving image
+            as the earlier passes warped it (SAMConvex and IMPACT re-extract so), registers the rest, and the
+            fields are composed.
         affine_iterations: Adam steps of the affine stage before the others (0: no affine stage).
         affine_learning_rate: its Adam step on the matrix's linear entries; the translation steps that times
             the grid's longest side (see :func:`_affine_stage`).
@@ -100,12 +103,13 @@ class RegistrationConfig:
     cosine_decay: bool = True
     window: int | None = 128
     overlap: float = 0.5
+    passes: int = 1
     affine_iterations: int = 0
     affine_learning_rate: float = 0.01
     mind: MindConfig = field(default_factory=MindConfig)
 
     def __post_init__(self) -> None:
-        for name in ("fine_factor", "patch"):
+        for name in ("fine_factor", "patch", "passes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("search_radius", "iterations", "lambda_", "network_weight", "affine_iterations"):
@@ -320,7 +324,11 @@ def register(fixed: torch.Tensor, moving: torch.Tensor, features: str = "mind", 
         raise ValueError(f"fixed and moving must share one 2D or 3D shape, got {tuple(fixed.shape)} and "
                          f"{tuple(moving.shape)}")
     start = time.perf_counter()
-    displacement = register_features(registration_features(fixed, features, net, config),
-                                     registration_features(moving, features, net, config), config)
+    target = registration_features(fixed, features, net, config)
+    displacement = register_features(target, registration_features(moving, features, net, config), config)
     warped = warp(moving.float()[None, None], displacement[None])[0, 0]
+    for _ in range(config.passes - 1):  # the rest, on features of the moving image as warped so far
+        rest = register_features(target, registration_features(warped, features, net, config), config)
+        displacement = rest + warp(displacement[None], rest[None])[0]  # moving at x + r(x) + u(x + r(x))
+        warped = warp(moving.float()[None, None], displacement[None])[0, 0]
     return RegistrationResult(displacement, warped, time.perf_counter() - start)

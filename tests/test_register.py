@@ -102,6 +102,14 @@ def test_the_affine_stage_alone_undoes_a_rotation_and_its_field_composes_with_th
     assert torch.equal(none, torch.zeros_like(none))  # without the stage, nothing moves in this configuration
 
 
+def test_later_passes_register_what_the_first_left_and_compose_with_it() -> None:
+    fixed, moving, truth = _deformed_pair(size=48, dim=2)
+    weak = RegistrationConfig(search_radius=0, iterations=8)  # one pass of few small steps leaves much undone
+    errors = [endpoint_error(register(fixed, moving, "mind", config=replace(weak, passes=p)).displacement, truth)
+              for p in (1, 2)]
+    assert errors[1] < 0.9 * errors[0]  # the second pass goes on from where the first stopped
+
+
 def test_identical_images_give_near_zero_displacement() -> None:
     image = _blob_image(24)
     result = register(image, image, "mind", config=FAST)
