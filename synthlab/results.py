@@ -54,13 +54,15 @@ class Claim:
     task: str  # "segmentation": few-shot Dice gain; "registration": EPE by feature set; "features": match rate
     objective: str
     study: str | None = None  # the synthlab.studies results file (or table of files) that measures the claim
+    also: tuple[str, ...] = ()  # further few-shot studies of the claim (other shot counts, heads), after it
 
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("anatomix", "pretraining on synthetic label maps raises few-shot Dice over random init",
           "hippocampus (MSD), fine-tune all layers vs scratch, same subjects/draws; Dice gain ± SE per shots",
           "+0.01 to +0.05 Dice on 6 datasets (e.g. PROMISE12 .85 vs .80)", "segmentation", "supcon",
-          "fewshot-2d-supcon-1shot"),
+          "fewshot-2d-supcon-1shot", also=("fewshot-2d-supcon-3-5shot", "fewshot-2d-supcon-1shot-lpft",
+                                           "fewshot-2d-supcon-3-5shot-lpft")),
     Claim("anatomix", "network features + MIND register better than MIND alone, without training",
           "brain_tumor_mri/study1, known smooth deformation; endpoint error (voxels, lower is better)",
           "ConvexAdam Dice .84 (+anatomix) vs .73 (MIND) on AbdomenMRCT", "registration", "supcon",
@@ -265,16 +267,23 @@ def _study_cell(claim: Claim) -> str:
         return _features_cell(TABLES[claim.study], claim.objective)
     if claim.study in TABLES:
         return _registration_cell(TABLES[claim.study])
-    study = load_study(claim.study) if claim.study else None
+    cells = [cell for name in (claim.study, *claim.also) if name and (cell := _fewshot_cell(name))]
+    return "; ".join(cells) if cells else "no study file yet (see Measured figures)"
+
+
+def _fewshot_cell(name: str) -> str | None:
+    """A few-shot study's paired gains with their intervals, or None when its file is missing."""
+    study = load_study(name)
     if study is None or not study.get("gain"):
-        return "no study file yet (see Measured figures)"
+        return None
     settings = study["settings"]
     parts = []
     for shots, gain in study["gain"].items():
         interval = f" [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain.get("ci95") else ""
         parts.append(f"{shots}-shot {_signed(gain['mean'], gain.get('sem'))}{interval}")
-    return (f"{settings['dim']}D, {settings['seeds']} seeds, tuned, {settings['steps']} steps: " + ", ".join(parts)
-            + f" (`{claim.study}`)")
+    head = "head fitted first (LP-FT), " if "probe" in (settings.get("heads") or {}).values() else ""
+    return (f"{settings['dim']}D, {settings['seeds']} seeds, {head}tuned, {settings['steps']} steps: "
+            + ", ".join(parts) + f" (`{name}`)")
 
 
 def _cell(claim: Claim, runs: list[dict[str, Any]]) -> str:
