@@ -58,8 +58,8 @@ from IPython.display import Markdown, display
 
 import synthlab
 from synthlab import viz
-from synthlab.data import find_data_root, load_coregistered, load_icbm, load_nifti, normalize_intensity, resolve_data
-from synthlab.dev_pairs import write_abdomen_folder
+from synthlab.data import find_data_root, load_coregistered, load_icbm, load_nifti, normalize_intensity
+from synthlab.dev_pairs import abdomen_pairs
 from synthlab.eval_reg import (
     evaluate_registration,
     known_answer_scores,
@@ -276,10 +276,7 @@ hard = {}
 if data_root is None or not (data_root / "totalseg_ct").is_dir():
     print("totalseg_ct not found under $SYNTHLAB_DATA: the hard pair is skipped (the study above still reads)")
 else:
-    try:
-        pairs = resolve_data("abdomen-mrct")
-    except FileNotFoundError:
-        pairs = write_abdomen_folder()  # into the cache, once: a few seconds
+    pairs = abdomen_pairs()  # written into the cache on first use: a few seconds
     with tempfile.TemporaryDirectory() as scratch:
         for features in ("mind", "network+mind"):
             out = Path(scratch) / features

@@ -33,7 +33,7 @@ from .spatial import SpatialParams, affine_matrix, apply_spatial
 from .synth.appearance import render, sample_appearance
 from .synth.config import AppearanceConfig
 
-__all__ = ["ORGANS", "AbdomenPairConfig", "make_abdomen_pair", "write_abdomen_folder"]
+__all__ = ["ORGANS", "AbdomenPairConfig", "abdomen_pairs", "make_abdomen_pair", "write_abdomen_folder"]
 
 # TotalSegmentator's ids of the seven organs the Learn2Reg abdominal pairs score (its label map numbers them so).
 ORGANS = {1: "spleen", 2: "kidney_right", 3: "kidney_left", 4: "gallbladder", 5: "liver", 6: "stomach",
@@ -162,11 +162,29 @@ def write_abdomen_folder(out: str | Path | None = None, source: str | Path = "to
                     "training": [{"image": f"./imagesTr/{name}.nii.gz", "label": f"./labelsTr/{name}.nii.gz"}
                                  for name in cases]}
         (staging / "dataset.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        staging.rename(out)
+        try:
+            staging.rename(out)
+        except OSError as err:  # another process wrote the folder meanwhile (two notebook runs side by side)
+            if out.exists():
+                raise ValueError(f"out: {out} was written meanwhile by another process") from err
+            raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def abdomen_pairs(config: AbdomenPairConfig | None = None) -> Path:
+    """The ``abdomen-mrct`` folder where ``--data abdomen-mrct`` finds it, written into the cache first when it
+    is missing (a folder another process wrote meanwhile is taken as it is)."""
+    try:
+        return resolve_data("abdomen-mrct")
+    except FileNotFoundError:
+        pass
+    try:
+        return write_abdomen_folder(config=config)
+    except ValueError:
+        return resolve_data("abdomen-mrct")
 
 
 def main(argv: list[str] | None = None) -> int:

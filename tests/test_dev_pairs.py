@@ -88,3 +88,24 @@ def test_eval_reg_places_a_flipped_case_in_the_fixed_frame_and_meets_every_other
     rows = report["per_seed"]["mind"]["none"]
     assert [(row["fixed"], row["moving"]) for row in rows] == [("ct", "mr_0"), ("ct", "mr_1"), ("ct", "mr_0")]
     assert min(row["dice_before"] for row in rows) > 0.95  # stored flipped, yet found where it is
+
+
+def test_a_folder_written_meanwhile_by_another_process_is_kept_and_taken(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path) -> None:
+    import synthlab.dev_pairs as dev_pairs
+
+    _abdomen(tmp_path / "source")
+    out = tmp_path / "pairs"
+
+    def save_and_race(volume: Volume, path: Path) -> Path:  # the other process finishes first
+        out.mkdir(exist_ok=True)
+        (out / "dataset.json").write_text("{}")
+        return save_nifti(volume, path)
+
+    monkeypatch.setattr(dev_pairs, "save_nifti", save_and_race)
+    with pytest.raises(ValueError, match="meanwhile"):
+        write_abdomen_folder(out, tmp_path / "source", replace(STILL, cases=1))
+    assert (out / "dataset.json").read_text() == "{}"  # the other's folder, untouched
+    assert {p.name for p in tmp_path.iterdir()} == {"source", "pairs"}  # no staging folder left behind
+    monkeypatch.setattr(dev_pairs, "resolve_data", lambda name: out)
+    assert dev_pairs.abdomen_pairs() == out  # found, not written again
