@@ -317,7 +317,8 @@ print(f"seeds per shot count: {settings.compare_seeds}; pretraining steps: "
 # **Reading them honestly.** The shipped networks trained for minutes (hundreds to 6,000 steps on a CPU;
 # `voxnce` 1,500-3,500 steps on a GPU), thousands of times less than the papers; the `ci` profile runs no
 # few-shot comparison here (one seed per network would be seed noise without an error bar; the `cpu` and `gpu`
-# profiles run 6 and 10 seeds, and notebook 04 shows the 20-seed study of the `supcon` network). The feature probe is
+# profiles run 6 and 10 seeds; section 3 shows the 20-seed study of every shipped 2D network, notebook 04 the
+# `supcon` network at 1, 3 and 5 shots). The feature probe is
 # the sharper instrument here: it needs no fine-tuning, and its baselines (the untrained network, MIND) are
 # measured on the same voxels. These runs check that the whole pipeline works end to end on real data; they do
 # not rank the methods. The papers' claims (a gain of 0.01–0.05 Dice for anatomix, +3.9 Dice % for VoCo on
