@@ -26,8 +26,7 @@ from ..eval_seg import paired_gain
 from ..segment import ARMS
 
 __all__ = ["STUDIES", "TABLES", "Study", "fewshot_curve", "load_study", "main", "networks_report", "not_run",
-           "show_fewshot",
-           "study_path", "tuned_budget"]
+           "show_fewshot", "study_path", "tuned_budget"]
 
 FOLDER = Path(__file__).parent
 

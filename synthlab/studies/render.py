@@ -10,14 +10,28 @@ from ..shipped import recipe_names, training_record
 from . import STUDIES, TABLES, load_study
 
 __all__ = ["render_blocks", "render_feature_table", "render_fewshot_networks", "render_fewshot_study",
-           "render_registration_table",
-           "render_training_table"]
+           "render_registration_table", "render_training_table"]
 
 
 def _resumed(settings: dict[str, Any]) -> str:
     """What a study's minutes cover when it was resumed from its journal."""
     runs = settings.get("resumed_runs", 0)
     return f" (resumed: {runs} runs came from an interrupted invocation)" if runs else ""
+
+
+def _mean_sem(entry: dict[str, Any]) -> str:
+    return f"{entry['mean']:.3f} ± {entry['sem']:.3f}" if entry.get("sem") is not None else f"{entry['mean']:.3f}"
+
+
+def _setting(report: dict[str, Any], arm: str) -> str:
+    """The learning rate (and frozen warm-up, and fitted head) a few-shot study chose for ``arm``."""
+    settings = report["settings"]
+    text = f"lr {settings['lrs'][arm]:g}"
+    if arm == "pretrained" and settings.get("freeze_fraction"):
+        text += f", backbone frozen for the first {settings['freeze_fraction']:.0%}"
+    if (settings.get("heads") or {}).get(arm) == "probe":
+        text += ", head fitted on the frozen network first (LP-FT)"
+    return text
 
 
 def render_fewshot_study(report: dict[str, Any]) -> str:
@@ -29,10 +43,7 @@ def render_fewshot_study(report: dict[str, Any]) -> str:
     for arm in ("pretrained", "scratch", "probe", "probe_random", "probe_intensity"):
         if not report.get(arm):
             continue
-        setting = f"lr {settings['lrs'][arm]:g}" + (f", backbone frozen for the first {settings['freeze_fraction']:.0%}"
-                                                    if arm == "pretrained" and settings["freeze_fraction"] else "")
-        if (settings.get("heads") or {}).get(arm) == "probe":
-            setting += ", head fitted on the frozen network first (LP-FT)"
+        setting = _setting(report, arm)
         if arm == "scratch" and settings.get("scratch_from"):
             setting += f" (the arm of `{settings['scratch_from']}`: same seeds, subjects and draws)"
         cells = [f"{e['mean']:.3f} ± {e['sem']:.3f}" if e["sem"] is not None else f"{e['mean']:.3f} (1 seed)"
@@ -53,21 +64,6 @@ def render_fewshot_study(report: dict[str, Any]) -> str:
                        f"({made['machine']['processor']}, torch {made['machine']['torch']}) in "
                        f"{settings['seconds'] / 60:.0f} min{_resumed(settings)} by `{made['command']}` at commit "
                        f"{(made['commit'] or 'unknown')[:7]}."])
-
-
-def _mean_sem(entry: dict[str, Any]) -> str:
-    return f"{entry['mean']:.3f} ± {entry['sem']:.3f}" if entry.get("sem") is not None else f"{entry['mean']:.3f}"
-
-
-def _setting(report: dict[str, Any], arm: str) -> str:
-    """The learning rate (and frozen warm-up, and fitted head) a few-shot study chose for ``arm``."""
-    settings = report["settings"]
-    text = f"lr {settings['lrs'][arm]:g}"
-    if arm == "pretrained" and settings.get("freeze_fraction"):
-        text += f", backbone frozen for the first {settings['freeze_fraction']:.0%}"
-    if (settings.get("heads") or {}).get(arm) == "probe":
-        text += ", head fitted first (LP-FT)"
-    return text
 
 
 def render_fewshot_networks(reports: dict[str, dict[str, Any]]) -> str:
