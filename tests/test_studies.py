@@ -360,3 +360,17 @@ def test_a_notebook_shows_a_study_or_says_how_to_make_it(capsys: pytest.CaptureF
     monkeypatch.setattr(studies, "FOLDER", tmp_path)  # no results files here
     assert studies.show_fewshot(names[:1], "missing") is None
     assert f"python -m synthlab.studies run {names[0]}" in capsys.readouterr().out
+
+
+def test_a_one_seed_study_renders_without_a_spread_it_does_not_have() -> None:
+    from synthlab.studies.render import render_fewshot_study
+
+    arms = {arm: {"1": {**summarize([value]), "per_seed": [value], "subjects": [["a"]]}}
+            for arm, value in (("pretrained", 0.7), ("scratch", 0.6))}
+    report = {**arms, "gain": paired_gain(arms["pretrained"], arms["scratch"]),
+              "settings": {"shots": [1], "lrs": {"pretrained": 3e-3, "scratch": 1e-2}, "freeze_fraction": 0.0,
+                           "checkpoint": "net", "seeds": 1, "max_test": 4, "seconds": 60.0},
+              "provenance": {"date": "2026-12-04T00:00:00", "cpus": 2, "command": "eval-seg", "commit": None,
+                             "machine": {"processor": "x86_64", "torch": "2.13.0"}}}
+    table = render_fewshot_study(report)
+    assert "| pretrained | lr 0.003 | 0.700 (1 seed) |" in table and "**+0.100 (1 seed)**" in table

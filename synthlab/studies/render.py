@@ -20,7 +20,16 @@ def _resumed(settings: dict[str, Any]) -> str:
 
 
 def _mean_sem(entry: dict[str, Any]) -> str:
-    return f"{entry['mean']:.3f} ± {entry['sem']:.3f}" if entry.get("sem") is not None else f"{entry['mean']:.3f}"
+    """A Dice summary: mean ± standard error, or the one seed's value said as such."""
+    return (f"{entry['mean']:.3f} ± {entry['sem']:.3f}" if entry.get("sem") is not None
+            else f"{entry['mean']:.3f} (1 seed)")
+
+
+def _gain(gain: dict[str, Any], interval_label: str = "") -> str:
+    """A paired gain in bold with its standard error (none for one seed), then its bootstrap interval."""
+    spread = f" ± {gain['sem']:.3f}" if gain.get("sem") is not None else " (1 seed)"
+    interval = (f"{interval_label} [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain.get("ci95") else "")
+    return f"**{gain['mean']:+.3f}{spread}**{interval}"
 
 
 def _setting(report: dict[str, Any], arm: str) -> str:
@@ -46,17 +55,14 @@ def render_fewshot_study(report: dict[str, Any]) -> str:
         setting = _setting(report, arm)
         if arm == "scratch" and settings.get("scratch_from"):
             setting += f" (the arm of `{settings['scratch_from']}`: same seeds, subjects and draws)"
-        cells = [f"{e['mean']:.3f} ± {e['sem']:.3f}" if e["sem"] is not None else f"{e['mean']:.3f} (1 seed)"
-                 for e in (report[arm][k] for k in shots)]
+        cells = [_mean_sem(report[arm][k]) for k in shots]
         rows.append(f"| {arm} | {setting} | " + " | ".join(cells) + " |")
     if report.get("gain"):
         cells = []
         for k in shots:
             gain = report["gain"][k]
             positive = sum(d > 0 for d in gain["per_seed"])
-            interval = f", 95 % interval [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain.get("ci95") else ""
-            cells.append(f"**{gain['mean']:+.3f} ± {gain['sem']:.3f}**{interval}; {positive} of "
-                         f"{len(gain['per_seed'])} seeds positive")
+            cells.append(f"{_gain(gain, ', 95 % interval')}; {positive} of {len(gain['per_seed'])} seeds positive")
         rows.append("| paired gain, pretrained − scratch | same subject, initialisation and draws | "
                     + " | ".join(cells) + " |")
     return "\n".join([*rows, "", f"{settings['checkpoint']}, {settings['seeds']} seeds, {settings['max_test']} test "
@@ -83,9 +89,8 @@ def render_fewshot_networks(reports: dict[str, dict[str, Any]]) -> str:
         cells = []
         for k in shots:
             gain = report["gain"][k]
-            interval = f" [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain.get("ci95") else ""
-            cells.append(f"{_mean_sem(report['pretrained'][k])} | **{gain['mean']:+.3f} ± {gain['sem']:.3f}**"
-                         f"{interval} | {sum(d > 0 for d in gain['per_seed'])} of {len(gain['per_seed'])}")
+            cells.append(f"{_mean_sem(report['pretrained'][k])} | {_gain(gain)} | "
+                         f"{sum(d > 0 for d in gain['per_seed'])} of {len(gain['per_seed'])}")
         probe = report.get("probe") or {}
         rows.append(f"| fine-tuned from `{report['settings']['checkpoint']}` | {_setting(report, 'pretrained')} | "
                     + " | ".join(cells) + " | " + (_mean_sem(probe[shots[0]]) if probe else "") + " |")
