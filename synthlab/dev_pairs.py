@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .cli import USER_ERRORS, Parser, input_error
-from .data import Volume, generated_data_folder, load_nifti, resolve_data, save_nifti
+from .data import Volume, generated_data_folder, load_nifti, reorient, resolve_data, save_nifti
 from .eval_reg import ProtocolConfig, random_deformation
 from .spatial import SpatialParams, affine_matrix, apply_spatial
 from .synth.appearance import render, sample_appearance
@@ -90,21 +90,25 @@ def _uniform(generator: torch.Generator, shape: tuple[int, ...], bound: float) -
     return (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound
 
 
-def _stored_differently(arrays: list[torch.Tensor], affine: np.ndarray, generator: torch.Generator,
-                        config: AbdomenPairConfig) -> tuple[list[torch.Tensor], np.ndarray]:
-    """The same world content stored as another scanner might: the first two axes reversed, one end of each
-    in-plane side cut off, the origin moved. The affine changes with the arrays, so the world stays put."""
-    shape = arrays[0].shape
-    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
-    flip[:2, 3] = [shape[0] - 1, shape[1] - 1]  # index i of the flipped array is index n - 1 - i of the stored one
+_OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}
+
+
+def _stored_differently(volumes: list[Volume], generator: torch.Generator,
+                        config: AbdomenPairConfig) -> list[Volume]:
+    """The same world content stored as another scanner might: the first two axes reversed (:func:`reorient` to
+    the opposite directions), one end of each in-plane side cut off, the origin moved. The affine changes with
+    the arrays, so the world stays put."""
+    codes = volumes[0].orientation
+    volumes = [reorient(volume, _OPPOSITE[codes[0]] + _OPPOSITE[codes[1]] + codes[2]) for volume in volumes]
+    shape, affine = volumes[0].array.shape, volumes[0].affine.copy()
     cut = [int(torch.randint(0, int(config.crop_fraction * n) + 1, (1,), generator=generator)) for n in shape[:2]]
     first = [c if bool(torch.rand(1, generator=generator) < 0.5) else 0 for c in cut]  # cut the start or the end
     window = tuple(slice(f, n - (c - f)) for f, c, n in zip(first, cut, shape[:2], strict=True))
     shift = np.eye(4)
     shift[:2, 3] = first
-    affine = affine @ flip @ shift
+    affine = affine @ shift
     affine[:3, 3] += _uniform(generator, (3,), config.origin_shift_mm).numpy()
-    return [array.flip(0, 1)[window].contiguous() for array in arrays], affine
+    return [Volume(volume.array[window].contiguous(), affine) for volume in volumes]
 
 
 def make_abdomen_pair(ct: Volume, labels: Volume, case: int,
@@ -129,8 +133,8 @@ def make_abdomen_pair(ct: Volume, labels: Volume, case: int,
     image = render(moved, sample_appearance(config.appearance, moved, generator))[0, 0] * 1000.0  # MR-like units
     moved = moved[0, 0]
     organs = torch.where((moved >= min(ORGANS)) & (moved <= max(ORGANS)), moved, 0)
-    (image, organs), affine = _stored_differently([image, organs], ct.affine, generator, config)
-    return Volume(image, affine), Volume(organs, affine)
+    image, organs = _stored_differently([Volume(image, ct.affine), Volume(organs, ct.affine)], generator, config)
+    return image, organs
 
 
 def write_abdomen_folder(out: str | Path | None = None, source: str | Path = "totalseg_ct",
