@@ -328,13 +328,17 @@ def apply_spatial(x: torch.Tensor, params: SpatialParams, mode: str = "linear", 
     index = params.moved.nonzero().squeeze(1) if params.moved is not None else None
     if index is not None and index.numel() == 0:
         return out
-    matrix = params.matrix if index is None else params.matrix[index]
-    deformation = params.deformation if index is None or params.deformation is None else params.deformation[index]
+    # Parameters are drawn where their generator lives (often the CPU); they follow x to its device here.
+    matrix = (params.matrix if index is None else params.matrix[index]).to(x.device)
+    deformation = params.deformation
+    if deformation is not None:
+        deformation = (deformation if index is None else deformation[index]).to(x.device)
+    index = None if index is None else index.to(x.device)
     source = out if index is None else out[index]
     if mode == "nearest":
         coords = affine_coordinates(matrix, size)
         if deformation is not None:
-            coords += resize(deformation, size)
+            coords += resize(deformation.to(coords), size)
         warped = sample_nearest(source, coords, fill=fill)
     else:
         displacement = affine_displacement(matrix.to(source), size)

@@ -83,8 +83,12 @@ def test_features_and_the_probe_on_the_device_agree_with_the_cpu(device: torch.d
     on_device = extract_features(net.to(device), volume, window=16, progress=False)
     assert on_device.device == volume.device
     torch.testing.assert_close(on_device, on_cpu, atol=1e-4, rtol=1e-4)
+    # The probe's draws live on the CPU, so the same features score the same on any device (up to the order of
+    # a float sum); features computed on a GPU differ slightly (cuDNN), so both sides score the CPU's features.
     probe = FeatureProbe(volume, volume.flip(0), ProbeConfig(dim=3, size=22, radius=3, queries=50, window=16))
-    assert probe.score(on_device.to(device), on_device.to(device)) == probe.score(on_cpu, on_cpu)
+    there, here = probe.score(on_cpu.to(device), on_cpu.to(device)), probe.score(on_cpu, on_cpu)
+    assert (there["match_rate"], there["median_error_vox"]) == (here["match_rate"], here["median_error_vox"])
+    assert there["pair_cosine"] == pytest.approx(here["pair_cosine"], abs=1e-5)
 
 
 def test_registration_on_the_device(device: torch.device) -> None:
