@@ -87,8 +87,12 @@ def summary(name: str) -> dict[str, Any]:
     load them by, final loss, steps, seconds, the device they were trained on and the last probe's numbers."""
     payload = load_checkpoint(name)
     return {"checkpoint": name, "final_loss": payload["loss"], "steps": payload["step"],
-            "seconds": payload["seconds"], "device": payload.get("recipe", {}).get("device", "cpu"),
-            "probe": payload.get("probe")}
+            "seconds": payload["seconds"], "device": _trained_on(payload), "probe": payload.get("probe")}
+
+
+def _trained_on(payload: dict[str, Any]) -> str:
+    """The kind of device a checkpoint was trained on (``cpu``, ``cuda``): runs record ``cuda:0`` or ``cuda``."""
+    return torch.device(payload.get("recipe", {}).get("device", "cpu")).type
 
 
 def training_record(name: str) -> dict[str, Any]:
@@ -111,7 +115,7 @@ def training_record(name: str) -> dict[str, Any]:
             if first.get("real_match") and last.get("real_match") else None)
     recipe_made = payload.get("recipe", {})
     return {"name": name, "objective": objective, "dim": payload["config"]["dim"], "steps": payload["step"],
-            "minutes": payload["seconds"] / 60, "device": recipe_made.get("device", "cpu"),
+            "minutes": payload["seconds"] / 60, "device": _trained_on(payload),
             "profile": recipe_made.get("profile", "cpu"),
             "loss": {"first": sum(losses[:window]) / window, "last": sum(losses[-window:]) / window,
                      "window": window},

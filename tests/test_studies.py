@@ -275,8 +275,19 @@ def test_fewshot_studies_sharing_a_scratch_arm_render_as_one_table_once_every_fi
     ticks = [tick.get_text() for tick in figure.axes[1].get_xticklabels()]
     assert ticks == list(report["gain"])  # one column of paired gains per network
     files[names[1]] = {**files[names[1]], "settings": {**files[names[1]]["settings"], "shots": [3]}}
-    with pytest.raises(ValueError, match="one shot count"):
+    with pytest.raises(ValueError, match="share their shot counts"):
         studies.networks_report(names)
+
+    def two_counts(report: dict) -> dict:  # the same seeds measured at 3 and 5 shots
+        out = {arm: {"3": entry["1"], "5": entry["1"]} for arm, entry in report.items()
+               if arm not in ("settings", "provenance")}
+        return {**out, "settings": {**report["settings"], "shots": [3, 5]}, "provenance": report["provenance"]}
+
+    files.update({name: two_counts(study(f"net-{i}", [0.5, 0.45, 0.55], ("pretrained", "scratch", "probe")))
+                  for i, name in enumerate(names)})
+    report = studies.networks_report(names)
+    assert list(report["gain"])[:3] == ["net-0, 3 shots", "net-0, 5 shots", "net-1, 3 shots"]
+    assert list(report["scratch"]) == ["3", "5"] and list(report["net-1"]) == ["3", "5"]
 
 
 def test_labelled_registration_studies_render_dice_per_contrast_change() -> None:

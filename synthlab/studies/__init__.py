@@ -83,6 +83,13 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
              "pretrained", "probe"),
             "about 30 minutes on 2 cores", scratch_from="fewshot-2d-supcon-1shot")
       for objective, paper in (("voco", "VoCo's"), ("rasd", "RaSD's"), ("voxnce", "synthlab's own same-voxel"))),
+    *(Study(f"fewshot-2d-{objective}-3-5shot",
+            f"With 3 and 5 labelled scans, does {paper} network gain over the tuned scratch arm of the 3- and "
+            "5-shot study, on its seeds and subjects (10 seeds)?",
+            (*_FEWSHOT_2D, "--checkpoint", f"synthlab-{objective}-2d", "--shots", "3", "5", "--seeds", "10",
+             "--arms", "pretrained", "probe"),
+            "about 30 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot")
+      for objective, paper in (("voco", "VoCo's"), ("rasd", "RaSD's"), ("voxnce", "synthlab's own same-voxel"))),
     Study("registration-brain-synthlab",
           "Which features recover a known deformation between two contrasts best, with synthlab's solver?",
           (*_BRAIN, "--checkpoint", "synthlab-3d", "--features", "intensity", "mind", "network", "network+mind"),
@@ -149,8 +156,9 @@ STUDIES.update({f"features-{dim}d": Study(
 
 # README tables that join several studies of one protocol (rendered by make results when every file exists).
 TABLES: dict[str, tuple[str, ...]] = {
-    "fewshot-2d-1shot-networks": ("fewshot-2d-supcon-1shot", *(f"fewshot-2d-{objective}-1shot"
-                                                               for objective in ("voco", "rasd", "voxnce"))),
+    **{f"fewshot-2d-{shots}-networks": (f"fewshot-2d-supcon-{shots}", *(f"fewshot-2d-{objective}-{shots}"
+                                                                       for objective in ("voco", "rasd", "voxnce")))
+       for shots in ("1shot", "3-5shot")},
     "registration-brain": ("registration-brain-synthlab", "registration-brain-synthlab-random",
                            "registration-brain-anatomix", "registration-brain-anatomix-random"),
     "registration-abdomen": ("registration-abdomen-synthlab", "registration-abdomen-anatomix",
@@ -236,21 +244,23 @@ def fewshot_curve(names: Sequence[str]) -> dict[str, Any] | None:
 
 def networks_report(names: Sequence[str]) -> dict[str, Any] | None:
     """Few-shot studies of several networks that share one scratch arm (the first study's, borrowed by the
-    others) at one shot count, as one report: scratch and each network's fine-tuned Dice, named by network, and
-    the paired gain per network (what :func:`synthlab.viz.plot_fewshot` draws side by side). None when a study
-    has not been run; ValueError when they measure different shot counts."""
+    others) at the same shot counts, as one report: scratch and each network's fine-tuned Dice, named by network,
+    and the paired gain per network (per network and shot count when there are several), which
+    :func:`synthlab.viz.plot_fewshot` draws side by side. None when a study has not been run; ValueError when
+    they measure different shot counts."""
     reports = [load_study(name) for name in names]
     if any(report is None for report in reports):
         return None
     shots = {tuple(report["settings"]["shots"]) for report in reports}
-    if len(shots) != 1 or len(next(iter(shots))) != 1:
-        raise ValueError(f"the studies {list(names)} must share one shot count, got {sorted(shots)}")
-    key = str(next(iter(shots))[0])
-    combined: dict[str, Any] = {"scratch": {key: reports[0]["scratch"][key]}, "gain": {}}
+    if len(shots) != 1:
+        raise ValueError(f"the studies {list(names)} must share their shot counts, got {sorted(shots)}")
+    keys = [str(k) for k in next(iter(shots))]
+    combined: dict[str, Any] = {"scratch": {k: reports[0]["scratch"][k] for k in keys}, "gain": {}}
     for report in reports:
         label = report["settings"]["checkpoint"].removeprefix("synthlab-")
-        combined[label] = {key: report["pretrained"][key]}
-        combined["gain"][label] = report["gain"][key]
+        combined[label] = {k: report["pretrained"][k] for k in keys}
+        for k in keys:
+            combined["gain"][label if len(keys) == 1 else f"{label}, {k} shots"] = report["gain"][k]
     return combined
 
 
