@@ -28,6 +28,7 @@ import torch
 
 from .cli import USER_ERRORS, Parser, input_error
 from .data import Volume, generated_data_folder, load_nifti, reorient, resolve_data, save_nifti
+from .draw import uniform
 from .eval_reg import ProtocolConfig, random_deformation
 from .spatial import SpatialParams, affine_matrix, apply_spatial
 from .synth.appearance import render, sample_appearance
@@ -86,10 +87,6 @@ class AbdomenPairConfig:
         self.appearance.validate()
 
 
-def _uniform(generator: torch.Generator, shape: tuple[int, ...], bound: float) -> torch.Tensor:
-    return (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound
-
-
 _OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}
 
 
@@ -107,7 +104,8 @@ def _stored_differently(volumes: list[Volume], generator: torch.Generator,
     shift = np.eye(4)
     shift[:2, 3] = first
     affine = affine @ shift
-    affine[:3, 3] += _uniform(generator, (3,), config.origin_shift_mm).numpy()
+    shift_mm = config.origin_shift_mm
+    affine[:3, 3] += uniform(generator, (3,), (-shift_mm, shift_mm), torch.float64).numpy()
     return [Volume(volume.array[window].contiguous(), affine) for volume in volumes]
 
 
@@ -122,9 +120,10 @@ def make_abdomen_pair(ct: Volume, labels: Volume, case: int,
     tissue = labels.array.clone()
     tissue[(tissue == 0) & (ct.array > config.body_hu)] = int(tissue.max()) + 1  # the body: one more tissue
     size, spacing = tuple(tissue.shape), ct.spacing
-    angles = torch.cat([_uniform(generator, (1, 2), config.rotation_deg / 10),
-                        _uniform(generator, (1, 1), config.rotation_deg)], 1) * math.pi / 180
-    scales = (1 + _uniform(generator, (1, 1), config.zoom)).expand(1, 3)
+    tilt, turn = config.rotation_deg / 10, config.rotation_deg  # degrees: about the long axis, a tenth about the others
+    angles = torch.cat([uniform(generator, (1, 2), (-tilt, tilt), torch.float64),
+                        uniform(generator, (1, 1), (-turn, turn), torch.float64)], 1) * math.pi / 180
+    scales = (1 + uniform(generator, (1, 1), (-config.zoom, config.zoom), torch.float64)).expand(1, 3)
     protocol = ProtocolConfig(deformation_sides=config.deformation_sides,
                               deformation_std_mm=config.deformation_std_mm)
     deformation = random_deformation(size, spacing, generator, protocol)[None].float()

@@ -15,10 +15,11 @@ import torch
 __all__ = ["bernoulli", "log_uniform", "randint", "sample_affine", "uniform"]
 
 
-def uniform(generator: torch.Generator, shape: tuple[int, ...], bounds: tuple[float, float]) -> torch.Tensor:
+def uniform(generator: torch.Generator, shape: tuple[int, ...], bounds: tuple[float, float],
+            dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Uniform draws in ``[low, high]``; ``low == high`` gives a constant (and still consumes the draws)."""
     low, high = float(bounds[0]), float(bounds[1])
-    return low + (high - low) * torch.rand(shape, generator=generator, device=generator.device)
+    return low + (high - low) * torch.rand(shape, generator=generator, device=generator.device, dtype=dtype)
 
 
 def log_uniform(generator: torch.Generator, shape: tuple[int, ...],
