@@ -259,8 +259,10 @@ def plot_fewshot(report: Mapping, title: str = "") -> plt.Figure:
     colours = {arm: ARM_COLOURS.get(arm) or next(cycle) for arm in arms}
     shots = [int(k) for k in report[arms[0]]] if arms else []
     gain = report.get("gain")
-    fig, axes = plt.subplots(1, 2 if gain else 1, figsize=(9.5 if gain else 5.5, 3.6), squeeze=False,
-                             gridspec_kw={"width_ratios": [1.6, 1]} if gain else None)
+    columns = len(gain) if gain else 0  # many gain columns (networks x shot counts) widen their panel
+    fig, axes = plt.subplots(1, 2 if gain else 1, figsize=(9.5 + 0.5 * max(0, columns - 4) if gain else 5.5, 3.6),
+                             squeeze=False,
+                             gridspec_kw={"width_ratios": [1.6, 1 + 0.2 * max(0, columns - 4)]} if gain else None)
     ax = axes[0][0]
     for position, arm in enumerate(arms):
         entries = [report[arm][str(k)] for k in shots]
@@ -297,7 +299,8 @@ def plot_fewshot(report: Mapping, title: str = "") -> plt.Figure:
                         capsize=4, label="mean ± SE" if position == 0 else None)
         ax.axhline(0.0, color="gray", lw=1, linestyle=":")
         ax.set_xticks(range(len(gain)), [f"{k} shot(s)" if k.isdigit() else k for k in gain],
-                      rotation=0 if len(gain) < 3 else 20, fontsize=8)
+                      rotation=0 if len(gain) < 3 else 20 if len(gain) < 5 else 35, fontsize=8,
+                      ha="center" if len(gain) < 5 else "right")
         ax.set(ylabel="pretrained − scratch (Dice, same seed)")
         # The key goes in the title: a legend box would hide the outlying seeds a reader most needs to see.
         ax.set_title("paired gain per seed\nblack: mean ± SE; grey bar: bootstrap 95 % interval", fontsize=8)
