@@ -1,8 +1,8 @@
 # How the 2026-12-04 GPU figures and weights were made on a lent H200 (15 minutes of device time in all).
 # The device has torch but not nibabel/nilearn: their wheels travel in .whl/, the two data files the recipes
-# need in .gpudata/ (both ignored). Calls: `bash docs/gpu/session.sh first 540` (gpu-check alone, then the
+# need in .gpudata/ (both ignored, listed in .git/info/exclude). Calls: `bash docs/gpu/session.sh first 540` (gpu-check alone, then the
 # weights in the background beside gpu-test), then `bash docs/gpu/session.sh wait N` while the machine is warm.
-# usage: bash .gpu/session.sh first|wait SECONDS   (first: gpu-check alone, then the weights in the background
+# usage: bash docs/gpu/session.sh first|wait SECONDS   (first: gpu-check alone, then the weights in the background
 # beside gpu-test; wait: wait up to SECONDS for the weights). Both pack what exists into $OUT at the end.
 mode=$1; limit=${2:-400}; t0=$(date +%s)
 NAMES="synthlab-supcon-2d synthlab-supcon-3d synthlab-voco-2d synthlab-voco-3d synthlab-rasd-2d synthlab-rasd-3d"
