@@ -1,4 +1,4 @@
-"""One command for a lent GPU: every GPU figure the README leaves pending, in one JSON, in a few minutes.
+"""One command for a lent GPU: every GPU figure the README reports, in one JSON, in a few minutes.
 
 ``make gpu-check`` (or ``python -m synthlab.gpu_check --out results/gpu_check.json``) runs, on ``cuda``:
 
