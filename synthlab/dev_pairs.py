@@ -120,7 +120,7 @@ def make_abdomen_pair(ct: Volume, labels: Volume, case: int,
     tissue = labels.array.clone()
     tissue[(tissue == 0) & (ct.array > config.body_hu)] = int(tissue.max()) + 1  # the body: one more tissue
     size, spacing = tuple(tissue.shape), ct.spacing
-    tilt, turn = config.rotation_deg / 10, config.rotation_deg  # degrees: about the long axis, a tenth about the others
+    tilt, turn = config.rotation_deg / 10, config.rotation_deg  # degrees: about two axes / the long one
     angles = torch.cat([uniform(generator, (1, 2), (-tilt, tilt), torch.float64),
                         uniform(generator, (1, 1), (-turn, turn), torch.float64)], 1) * math.pi / 180
     scales = (1 + uniform(generator, (1, 1), (-config.zoom, config.zoom), torch.float64)).expand(1, 3)
