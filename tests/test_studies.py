@@ -262,11 +262,18 @@ def test_fewshot_studies_sharing_a_scratch_arm_render_as_one_table_once_every_fi
     assert "| scratch | lr 0.01 | 0.500 ± 0.000 |" in table and "0.300 ± 0.000 (the untrained levels)" in table
     assert "| fine-tuned from `net-a` | lr 0.003 | 0.567 ± 0.088 | **+0.067 ± 0.088**" in table and "2 of 3" in table
     assert table.count("| fine-tuned from") == len(names) and table.count("measured 2026-12-04") == len(names)
-    files.pop(names[-1])  # a missing file: no table rather than a partial one
+    last = files.pop(names[-1])  # a missing network: its row is left out and the table says how to make it
+    partial = render.render_blocks()["fewshot-2d-1shot-networks"]
+    assert partial.count("| fine-tuned from") == len(names) - 1
+    assert f"Not run yet: {names[-1]} has not been run: python -m synthlab.studies run {names[-1]}" in partial
+    first = files.pop(names[0])  # without the study that owns the scratch arm there is no table
     assert "fewshot-2d-1shot-networks" not in render.render_blocks()
 
     monkeypatch.setattr(studies, "load_study", lambda name: files.get(name))
     assert studies.networks_report(names) is None
+    files[names[0]] = first
+    assert list(studies.networks_report(names)["gain"]) == ["net-a", "net-0", "net-1"]
+    assert last is not None
     files[names[-1]] = study("synthlab-voxnce-2d", [0.6, 0.6, 0.6])
     report = studies.networks_report(names)
     assert list(report["gain"]) == ["net-a", "net-0", "net-1", "voxnce-2d"]  # named by network, in study order

@@ -25,8 +25,8 @@ from ..data import resolve_data
 from ..eval_seg import paired_gain
 from ..segment import ARMS
 
-__all__ = ["STUDIES", "TABLES", "Study", "fewshot_curve", "load_study", "main", "networks_report", "not_run",
-           "show_fewshot", "study_path", "tuned_budget"]
+__all__ = ["STUDIES", "TABLES", "Study", "fewshot_curve", "how_to_make", "load_study", "main", "networks_report",
+           "not_run", "show_fewshot", "study_path", "tuned_budget"]
 
 FOLDER = Path(__file__).parent
 
@@ -154,7 +154,8 @@ STUDIES.update({f"features-{dim}d": Study(
     f"about {({2: 22, 3: 15})[dim]} minutes of one thread (beside a two-worker study)")
     for dim in (2, 3)})
 
-# README tables that join several studies of one protocol (rendered by make results when every file exists).
+# README tables that join several studies of one protocol (rendered by make results: registration tables when
+# every file exists, few-shot tables from the first study and those run so far).
 TABLES: dict[str, tuple[str, ...]] = {
     **{f"fewshot-2d-{shots}-networks": (f"fewshot-2d-supcon-{shots}", *(f"fewshot-2d-{objective}-{shots}"
                                                                        for objective in ("voco", "rasd", "voxnce")))
@@ -197,8 +198,12 @@ def load_study(name: str) -> dict[str, Any] | None:
 
 def not_run(names: Sequence[str]) -> str:
     """What a reader without some of these studies' files should do: the command and cost of each missing one."""
-    return "\n".join(f"{name} has not been run: python -m synthlab.studies run {name} ({STUDIES[name].cost})"
-                     for name in names if load_study(name) is None)
+    return "\n".join(how_to_make(name) for name in names if load_study(name) is None)
+
+
+def how_to_make(name: str) -> str:
+    """The command that makes study ``name``'s results file, and what it costs."""
+    return f"{name} has not been run: python -m synthlab.studies run {name} ({STUDIES[name].cost})"
 
 
 def tuned_budget(name: str) -> dict[str, Any]:
@@ -246,10 +251,11 @@ def networks_report(names: Sequence[str]) -> dict[str, Any] | None:
     """Few-shot studies of several networks that share one scratch arm (the first study's, borrowed by the
     others) at the same shot counts, as one report: scratch and each network's fine-tuned Dice, named by network,
     and the paired gain per network (per network and shot count when there are several), which
-    :func:`synthlab.viz.plot_fewshot` draws side by side. None when a study has not been run; ValueError when
-    they measure different shot counts."""
-    reports = [load_study(name) for name in names]
-    if any(report is None for report in reports):
+    :func:`synthlab.viz.plot_fewshot` draws side by side. Studies not run yet are left out (:func:`not_run`
+    says how to make them); None when the first, which owns the scratch arm, or every other is missing;
+    ValueError when they measure different shot counts."""
+    reports = [report for name in names if (report := load_study(name)) is not None]
+    if load_study(names[0]) is None or len(reports) < 2:
         return None
     shots = {tuple(report["settings"]["shots"]) for report in reports}
     if len(shots) != 1:

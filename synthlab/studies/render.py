@@ -7,7 +7,7 @@ from typing import Any
 
 from ..checkpoint import ALIASES
 from ..shipped import recipe_names, training_record
-from . import STUDIES, TABLES, load_study
+from . import STUDIES, TABLES, how_to_make, load_study
 
 __all__ = ["render_blocks", "render_feature_table", "render_fewshot_networks", "render_fewshot_study",
            "render_registration_table", "render_training_table"]
@@ -235,6 +235,10 @@ def render_blocks() -> dict[str, str]:
     for table, names in TABLES.items():
         reports = {name: load_study(name) for name in names}
         kind = STUDIES[names[0]].argv[0]
-        if kind in ("eval-reg", "eval-seg") and all(report is not None for report in reports.values()):
-            blocks[table] = (render_registration_table if kind == "eval-reg" else render_fewshot_networks)(reports)
+        if kind == "eval-reg" and all(report is not None for report in reports.values()):
+            blocks[table] = render_registration_table(reports)
+        elif kind == "eval-seg" and sum(report is not None for report in reports.values()) > 1 and reports[names[0]]:
+            # The first study owns the scratch arm; a network whose study is missing says how to make it.
+            blocks[table] = render_fewshot_networks({n: r for n, r in reports.items() if r is not None}) + "".join(
+                f"\nNot run yet: {how_to_make(name)}." for name, report in reports.items() if report is None)
     return blocks
