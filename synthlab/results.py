@@ -75,11 +75,12 @@ CLAIMS: tuple[Claim, ...] = (
           "as the row above, voxnce objective", "none: not from the papers", "features", "voxnce", "features"),
     Claim("VoCo", "crop-position pretraining beats training from scratch",
           "as row 1, VoCo objective on the same backbone and budget",
-          "BTCV 86.64 vs 82.79 Dice % (baseline)", "segmentation", "voco", "fewshot-2d-voco-1shot"),
+          "BTCV 86.64 vs 82.79 Dice % (baseline)", "segmentation", "voco", "fewshot-2d-voco-1shot",
+          also=("fewshot-2d-voco-3-5shot",)),
     Claim("RaSD", "random-field synthetic pretraining beats scratch consistently",
           "as row 1, RaSD objective on the same backbone and budget",
           "beats scratch consistently (abstract; 56 tasks, 6 modalities)", "segmentation", "rasd",
-          "fewshot-2d-rasd-1shot"),
+          "fewshot-2d-rasd-1shot", also=("fewshot-2d-rasd-3-5shot",)),
 )
 
 

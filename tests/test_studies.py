@@ -265,7 +265,7 @@ def test_fewshot_studies_sharing_a_scratch_arm_render_as_one_table_once_every_fi
     last = files.pop(names[-1])  # a missing network: its row is left out and the table says how to make it
     partial = render.render_blocks()["fewshot-2d-1shot-networks"]
     assert partial.count("| fine-tuned from") == len(names) - 1
-    assert f"Not run yet: {names[-1]} has not been run: python -m synthlab.studies run {names[-1]}" in partial
+    assert f"`{names[-1]}`: not run yet: python -m synthlab.studies run {names[-1]} (" in partial
     first = files.pop(names[0])  # without the study that owns the scratch arm there is no table
     assert "fewshot-2d-1shot-networks" not in render.render_blocks()
 

@@ -88,7 +88,7 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
             "5-shot study, on its seeds and subjects (10 seeds)?",
             (*_FEWSHOT_2D, "--checkpoint", f"synthlab-{objective}-2d", "--shots", "3", "5", "--seeds", "10",
              "--arms", "pretrained", "probe"),
-            "about 30 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot")
+            "about 45 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot")
       for objective, paper in (("voco", "VoCo's"), ("rasd", "RaSD's"), ("voxnce", "synthlab's own same-voxel"))),
     Study("registration-brain-synthlab",
           "Which features recover a known deformation between two contrasts best, with synthlab's solver?",
@@ -198,12 +198,12 @@ def load_study(name: str) -> dict[str, Any] | None:
 
 def not_run(names: Sequence[str]) -> str:
     """What a reader without some of these studies' files should do: the command and cost of each missing one."""
-    return "\n".join(how_to_make(name) for name in names if load_study(name) is None)
+    return "\n".join(f"{name} has not been run: {how_to_make(name)}" for name in names if load_study(name) is None)
 
 
 def how_to_make(name: str) -> str:
     """The command that makes study ``name``'s results file, and what it costs."""
-    return f"{name} has not been run: python -m synthlab.studies run {name} ({STUDIES[name].cost})"
+    return f"python -m synthlab.studies run {name} ({STUDIES[name].cost})"
 
 
 def tuned_budget(name: str) -> dict[str, Any]:

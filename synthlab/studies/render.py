@@ -239,6 +239,7 @@ def render_blocks() -> dict[str, str]:
             blocks[table] = render_registration_table(reports)
         elif kind == "eval-seg" and sum(report is not None for report in reports.values()) > 1 and reports[names[0]]:
             # The first study owns the scratch arm; a network whose study is missing says how to make it.
-            blocks[table] = render_fewshot_networks({n: r for n, r in reports.items() if r is not None}) + "".join(
-                f"\nNot run yet: {how_to_make(name)}." for name, report in reports.items() if report is None)
+            present = {name: report for name, report in reports.items() if report is not None}
+            blocks[table] = render_fewshot_networks(present) + "".join(
+                f"\n`{name}`: not run yet: {how_to_make(name)}." for name in reports if name not in present)
     return blocks
