@@ -1,8 +1,10 @@
-"""The ``ci`` / ``cpu`` / ``gpu`` profiles: the only place where sizes and step counts live.
+"""The ``ci`` / ``cpu`` / ``gpu`` profiles: the budgets of the notebooks at three scales.
 
-Notebooks and the command line read their budgets from here, so a CI run, a laptop run and a GPU run execute the
-same code at three scales. The active profile comes from an argument, else the ``SYNTHLAB_PROFILE`` environment
-variable, else ``ci``.
+The configs' dataclasses hold each setting's default (``TrainConfig``, ``FineTuneConfig``, ...); a profile holds
+the sizes and step counts a notebook passes to them at its scale, so a CI run, a laptop run and a GPU run execute
+the same code. The command line takes the dataclasses' defaults, not a profile's. The active profile comes from
+an argument, else the ``SYNTHLAB_PROFILE`` environment variable, else ``gpu`` where CUDA is present and ``ci``
+elsewhere.
 """
 
 from __future__ import annotations
