@@ -180,21 +180,25 @@ if feature_match:
 # control. Checkpoints that share one architecture share one scratch arm, trained once
 # (`one_per_architecture`); each objective's gain is its paired per-seed difference from its own scratch arm
 # (`segmentation_summary`). In 2D the four shipped networks are all the `small` UNet; in 3D the shipped
-# `voxnce` network is the larger `anatomix` one (trained on a GPU), so it gets a scratch arm of its own.
+# `supcon` and `voxnce` networks are the larger `anatomix` one (trained on a GPU), so they share a scratch arm
+# of their own.
 #
-# **The measured study first.** Every shipped 2D network went through the fair protocol of notebook 04 on the
-# same 20 seeds (each seed its own labelled subject, initialisation and batches, shared by every arm), with its
-# learning rate tuned on validation cases, paired with one scratch arm. Left: every seed's test Dice; right:
-# each network's paired gain over scratch, seed by seed, with its mean ± SE and bootstrap interval.
+# **The measured studies first.** Every shipped 2D network went through the fair protocol of notebook 04 on the
+# same seeds (each seed its own labelled subject, initialisation and batches, shared by every arm), with its
+# learning rate tuned on validation cases, paired with one scratch arm: 20 seeds at 1 shot, 10 at 3 and 5.
+# Left: every seed's test Dice; right: each network's paired gain over scratch, seed by seed, with its mean ± SE
+# and bootstrap interval.
 
 # %%
-network_studies = TABLES["fewshot-2d-1shot-networks"]
-network_report = networks_report(network_studies)
-if network_report is None:
-    print(not_run(network_studies))
-else:
+for table, shots in (("fewshot-2d-1shot-networks", "1 shot"), ("fewshot-2d-3-5shot-networks", "3 and 5 shots")):
+    network_studies = TABLES[table]
+    network_report = networks_report(network_studies)
+    if missing := not_run(network_studies):
+        print(missing)
+    if network_report is None:
+        continue
     display(Markdown(render_fewshot_networks({name: load_study(name) for name in network_studies})))
-    fig = viz.plot_fewshot(network_report, "every shipped 2D network, hippocampus, 1 shot")
+    fig = viz.plot_fewshot(network_report, f"every shipped 2D network, hippocampus, {shots}")
     plt.show()
 
 # %% [markdown]

@@ -72,10 +72,13 @@ def render_fewshot_study(report: dict[str, Any]) -> str:
                        f"{(made['commit'] or 'unknown')[:7]}."])
 
 
-def render_fewshot_networks(reports: dict[str, dict[str, Any]]) -> str:
+def render_fewshot_networks(reports: dict[str, dict[str, Any] | None]) -> str:
     """Several few-shot studies that share one scratch arm (the first study's, borrowed by the others) as one
     table: per pretrained network its tuned setting, Dice, paired gain over that scratch arm with its interval
-    and count of positive seeds, and the linear probe on its frozen levels; then each study's provenance."""
+    and count of positive seeds, and the linear probe on its frozen levels; then each study's provenance, and
+    for a study not run yet (None) the command that makes it."""
+    missing = [name for name, report in reports.items() if report is None]
+    reports = {name: report for name, report in reports.items() if report is not None}
     first = next(iter(reports.values()))
     shots = [str(k) for k in first["settings"]["shots"]]
     rows = ["| arm | setting (tuned on validation) | " + " | ".join(
@@ -100,6 +103,7 @@ def render_fewshot_networks(reports: dict[str, dict[str, Any]]) -> str:
              "test volumes" + ("; the probes read the first shot count." if len(shots) > 1 else ".")]
     lines += [f"`{name}`: measured {_made(report)} in {report['settings']['seconds'] / 60:.0f} min"
               f"{_resumed(report['settings'])}." for name, report in reports.items()]
+    lines += [f"`{name}`: not run yet: {how_to_make(name)}." for name in missing]
     return "\n".join(lines)
 
 
@@ -239,7 +243,5 @@ def render_blocks() -> dict[str, str]:
             blocks[table] = render_registration_table(reports)
         elif kind == "eval-seg" and sum(report is not None for report in reports.values()) > 1 and reports[names[0]]:
             # The first study owns the scratch arm; a network whose study is missing says how to make it.
-            present = {name: report for name, report in reports.items() if report is not None}
-            blocks[table] = render_fewshot_networks(present) + "".join(
-                f"\n`{name}`: not run yet: {how_to_make(name)}." for name in reports if name not in present)
+            blocks[table] = render_fewshot_networks(reports)
     return blocks
