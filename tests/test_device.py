@@ -76,7 +76,11 @@ def test_a_probed_pretraining_run_on_the_device(device: torch.device, tmp_path: 
 
 
 @pytest.mark.parametrize("source", ["output", "encoder"])
-def test_features_and_the_probe_on_the_device_agree_with_the_cpu(device: torch.device, source: str) -> None:
+def test_features_and_the_probe_on_the_device_agree_with_the_cpu(device: torch.device, source: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # cuDNN convolutions default to TF32 (a 10-bit mantissa) on Ampere and later: features then differ by ~1e-2
+    # through the encoder (H200, 2026-12-04). The question here is whether the code path is the same, so full fp32.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     volume = torch.rand(20, 18, 22, generator=torch.Generator().manual_seed(0))
     net = feature_network(random_backbone(unet_config("tiny", 3), seed=0), source).eval()
     on_cpu = extract_features(net, volume, window=16, progress=False)

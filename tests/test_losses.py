@@ -93,6 +93,20 @@ def test_supcon_hand_computed_two_pairs():
     assert supcon_loss(z, torch.tensor([0, 0, 1, 1]), t).item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_supcon_of_several_sets_is_the_mean_of_each_alone_and_they_never_meet():
+    z = F.normalize(torch.randn(3, 6, 4, generator=_gen(6)), dim=2)
+    labels = torch.tensor([[0, 0, 1, 1, 2, 2], [0, 1, 2, 3, 4, 5], [5, 5, 5, 1, 1, 0]])  # set 1: no positive
+    alone = [_supcon_brute_force(z[b], labels[b].tolist(), 0.33, range(6)) for b in (0, 2)]
+    alone.insert(1, 0.0)  # a set without positives counts as 0, as a lone set does
+    assert supcon_loss(z, labels, 0.33).item() == pytest.approx(sum(alone) / 3, rel=1e-5)
+    # Equal keys in different sets are not positives of each other: relabelling one set changes nothing else.
+    moved = labels.clone()
+    moved[2] += 100
+    assert supcon_loss(z, moved, 0.33).item() == pytest.approx(sum(alone) / 3, rel=1e-5)
+    with pytest.raises(ValueError, match="features must be"):
+        supcon_loss(z, labels[0])
+
+
 def test_supcon_no_positive_is_zero_and_differentiable():
     z = F.normalize(torch.randn(4, 3, generator=_gen(2)), dim=1).requires_grad_()
     loss = supcon_loss(z, torch.arange(4))

@@ -1,15 +1,23 @@
-# How the 2026-12-04 GPU figures and weights were made on a lent H200 (15 minutes of device time in all).
-# The device has torch but not nibabel/nilearn: their wheels travel in .whl/, the two data files the recipes
-# need in .gpudata/ (both ignored, listed in .git/info/exclude). Calls: `bash docs/gpu/session.sh first 540` (gpu-check alone, then the
-# weights in the background beside gpu-test), then `bash docs/gpu/session.sh wait N` while the machine is warm.
-# usage: bash docs/gpu/session.sh first|wait SECONDS   (first: gpu-check alone, then the weights in the background
-# beside gpu-test; wait: wait up to SECONDS for the weights). Both pack what exists into $OUT at the end.
+# How the GPU figures and weights of the two 2026-12-04 leases were made on a lent H200 (15 minutes of device time
+# each). The device has torch but not nibabel: its wheel travels in .whl/; the data the recipes and their probe need
+# in .gpudata/ (totalseg_ct/labels.nii.gz, brain_tumor_mri/study1/{T1prereg,FLAIRreg}.nii.gz, and icbm152/ from
+# data/cache for VoCo's unlabeled MRI, so nilearn need not travel); both folders ignored (.git/info/exclude).
+# The tree plus both folders must stay under the 64 MiB a call may carry.
+# usage: [NAMES="recipe ..."] [CHECK_BUDGET=s] bash docs/gpu/session.sh first|wait SECONDS
+#   first: gpu-check alone, then the recipes' gpu builds in the background beside gpu-test;
+#   wait: wait up to SECONDS more for the builds (while the machine is still warm).
+# Both pack into $OUT: finished weights, logs, and the last checkpoint of a run the lease cut (build --resume).
+# Second lease: NAMES="synthlab-supcon-2d synthlab-voco-2d" CHECK_BUDGET=90 ... first 545 (the compile part still
+# ran), then wait 200.
 mode=$1; limit=${2:-400}; t0=$(date +%s)
 WORK="${TMPDIR:-$HOME}/synthlab-gpu"  # outside the tree: later calls re-send the tree over it
-NAMES="synthlab-supcon-2d synthlab-supcon-3d synthlab-voco-2d synthlab-voco-3d synthlab-rasd-2d synthlab-rasd-3d"
+NAMES=${NAMES:-"synthlab-supcon-2d synthlab-supcon-3d synthlab-voco-2d synthlab-voco-3d synthlab-rasd-2d synthlab-rasd-3d"}
+CHECK_BUDGET=${CHECK_BUDGET:-240}  # gpu-check: no part starts after this many seconds (the compile part, ~110 s, starts at ~65 s)
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 PYTHONHASHSEED=0 SYNTHLAB_DATA=$PWD/.gpudata
 pack() {
   (cd $WORK && tar czf $OUT/runlogs.tgz build.log runs/*.out runs/*/log.csv 2>/dev/null)
+  (cd $WORK && tar cf $OUT/cut_runs.tar $(for n in $NAMES; do [ -f synthlab/weights/$n.pt ] && [ synthlab/weights/$n.pt -nt started ] \
+     || echo runs/$n-gpu/checkpoint.pt; done) 2>/dev/null)  # a run the lease cuts resumes here: build --resume
   (cd $WORK/synthlab/weights && ls -la --time-style=+%T *.pt; tar cf $WORK.tar $(for n in $NAMES; do [ $n.pt -nt $WORK/started ] && echo $n.pt $n.log.csv; done) 2>/dev/null) \
     && split -b 15M -d $WORK.tar $OUT/weights.tar. ; ls -la $OUT
 }
@@ -19,11 +27,12 @@ if [ $mode = first ] || [ $mode = weights ]; then
   export PYTHONPATH=$WORK-site:$PWD
   python3 -c "import torch, nibabel; print(torch.__version__, torch.cuda.get_device_name(), nibabel.__version__)"
   if [ $mode = first ]; then echo "== gpu-check $(date +%T)"
-  mkdir -p results; python3 -m synthlab.gpu_check --out $OUT/gpu_check.json --budget 240 2>&1 | tail -20; fi
+  mkdir -p results; python3 -m synthlab.gpu_check --out $OUT/gpu_check.json --budget $CHECK_BUDGET 2>&1 | tail -20; fi
   echo "== weights start $(date +%T) after $(( $(date +%s) - t0 )) s"
+  [ -d .gpudata/icbm152 ] && mkdir -p ~/.cache/synthlab && cp -r .gpudata/icbm152 ~/.cache/synthlab/  # no nilearn needed
   rm -rf $WORK; mkdir -p $WORK; cp -r synthlab tests .gpudata pyproject.toml $WORK/; touch $WORK/started
   (cd $WORK && PYTHONPATH=$WORK-site:$WORK setsid nohup python3 -m synthlab.shipped build $NAMES --profile gpu \
-     --jobs 6 --runs $WORK/runs > $WORK/build.log 2>&1 < /dev/null &)
+     --jobs $(echo $NAMES | wc -w) --runs $WORK/runs > $WORK/build.log 2>&1 < /dev/null &)
   echo "== gpu-test $(date +%T)"
   python3 -m pytest -q -p no:cacheprovider tests/test_device.py --device cuda 2>&1 | tail -15 | tee $OUT/gpu_test.log
 fi

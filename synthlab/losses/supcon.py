@@ -32,36 +32,42 @@ _VOLUME_SHIFT = 2**32
 
 def supcon_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float = 0.33,
                 anchors: slice | None = None) -> torch.Tensor:
-    """Multi-positive supervised contrastive loss.
+    """Multi-positive supervised contrastive loss, of one contrast set or of B independent ones at once.
 
     For anchor ``i`` with positives ``P(i) = {p != i : y_p = y_i}`` and contrast set ``A(i) = {a != i}``::
 
         L_i = -1/|P(i)| * sum_{p in P(i)} log( exp(z_i.z_p / t) / sum_{a in A(i)} exp(z_i.z_a / t) )
 
-    computed as a log-softmax over masked logits (never ``exp`` then ``log``). The result is the mean of
-    ``L_i`` over anchors that have at least one positive; it is 0 (still attached to the graph) if none has.
+    computed as a log-softmax over masked logits (never ``exp`` then ``log``). A contrast set's loss is the mean
+    of ``L_i`` over anchors that have at least one positive; it is 0 (still attached to the graph) if none has.
+    B sets (one per volume pair, as anatomix contrasts them) go through one batched product rather than B small
+    ones: on a GPU the small ones are launch-bound.
 
     Args:
-        features: ``(M, D)`` L2-normalised vectors (all ranks' samples when negatives are gathered).
-        labels: ``(M,)`` integer class keys; equal keys are positives.
+        features: ``(M, D)`` L2-normalised vectors (all ranks' samples when negatives are gathered), or
+            ``(B, M, D)``: B contrast sets that never meet.
+        labels: ``(M,)`` or ``(B, M)`` integer class keys; equal keys are positives.
         temperature: the softmax temperature ``t``.
         anchors: the rows that act as anchors (this rank's own samples); all rows by default.
     Returns:
-        Scalar loss.
+        Scalar loss: the mean over the B sets.
     """
-    if features.ndim != 2 or labels.shape != features.shape[:1]:
-        raise ValueError(f"features must be (M, D) and labels (M,), got {tuple(features.shape)} "
-                         f"and {tuple(labels.shape)}")
-    everyone = torch.arange(features.shape[0], device=features.device)
+    if features.ndim == 2 and labels.ndim == 1:
+        features, labels = features[None], labels[None]
+    if features.ndim != 3 or labels.shape != features.shape[:2]:
+        raise ValueError(f"features must be (M, D) or (B, M, D) and labels (M,) or (B, M), got "
+                         f"{tuple(features.shape)} and {tuple(labels.shape)}")
+    everyone = torch.arange(features.shape[1], device=features.device)
     rows = everyone[anchors] if anchors is not None else everyone
-    is_self = rows[:, None] == everyone[None, :]
-    logits = (features[rows] @ features.T / temperature).masked_fill(is_self, float("-inf"))
-    log_prob = torch.log_softmax(logits, dim=1)
-    positives = (labels[rows, None] == labels[None, :]) & ~is_self
-    n_positive = positives.sum(1)
-    per_anchor = -log_prob.masked_fill(~positives, 0.0).sum(1) / n_positive.clamp_min(1)
+    is_self = rows[:, None] == everyone[None, :]  # (R, M), shared by every set
+    logits = (features[:, rows] @ features.transpose(1, 2) / temperature).masked_fill(is_self, float("-inf"))
+    log_prob = torch.log_softmax(logits, dim=2)  # (B, R, M)
+    positives = (labels[:, rows, None] == labels[:, None, :]) & ~is_self
+    n_positive = positives.sum(2)
+    per_anchor = -log_prob.masked_fill(~positives, 0.0).sum(2) / n_positive.clamp_min(1)
     has_positive = n_positive > 0
-    return (per_anchor * has_positive).sum() / has_positive.sum().clamp_min(1)
+    per_set = (per_anchor * has_positive).sum(1) / has_positive.sum(1).clamp_min(1)
+    return per_set.mean()
 
 
 def sample_voxels(maps: torch.Tensor, labels: torch.Tensor, count: int,
@@ -147,9 +153,7 @@ class SupConObjective(Objective):
                                                                                .flatten()),
                                            self.config.temperature, slice(rank * rows, (rank + 1) * rows)))
             else:  # one contrast per volume pair, as anatomix's batch of one pair
-                pairs = z.unflatten(0, (batch, -1))
-                per_tap.append(torch.stack([supcon_loss(pairs[b], keys[b].flatten(), self.config.temperature)
-                                            for b in range(batch)]).mean())
+                per_tap.append(supcon_loss(z.unflatten(0, (batch, -1)), keys.flatten(1), self.config.temperature))
         loss = torch.stack(per_tap).mean()
         logs = {"supcon": float(loss.detach())}
         logs.update({f"supcon_tap{k}": float(part.detach()) for k, part in enumerate(per_tap)})
