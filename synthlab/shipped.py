@@ -33,13 +33,14 @@ import torch
 
 from .checkpoint import ALIASES, WEIGHTS_DIR, load_checkpoint, save_checkpoint
 from .cli import USER_ERRORS, Parser, input_error
+from .data.layouts import data_name
 from .io import read_csv_log
 from .losses import OBJECTIVES
 from .probe import TrainingProbe
 from .runs import CHECKPOINT_NAME, LOG_NAME
 from .train import TrainConfig, pretrain
 
-__all__ = ["build", "install", "read_log", "recipe", "recipe_names", "summary", "training_record"]
+__all__ = ["build", "install", "portable_config", "read_log", "recipe", "recipe_names", "summary", "training_record"]
 
 # The real-image probe logged while the shipped weights train, when the data is at hand (numbers only; the
 # recipe is fixed beforehand and never picked by these two images).
@@ -149,7 +150,7 @@ def install(name: str, config: TrainConfig, probe_data: str | None = None, profi
     full = load_checkpoint(Path(config.out) / CHECKPOINT_NAME)
     slim = {key: full[key] for key in ("format", "config", "model_config", "model", "feature_source", "step",
                                        "seconds", "loss")}
-    slim["config"] = {**slim["config"], "out": None, "resume": False}
+    slim["config"] = portable_config(slim["config"])
     # Half precision halves the file (the anatomix preset: 12 MB, not 24); loading casts back to float32.
     slim["model"] = {k: v.half() if v.is_floating_point() else v for k, v in slim["model"].items()}
     slim["probe"] = summary["probe"]
@@ -157,6 +158,19 @@ def install(name: str, config: TrainConfig, probe_data: str | None = None, profi
     target = save_checkpoint(WEIGHTS_DIR / f"{name}.pt", slim)
     shutil.copyfile(Path(config.out) / LOG_NAME, WEIGHTS_DIR / f"{name}.log.csv")
     return target
+
+
+def portable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config as shipped: no run folder, and data sets named as a recipe names them (relative to the data
+    root or synthlab's cache, ``icbm152/t1.nii.gz``), so no checkpoint carries the folders of the machine that
+    trained it."""
+    portable = {**config, "out": None, "resume": False}
+    for key in ("data", "labels"):
+        if portable.get(key):
+            portable[key] = data_name(portable[key])
+    if isinstance(portable.get("synth"), dict) and portable["synth"].get("labels"):
+        portable["synth"] = {**portable["synth"], "labels": data_name(portable["synth"]["labels"])}
+    return portable
 
 
 def _build_all(names: list[str], args: argparse.Namespace) -> int:

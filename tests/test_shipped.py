@@ -43,6 +43,7 @@ def test_shipped_weights_load_offline_by_name_and_stay_small(name: str) -> None:
     assert net(x).shape == (1, net.out_channels) + (32,) * net.dim
     payload = load_checkpoint(name)
     assert "optimizer" not in payload and payload["config"]["out"] is None  # slim: weights and provenance
+    assert "'/" not in repr(payload["config"]), "a shipped config names a folder of the machine that trained it"
     profile = payload.get("recipe", {}).get("profile", "cpu")
     assert summary(name)["device"] == ("cuda" if profile.startswith("gpu") else "cpu")  # where it was trained
     if profile in ("cpu", "gpu") and ("supcon" not in name or find_data_root() is not None):
