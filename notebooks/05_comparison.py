@@ -67,6 +67,7 @@ from synthlab.profiles import use_profile
 from synthlab.results import (
     comparison_record,
     features_summary,
+    format_registration,
     machine_info,
     one_per_architecture,
     registration_summary,
@@ -271,9 +272,7 @@ reg_epe = registration_summary(registration)
 if registration is not None:
     before = next(iter(registration.values()))["results"]["mind"]["epe_before"]["mean"]
     print(f"endpoint error before registration: {before:.2f} voxels")
-    for name, by_feature in reg_epe.items():
-        print(f"{name:12s}" + "".join(f"{feature:>14s} {v['mean']:.2f} ± {v['std']:.2f}"
-                                      for feature, v in by_feature.items()))
+    print(format_registration(reg_epe))
 
 # %%
 if reg_epe:

@@ -33,8 +33,8 @@ from .studies import STUDIES, TABLES, load_study
 from .studies.render import render_blocks
 
 __all__ = ["CLAIMS", "END_MARKER", "SMOKE_PROFILES", "START_MARKER", "TABLE_PROFILES", "Claim", "comparison_record",
-           "comparison_summary", "features_summary", "load_runs", "machine_info", "main", "one_per_architecture",
-           "provenance", "registration_summary", "render_table", "replace_between_markers",
+           "comparison_summary", "features_summary", "format_registration", "load_runs", "machine_info", "main",
+           "one_per_architecture", "provenance", "registration_summary", "render_table", "replace_between_markers",
            "segmentation_summary", "study_markers", "update_readme"]
 
 START_MARKER = "<!-- results:start -->"
@@ -127,11 +127,22 @@ def one_per_architecture(checkpoints: dict[str, str], dim: int) -> list[str]:
 
 
 def registration_summary(registration: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
-    """From ``evaluate_registration`` reports per network: endpoint error mean and SD per feature set."""
+    """From ``evaluate_registration`` reports per network: endpoint error mean and SD per feature set, and the
+    number of seeds behind them."""
     if registration is None:
         return {}
-    return {name: {feature: {"mean": r["epe"]["mean"], "std": r["epe"]["std"]}
+    return {name: {feature: {"mean": r["epe"]["mean"], "std": r["epe"]["std"], "seeds": len(report["seeds"])}
                    for feature, r in report["results"].items()} for name, report in registration.items()}
+
+
+def format_registration(reg_epe: dict[str, Any]) -> str:
+    """One line per network: each feature set's endpoint error, with its SD only where seeds can give one (a
+    single seed prints no "± 0.00", which would claim a certainty one run cannot have)."""
+    def cell(v: dict[str, Any]) -> str:
+        seeds = v.get("seeds", 0)
+        return f"{v['mean']:.2f} ± {v['std']:.2f} (SD, {seeds} seeds)" if seeds > 1 else f"{v['mean']:.2f} (1 seed)"
+    return "\n".join(f"{name:12s}" + "".join(f"{feature:>14s} {cell(v)}" for feature, v in by_feature.items())
+                     for name, by_feature in reg_epe.items())
 
 
 def features_summary(features: dict[str, list[dict[str, Any]]] | None) -> dict[str, Any]:

@@ -10,7 +10,16 @@ import pytest
 from synthlab import results as results_module
 from synthlab.eval_seg import paired_gain
 from synthlab.metrics import summarize
-from synthlab.results import END_MARKER, START_MARKER, load_runs, main, render_table, update_readme
+from synthlab.results import (
+    END_MARKER,
+    START_MARKER,
+    format_registration,
+    load_runs,
+    main,
+    registration_summary,
+    render_table,
+    update_readme,
+)
 from synthlab.studies import render
 
 
@@ -215,3 +224,13 @@ def test_a_claim_cell_joins_its_study_and_every_further_one_that_exists(monkeypa
     assert f"(`{claim.study}`); 2D, 3 seeds, head fitted first (LP-FT), tuned" in cell and "5-shot +0.100" in cell
     files.clear()
     assert results_module._study_cell(claim) == "no study file yet (see Measured figures)"
+
+
+def test_registration_lines_give_a_spread_only_where_seeds_can_estimate_one() -> None:
+    def report(seeds: int) -> dict:
+        return {"seeds": list(range(seeds)), "results": {"mind": {"epe": {"mean": 0.654, "std": 0.0}},
+                                                         "network+mind": {"epe": {"mean": 0.61, "std": 0.05}}}}
+    one = format_registration(registration_summary({"supcon": report(1)}))
+    assert "±" not in one and "0.65 (1 seed)" in one and one.startswith("supcon")
+    three = format_registration(registration_summary({"supcon": report(3), "voco": report(3)}))
+    assert "0.61 ± 0.05 (SD, 3 seeds)" in three and len(three.splitlines()) == 2
