@@ -142,13 +142,14 @@ def _add_eval_features(sub: argparse._SubParsersAction) -> None:
                    help="a pair as --data/--fixed/--moving give one; repeat it to probe several, averaged alike")
     p.add_argument("--checkpoint", nargs="+", default=["none"],
                    help="checkpoint paths or shipped names, or 'none' (then only mind and random are probed)")
-    p.add_argument("--dim", type=int, default=2, choices=DIMS, help="2: slice by slice; 3: isotropic volume")
+    probe = ProbeConfig()  # each default written once, in the dataclass
+    p.add_argument("--dim", type=int, default=probe.dim, choices=DIMS, help="2: slice by slice; 3: isotropic volume")
     p.add_argument("--size", type=int, default=None,
                    help=f"working side in voxels (default {STANDARD_SIZE[2]} in 2D, the longest in-plane side; "
                         f"{STANDARD_SIZE[3]} in 3D)")
-    p.add_argument("--radius", type=int, default=6, help="half-side of the search cube in working voxels")
-    p.add_argument("--queries", type=int, default=2000, help="query voxels in the fixed image's foreground")
-    p.add_argument("--seed", type=int, default=0, help="seeds the queries and the random baseline")
+    p.add_argument("--radius", type=int, default=probe.radius, help="half-side of the search cube in working voxels")
+    p.add_argument("--queries", type=int, default=probe.queries, help="query voxels in the fixed image's foreground")
+    p.add_argument("--seed", type=int, default=probe.seed, help="seeds the queries and the random baseline")
     p.add_argument("--preset", default=RANDOM_PRESET, help="architecture of the random baseline without a checkpoint")
     p.add_argument("--out", required=True, help="results.json")
 
@@ -159,12 +160,14 @@ def _add_register(sub: argparse._SubParsersAction) -> None:
         help="register two scans as they are stored and write the moved scan, labels and field as NIfTI")
     p.add_argument("fixed", help="NIfTI file of the fixed scan (its grid and affine are the output's)")
     p.add_argument("moving", help="NIfTI file of the moving scan (any orientation, voxel size or field of view)")
-    p.add_argument("--features", default="mind", choices=FEATURE_SETS)
-    p.add_argument("--checkpoint", default="synthlab-3d",
+    given = defaults_of(register_files)  # each default written once, in the function's signature
+    p.add_argument("--features", default=given["features"], choices=FEATURE_SETS)
+    p.add_argument("--checkpoint", default="synthlab-3d",  # the command uses the shipped network, the function none
                    help="3D network for the network feature sets: a shipped name, a path, or 'none' (random)")
     p.add_argument("--moving-labels", default=None, help="label map of the moving scan, moved with it")
     p.add_argument("--fixed-labels", default=None, help="label map of the fixed scan: report Dice before/after")
-    p.add_argument("--size", type=int, default=128, help="longest side of the isotropic working grid, in voxels")
+    p.add_argument("--size", type=int, default=given["size"],
+                   help="longest side of the isotropic working grid, in voxels")
     p.add_argument("--solver", default="synthlab", choices=sorted(SOLVER_PRESETS),
                    help="solver settings: synthlab's, or anatomix's published ones (docs/fidelity.md)")
     p.add_argument("--device", default="auto")
