@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import synthlab.losses.supcon as supcon_module
 from synthlab.dist import all_gather_grad, get_rank, is_distributed
 from synthlab.losses import OBJECTIVES, build_objective
 from synthlab.losses.rasd import prototypes, rasd_loss
@@ -158,6 +159,18 @@ def test_supcon_objective_same_generator_same_loss():
     views = _views(labels)
     first = objective(net.eval(), views, labels, _gen(8)).loss
     assert torch.equal(first, objective(net, views, labels, _gen(8)).loss)
+
+
+def test_supcon_objective_gives_one_loss_whether_pairs_share_a_product_or_not(monkeypatch: pytest.MonkeyPatch):
+    # A GPU contrasts every volume pair in one batched product, a CPU one pair at a time: the same loss either way.
+    torch.manual_seed(0)
+    net = build_unet("tiny", 2).eval()
+    objective = build_objective("supcon", net, 2, samples=16, head_hidden=8, head_out=4).eval()
+    labels = _blob_labels(3, (16, 16), 3)
+    views = _views(labels)
+    one_at_a_time = objective(net, views, labels, _gen(9)).loss
+    monkeypatch.setattr(supcon_module, "_sets_per_product", lambda device, batch: batch)
+    torch.testing.assert_close(objective(net, views, labels, _gen(9)).loss, one_at_a_time)
 
 
 # --- rasd -------------------------------------------------------------------------------------------------
