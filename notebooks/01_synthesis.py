@@ -53,7 +53,7 @@ from IPython.display import display
 
 import synthlab
 from synthlab import viz
-from synthlab.data import find_data_root, load_icbm, save_nifti
+from synthlab.data import data_name, find_data_root, load_icbm, save_nifti
 from synthlab.noise import pyramid_noise, smooth_noise
 from synthlab.profiles import use_profile
 from synthlab.synth import (
@@ -119,12 +119,12 @@ totalseg = data_root / "totalseg_ct" / "labels.nii.gz" if data_root is not None 
 shape_source: Path | None = None
 if totalseg is not None and totalseg.exists():
     shape_source = totalseg
-    print(f"shape bank from {shape_source} (TotalSegmentator test files, Apache-2.0)")
+    print(f"shape bank from {data_name(shape_source)} (TotalSegmentator test files, Apache-2.0)")
 else:
     try:
         scratch = Path(tempfile.mkdtemp(prefix="synthlab_icbm_"))
         shape_source = save_nifti(load_icbm(resolution=2).label, scratch / "icbm_labels.nii.gz")
-        print(f"no totalseg_ct data; shape bank from the ICBM152 tissue labels ({shape_source})")
+        print("no totalseg_ct data; shape bank from the ICBM152 tissue labels (written to a temporary file)")
     except ImportError as err:
         print(f"skipping the shape bank: no totalseg_ct data and no ICBM template ({err})")
 

@@ -58,7 +58,7 @@ from IPython.display import Markdown, display
 
 import synthlab
 from synthlab import viz
-from synthlab.data import find_data_root, load_coregistered, load_icbm, load_nifti, normalize_intensity
+from synthlab.data import data_name, find_data_root, load_coregistered, load_icbm, load_nifti, normalize_intensity
 from synthlab.dev_pairs import abdomen_pairs
 from synthlab.eval_reg import (
     evaluate_registration,
@@ -83,7 +83,7 @@ data_root = find_data_root()
 study = data_root / "brain_tumor_mri" / "study1" if data_root is not None else None
 use_study = study is not None and study.is_dir()
 print(f"profile {settings.name}: working grid {settings.reg_size} voxels, {settings.reg_iterations} Adam steps, "
-      f"{settings.reg_seeds} seed(s); data: {study if use_study else 'ICBM152 template (study1 not found)'}")
+      f"{settings.reg_seeds} seed(s); data: {data_name(study) if use_study else 'ICBM152 template (study1 not found)'}")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
