@@ -87,7 +87,7 @@ print(f"profile {settings.name}: " + ("synthlab's shipped weights" if weights ==
       f"{dim}D preset {preset!r}, {settings.pretrain_steps} steps at {size} px, batch {settings.pretrain_batch}")
       + f"; segmentation shots {settings.compare_shots} x {settings.compare_seeds} seeds, "
       f"{settings.seg_steps} steps; registration {settings.reg_seeds} seed(s) at {settings.reg_size} voxels")
-print("real data:", "found ($SYNTHLAB_DATA, else ../shared/data)" if data_root is not None
+print("real data:", "found ($SYNTHLAB_DATA, else ../shared/data, else the download folder)" if data_root is not None
       else "not found: the evaluations below are skipped")
 
 # %%

@@ -139,7 +139,7 @@ def format_registration(reg_epe: dict[str, Any]) -> str:
     """One line per network: each feature set's endpoint error, with its SD only where seeds can give one (a
     single seed prints no "± 0.00", which would claim a certainty one run cannot have)."""
     def cell(v: dict[str, Any]) -> str:
-        seeds = v.get("seeds", 0)
+        seeds = v["seeds"]
         return f"{v['mean']:.2f} ± {v['std']:.2f} (SD, {seeds} seeds)" if seeds > 1 else f"{v['mean']:.2f} (1 seed)"
     return "\n".join(f"{name:12s}" + "".join(f"{feature:>14s} {cell(v)}" for feature, v in by_feature.items())
                      for name, by_feature in reg_epe.items())

@@ -88,7 +88,7 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
             "5-shot study, on its seeds and subjects (10 seeds)?",
             (*_FEWSHOT_2D, "--checkpoint", f"synthlab-{objective}-2d", "--shots", "3", "5", "--seeds", "10",
              "--arms", "pretrained", "probe"),
-            "about 45 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot")
+            "about 45-60 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot")
       for objective, paper in (("voco", "VoCo's"), ("rasd", "RaSD's"), ("voxnce", "synthlab's own same-voxel"))),
     Study("registration-brain-synthlab",
           "Which features recover a known deformation between two contrasts best, with synthlab's solver?",
