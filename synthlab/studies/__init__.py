@@ -49,6 +49,12 @@ class Study:
 _FEWSHOT_2D = ("eval-seg", "--data", "hippocampus", "--dim", "2", "--steps", "400", "--batch-size", "8",
                "--max-test", "40", "--tune")
 
+# The 3D setting anatomix reports: whole hippocampus volumes (padded to a multiple of 16), 400 steps at batch 2,
+# the same test list, validation cases and tuning as in 2D; a GPU study (the anatomix-preset networks are the GPU
+# builds), its arms' runs spread over processes sharing the device.
+_FEWSHOT_3D = ("eval-seg", "--data", "hippocampus", "--dim", "3", "--steps", "400", "--batch-size", "2",
+               "--max-test", "40", "--tune")
+
 # Registration with a known answer (README "Registration"): brain_tumor_mri/study1, T1 fixed, FLAIR moving, a known
 # smooth deformation per seed, 128 voxels a side, 3 seeds; each feature set with synthlab's solver and anatomix's.
 _BRAIN = ("eval-reg", "--data", "brain_tumor_mri/study1", "--fixed", "T1prereg", "--moving", "FLAIRreg", "--seeds",
@@ -105,6 +111,17 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
           "network + MIND with anatomix's solver and a random network",
           (*_BRAIN, "--checkpoint", "none", "--features", "network+mind", "--solver", "anatomix"),
           "about 4 minutes on one core"),
+    Study("fewshot-3d-supcon-1shot",
+          "In 3D, as anatomix reports it, does its supcon network gain over tuned scratch training with one "
+          "labelled scan (10 seeds)?",
+          (*_FEWSHOT_3D, "--checkpoint", "synthlab-supcon-3d", "--shots", "1", "--seeds", "10"),
+          "about 5 minutes on one H200 (4 workers)"),
+    Study("fewshot-3d-voxnce-1shot",
+          "In 3D, does synthlab's own same-voxel network gain over the tuned scratch arm of the 3D 1-shot study, on "
+          "its seeds and subjects (10 seeds)?",
+          (*_FEWSHOT_3D, "--checkpoint", "synthlab-voxnce-3d", "--shots", "1", "--seeds", "10", "--arms",
+           "pretrained", "probe"),
+          "about 4 minutes on one H200 (4 workers)", scratch_from="fewshot-3d-supcon-1shot"),
 )}
 
 # Inter-subject hippocampus pairs (README "Registration"): 5 labelled pairs in one world frame, the moving image
