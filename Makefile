@@ -111,7 +111,7 @@ gpu-check:
 	$(GPU_PYTHON) -m synthlab.gpu_check --out results/gpu_check.json
 
 # Every recipe's gpu profile, eight trainings side by side on one GPU (3-5 minutes each on an H200; the 2D supcon
-# run, at 0.27-0.36 s a step there, has not yet finished inside a 15-minute lease); a cut
+# run, at 0.29-0.36 s a step there, 7-9 minutes); a cut
 # run continues with `make gpu-weights RESUME=--resume`. Prints the probe numbers and what to commit.
 gpu-weights:
 	TQDM_DISABLE=1 $(GPU_PYTHON) -m synthlab.shipped build all --profile gpu --jobs 8 $(RESUME)

@@ -62,7 +62,7 @@ CLAIMS: tuple[Claim, ...] = (
           "hippocampus (MSD), fine-tune all layers vs scratch, same subjects/draws; Dice gain ± SE per shots",
           "+0.01 to +0.05 Dice on 6 datasets (e.g. PROMISE12 .85 vs .80)", "segmentation", "supcon",
           "fewshot-2d-supcon-1shot", also=("fewshot-2d-supcon-3-5shot", "fewshot-2d-supcon-1shot-lpft",
-                                           "fewshot-2d-supcon-3-5shot-lpft")),
+                                           "fewshot-2d-supcon-3-5shot-lpft", "fewshot-3d-supcon-1shot")),
     Claim("anatomix", "network features + MIND register better than MIND alone, without training",
           "brain_tumor_mri/study1, known smooth deformation; endpoint error (voxels, lower is better)",
           "ConvexAdam Dice .84 (+anatomix) vs .73 (MIND) on AbdomenMRCT", "registration", "supcon",
@@ -165,10 +165,11 @@ def comparison_summary(pretraining: dict[str, dict[str, Any]], seg_dice: dict[st
 
 
 def machine_info() -> dict[str, Any]:
-    """Where a comparison ran: platform, processor, Python, torch, device and CPU threads."""
+    """Where a comparison ran: platform, processor, Python, torch, device (and the GPU's name) and CPU threads."""
+    gpu = {"gpu": torch.cuda.get_device_name()} if torch.cuda.is_available() else {}
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(), "torch": torch.__version__,
-            "device": "cuda" if torch.cuda.is_available() else "cpu", "threads": torch.get_num_threads()}
+            "device": "cuda" if torch.cuda.is_available() else "cpu", **gpu, "threads": torch.get_num_threads()}
 
 
 def provenance(command: Sequence[str]) -> dict[str, Any]:

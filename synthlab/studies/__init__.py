@@ -177,6 +177,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     **{f"fewshot-2d-{shots}-networks": (f"fewshot-2d-supcon-{shots}", *(f"fewshot-2d-{objective}-{shots}"
                                                                        for objective in ("voco", "rasd", "voxnce")))
        for shots in ("1shot", "3-5shot")},
+    "fewshot-3d-1shot-networks": ("fewshot-3d-supcon-1shot", "fewshot-3d-voxnce-1shot"),
     "registration-brain": ("registration-brain-synthlab", "registration-brain-synthlab-random",
                            "registration-brain-anatomix", "registration-brain-anatomix-random"),
     "registration-abdomen": ("registration-abdomen-synthlab", "registration-abdomen-anatomix",

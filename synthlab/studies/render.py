@@ -66,8 +66,7 @@ def render_fewshot_study(report: dict[str, Any]) -> str:
         rows.append("| paired gain, pretrained − scratch | same subject, initialisation and draws | "
                     + " | ".join(cells) + " |")
     return "\n".join([*rows, "", f"{settings['checkpoint']}, {settings['seeds']} seeds, {settings['max_test']} test "
-                       f"volumes; measured {made['date'][:10]} on {made['cpus']} CPU cores "
-                       f"({made['machine']['processor']}, torch {made['machine']['torch']}) in "
+                       f"volumes; measured {made['date'][:10]} on {_machine(made)} in "
                        f"{settings['seconds'] / 60:.0f} min{_resumed(settings)} by `{made['command']}` at commit "
                        f"{(made['commit'] or 'unknown')[:7]}."])
 
@@ -110,9 +109,15 @@ def render_fewshot_networks(reports: dict[str, dict[str, Any] | None]) -> str:
 def _made(report: dict[str, Any]) -> str:
     """When, where and by which command a results file was made."""
     made = report["provenance"]
-    return (f"{made['date'][:10]} on {made['cpus']} CPU cores ({made['machine']['processor']}, torch "
-            f"{made['machine']['torch']}, {made['machine'].get('threads', '?')} thread(s)) by `{made['command']}` at "
-            f"commit {(made['commit'] or 'unknown')[:7]}")
+    return f"{made['date'][:10]} on {_machine(made)} by `{made['command']}` at commit {(made['commit'] or 'unknown')[:7]}"
+
+
+def _machine(made: dict[str, Any]) -> str:
+    """The machine of a provenance record in words: its GPU when it used one, its CPU cores, torch and threads."""
+    machine = made["machine"]
+    gpu = f"one {machine['gpu']} with " if machine.get("device") == "cuda" and "gpu" in machine else ""
+    return (f"{gpu}{made['cpus']} CPU cores ({machine['processor']}, torch {machine['torch']}, "
+            f"{machine.get('threads', '?')} thread(s))")
 
 
 def _network(report: dict[str, Any], features: str) -> str:
