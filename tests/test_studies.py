@@ -395,14 +395,10 @@ def test_a_one_seed_study_renders_without_a_spread_it_does_not_have() -> None:
 
 
 def test_a_study_made_on_a_gpu_names_the_gpu_and_one_made_on_a_cpu_does_not() -> None:
-    from synthlab.studies.render import _made
-
     def made(machine: dict[str, object]) -> dict[str, object]:
-        return {"provenance": {"date": "2026-12-04T18:00:00", "cpus": 16, "command": "python -m synthlab eval-seg",
-                               "commit": "0123456789", "machine": {"processor": "x86_64", "torch": "2.11",
-                                                                   "threads": 2, **machine}}}
+        return {"cpus": 16, "machine": {"processor": "x86_64", "torch": "2.11", "threads": 2, **machine}}
 
-    on_gpu = _made(made({"device": "cuda", "gpu": "NVIDIA H200"}))
-    on_cpu = _made(made({"device": "cpu"}))
-    assert "one NVIDIA H200 with 16 CPU cores" in on_gpu and "commit 0123456" in on_gpu
-    assert on_cpu.startswith("2026-12-04 on 16 CPU cores") and "H200" not in on_cpu
+    on_gpu = studies.machine_words(made({"device": "cuda", "gpu": "NVIDIA H200"}))
+    on_cpu = studies.machine_words(made({"device": "cpu"}))
+    assert on_gpu.startswith("one NVIDIA H200 with 16 CPU cores (x86_64, torch 2.11, 2 thread(s))")
+    assert on_cpu.startswith("16 CPU cores") and "H200" not in on_cpu

@@ -25,8 +25,8 @@ from ..data import resolve_data
 from ..eval_seg import paired_gain
 from ..segment import ARMS
 
-__all__ = ["STUDIES", "TABLES", "Study", "fewshot_curve", "how_to_make", "load_study", "main", "networks_report",
-           "not_run", "show_fewshot", "study_path", "tuned_budget"]
+__all__ = ["STUDIES", "TABLES", "Study", "fewshot_curve", "how_to_make", "load_study", "machine_words", "main",
+           "networks_report", "not_run", "show_fewshot", "study_path", "tuned_budget"]
 
 FOLDER = Path(__file__).parent
 
@@ -219,6 +219,14 @@ def not_run(names: Sequence[str]) -> str:
     return "\n".join(f"{name} has not been run: {how_to_make(name)}" for name in names if load_study(name) is None)
 
 
+def machine_words(made: dict[str, Any]) -> str:
+    """The machine of a provenance record in words: its GPU when it used one, its CPU cores, torch and threads."""
+    machine = made["machine"]
+    gpu = f"one {machine['gpu']} with " if machine.get("device") == "cuda" and "gpu" in machine else ""
+    return (f"{gpu}{made['cpus']} CPU cores ({machine['processor']}, torch {machine['torch']}, "
+            f"{machine.get('threads', '?')} thread(s))")
+
+
 def how_to_make(name: str) -> str:
     """The command that makes study ``name``'s results file, and what it costs."""
     return f"python -m synthlab.studies run {name} ({STUDIES[name].cost})"
@@ -302,8 +310,8 @@ def show_fewshot(names: Sequence[str], title: str, tuning: bool = False) -> Any:
     for name in names:
         study = load_study(name)
         settings, made = study["settings"], study["provenance"]
-        print(f"{name}: {STUDIES[name].question}\n  {made['date'][:10]}, {made['cpus']} CPU cores "
-              f"({made['machine']['processor']}), {settings['seconds'] / 60:.0f} min; {made['command']}")
+        print(f"{name}: {STUDIES[name].question}\n  {made['date'][:10]}, {machine_words(made)}, "
+              f"{settings['seconds'] / 60:.0f} min; {made['command']}")
         if tuning:
             print(format_tuning(study))  # the chosen setting of each arm marked with *
     print(format_segmentation(report))

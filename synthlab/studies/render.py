@@ -7,7 +7,7 @@ from typing import Any
 
 from ..checkpoint import ALIASES
 from ..shipped import recipe_names, training_record
-from . import STUDIES, TABLES, how_to_make, load_study
+from . import STUDIES, TABLES, how_to_make, load_study, machine_words
 
 __all__ = ["render_blocks", "render_feature_table", "render_fewshot_networks", "render_fewshot_study",
            "render_registration_table", "render_training_table"]
@@ -66,7 +66,7 @@ def render_fewshot_study(report: dict[str, Any]) -> str:
         rows.append("| paired gain, pretrained − scratch | same subject, initialisation and draws | "
                     + " | ".join(cells) + " |")
     return "\n".join([*rows, "", f"{settings['checkpoint']}, {settings['seeds']} seeds, {settings['max_test']} test "
-                       f"volumes; measured {made['date'][:10]} on {_machine(made)} in "
+                       f"volumes; measured {made['date'][:10]} on {machine_words(made)} in "
                        f"{settings['seconds'] / 60:.0f} min{_resumed(settings)} by `{made['command']}` at commit "
                        f"{(made['commit'] or 'unknown')[:7]}."])
 
@@ -109,15 +109,8 @@ def render_fewshot_networks(reports: dict[str, dict[str, Any] | None]) -> str:
 def _made(report: dict[str, Any]) -> str:
     """When, where and by which command a results file was made."""
     made = report["provenance"]
-    return f"{made['date'][:10]} on {_machine(made)} by `{made['command']}` at commit {(made['commit'] or 'unknown')[:7]}"
-
-
-def _machine(made: dict[str, Any]) -> str:
-    """The machine of a provenance record in words: its GPU when it used one, its CPU cores, torch and threads."""
-    machine = made["machine"]
-    gpu = f"one {machine['gpu']} with " if machine.get("device") == "cuda" and "gpu" in machine else ""
-    return (f"{gpu}{made['cpus']} CPU cores ({machine['processor']}, torch {machine['torch']}, "
-            f"{machine.get('threads', '?')} thread(s))")
+    return (f"{made['date'][:10]} on {machine_words(made)} by `{made['command']}` at commit "
+            f"{(made['commit'] or 'unknown')[:7]}")
 
 
 def _network(report: dict[str, Any], features: str) -> str:
