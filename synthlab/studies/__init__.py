@@ -115,13 +115,13 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
           "In 3D, as anatomix reports it, does its supcon network gain over tuned scratch training with one "
           "labelled scan (10 seeds)?",
           (*_FEWSHOT_3D, "--checkpoint", "synthlab-supcon-3d", "--shots", "1", "--seeds", "10"),
-          "about 5 minutes on one H200 (4 workers)"),
+          "about 7 minutes on one H200 (4 workers)"),
     Study("fewshot-3d-voxnce-1shot",
           "In 3D, does synthlab's own same-voxel network gain over the tuned scratch arm of the 3D 1-shot study, on "
           "its seeds and subjects (10 seeds)?",
           (*_FEWSHOT_3D, "--checkpoint", "synthlab-voxnce-3d", "--shots", "1", "--seeds", "10", "--arms",
            "pretrained", "probe"),
-          "about 4 minutes on one H200 (4 workers)", scratch_from="fewshot-3d-supcon-1shot"),
+          "about 3-4 minutes on one H200 (4 workers)", scratch_from="fewshot-3d-supcon-1shot"),
 )}
 
 # Inter-subject hippocampus pairs (README "Registration"): 5 labelled pairs in one world frame, the moving image
