@@ -75,7 +75,7 @@ PROFILES: dict[str, Profile] = {
         preset_2d="tiny", preset_3d="tiny", pretrain_size_2d=64, pretrain_size_3d=32,
         pretrain_steps=30, pretrain_batch=2,
         reg_size=64, reg_iterations=40, reg_seeds=1,
-        seg_steps=150, seg_batch_2d=4, seg_batch_3d=2, seg_tune=False, seg_probe_steps=150,
+        seg_steps=150, seg_batch_2d=8, seg_batch_3d=2, seg_tune=False, seg_probe_steps=150,
         seg_arms=("pretrained", "scratch", "probe"),
         seg_shots=(1,), seg_seeds=3, seg_max_test=8,
         compare_shots=(1,), compare_seeds=0,  # no live comparison: one seed a network would mean nothing
