@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import statistics
 import time
 import warnings
@@ -43,7 +44,7 @@ from .segment import ARMS, HEAD_INITS, FineTuneConfig, PreparedCase, fit_arm, pr
 from .workers import auto_workers, map_jobs
 
 __all__ = ["BACKGROUND_DICE", "SPLIT_SEED", "evaluate_segmentation", "format_segmentation", "format_tuning",
-           "paired_gain", "split_subjects", "tuning_choices"]
+           "grid_extension", "paired_gain", "split_subjects", "tuning_choices"]
 
 SPLIT_SEED = 0  # fixes the test list and the order training subjects are taken in, whatever `seeds` is
 
@@ -228,6 +229,41 @@ SCRATCH_LRS = (3e-3, 1e-2, 3e-2, 1e-1)
 FINETUNE_LRS = (1e-3, 3e-3, 1e-2, 3e-2)
 
 
+# A best value at the end of its grid is no optimum: tuning then tries one more step past that end (1-3-10
+# spacing), at most this many times per arm, within LR_LIMITS.
+GRID_EXTENSIONS = 2
+LR_LIMITS = (1e-5, 1.0)
+
+
+def _lr_step(lr: float, up: bool) -> float:
+    """The next learning rate of the 1-3-10 sequence above or below ``lr`` (3e-3 -> 1e-2 or 1e-3)."""
+    exponent = math.floor(math.log10(lr) + 1e-9)
+    mantissa = round(lr / 10 ** exponent, 6)
+    ladder = [1.0, 3.0]
+    if up:
+        larger = [m for m in ladder if m > mantissa]
+        return float(f"{larger[0] if larger else 1.0}e{exponent if larger else exponent + 1}")
+    smaller = [m for m in ladder if m < mantissa]
+    return float(f"{smaller[-1] if smaller else 3.0}e{exponent if smaller else exponent - 1}")
+
+
+def grid_extension(arm: str, scored: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The setting to try next when the best of ``scored`` (choices with their ``val_dice``) has the smallest or
+    largest learning rate tried with its other settings: that rate one step further out. None when the best
+    lies inside its grid, or the step would leave :data:`LR_LIMITS` or repeat a setting."""
+    field = "lr_scratch" if arm == "scratch" else "lr_finetune"
+    best = max(scored, key=lambda row: row["val_dice"])
+    others = {k: v for k, v in best.items() if k not in (field, "val_dice")}
+    rates = sorted(row[field] for row in scored if {k: v for k, v in row.items()
+                                                     if k not in (field, "val_dice")} == others)
+    if len(rates) < 2 or rates[0] < best[field] < rates[-1]:
+        return None
+    lr = _lr_step(best[field], up=best[field] == rates[-1])
+    if not LR_LIMITS[0] <= lr <= LR_LIMITS[1] or lr in rates:
+        return None
+    return {**{k: v for k, v in best.items() if k != "val_dice"}, field: lr}
+
+
 def tuning_choices(arm: str, heads: Sequence[str] = ("random",)) -> list[dict[str, Any]]:
     """The settings ``tune`` tries for ``arm`` ("scratch" or "pretrained"), for each head start in ``heads``.
 
@@ -279,7 +315,8 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
             warm-up (and each arm's head start among ``tune_heads``) from :func:`tuning_choices`, by mean Dice on
             ``val_cases``
             cases kept apart from the test list (``tune_seeds`` seeds after the evaluated ones, the smallest
-            shot count).
+            shot count); a best learning rate at the end of its grid is followed one step further out
+            (:func:`grid_extension`, up to :data:`GRID_EXTENSIONS` times).
         workers: processes the runs are spread over (:func:`~synthlab.workers.map_jobs`; None: every core,
             :func:`~synthlab.workers.auto_workers`). The results do not depend on it.
         journal: a file that keeps every finished run (:class:`~synthlab.journal.Journal`): a killed study called
@@ -357,9 +394,22 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
         trials = [_Run(arm, min(shots), seed, replace(budget, **choice), validate=True)
                   for arm, choices in grids for choice in choices for seed in tune_range]
         scores = iter(run_all(trials, "eval-seg tuning"))
-        for arm, choices in grids:
-            scored = [{**choice, "val_dice": statistics.fmean(float(next(scores)[0].mean()) for _ in tune_range)}
-                      for choice in choices]
+        scored_by_arm = {arm: [{**choice, "val_dice": statistics.fmean(float(next(scores)[0].mean())
+                                                                       for _ in tune_range)} for choice in choices]
+                         for arm, choices in grids}
+        for _ in range(GRID_EXTENSIONS):  # a best value at a grid's end: one more step out, all arms at once
+            extra = {arm: choice for arm, rows in scored_by_arm.items()
+                     if (choice := grid_extension(arm, rows)) is not None}
+            if not extra:
+                break
+            trials = [_Run(arm, min(shots), seed, replace(budget, **choice), validate=True)
+                      for arm, choice in extra.items() for seed in tune_range]
+            scores = iter(run_all(trials, "eval-seg tuning, grid extended"))
+            for arm, choice in extra.items():
+                scored_by_arm[arm].append({**choice, "val_dice": statistics.fmean(float(next(scores)[0].mean())
+                                                                                  for _ in tune_range)})
+        for arm, _ in grids:
+            scored = scored_by_arm[arm]
             best = max(scored, key=lambda row: row["val_dice"])
             budget = replace(budget, **{k: v for k, v in best.items() if k != "val_dice"})
             subjects = [[cases[i].name for i in split_subjects(len(cases), min(shots), seed, max_test, max(shots),
