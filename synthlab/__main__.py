@@ -121,6 +121,9 @@ def _add_eval_seg(sub: argparse._SubParsersAction) -> None:
                    help="choose each arm's learning rate (and the pretrained arm's frozen warm-up) on validation "
                         "cases kept apart from the test list (needs --max-test)")
     p.add_argument("--val-cases", type=int, default=seg["val_cases"], help="validation cases for --tune")
+    p.add_argument("--hold-validation", action="store_true",
+                   help="keep the validation cases out of training without --tune, so each seed trains the "
+                        "subjects it trains in a tuned study (to rerun one with its chosen settings)")
     p.add_argument("--tune-seeds", type=int, default=seg["tune_seeds"], help="seeds per choice for --tune")
     p.add_argument("--arms", nargs="+", default=list(seg["arms"]), choices=ARMS, help="arms to run")
     p.add_argument("--batch-size", type=int, default=None)
@@ -278,6 +281,7 @@ def _run(args: argparse.Namespace) -> int:
                                         seeds=args.seeds, steps=args.steps, dim=args.dim, preset=args.preset,
                                         max_test=args.max_test, device=args.device, batch_size=args.batch_size,
                                         arms=args.arms, tune=args.tune, val_cases=args.val_cases,
+                                        hold_validation=args.hold_validation,
                                         tune_seeds=args.tune_seeds, tune_heads=args.tune_heads,
                                         workers=args.workers, journal=journal,
                                         **{k: getattr(args, k) for k in optional if getattr(args, k) is not None})

@@ -294,7 +294,8 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
                           head_finetune: str = FineTuneConfig.head_finetune, tune_heads: Sequence[str] = ("random",),
                           probe_steps: int = FineTuneConfig.probe_steps, batch_size: int | None = None,
                           augment: AugmentConfig | None = None, arms: Sequence[str] = ARMS, tune: bool = False,
-                          val_cases: int = 10, tune_seeds: int = 2, workers: int | None = 1,
+                          val_cases: int = 10, tune_seeds: int = 2, hold_validation: bool = False,
+                          workers: int | None = 1,
                           journal: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Few-shot Dice of every arm for every shot count, over ``seeds`` seeds, as a JSON-able dict.
 
@@ -317,6 +318,8 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
             cases kept apart from the test list (``tune_seeds`` seeds after the evaluated ones, the smallest
             shot count); a best learning rate at the end of its grid is followed one step further out
             (:func:`grid_extension`, up to :data:`GRID_EXTENSIONS` times).
+        hold_validation: keep the ``val_cases`` out of training without tuning too, so each seed trains the
+            subjects it trains in a tuned study (a tuned study rerun with its chosen settings and more seeds).
         workers: processes the runs are spread over (:func:`~synthlab.workers.map_jobs`; None: every core,
             :func:`~synthlab.workers.auto_workers`). The results do not depend on it.
         journal: a file that keeps every finished run (:class:`~synthlab.journal.Journal`): a killed study called
@@ -349,12 +352,13 @@ def evaluate_segmentation(data: str | Path, checkpoint: str = "none", shots: Seq
     folder = resolve_data(data)
     cases, labels, names = _numbered_cases(folder)
     cases, grid = prepare_cases(cases, template.downsample_factor, dim)
-    held = val_cases if tune else 0
+    held = val_cases if tune or hold_validation else 0
     if max_test is not None and max_test + held >= len(cases):
         raise ValueError(f"max_test={max_test} and {held} validation cases leave no training case among the "
                          f"{len(cases)} in {folder}")
-    if tune and max_test is None:
-        raise ValueError("tune needs max_test: the validation cases must be kept apart from a fixed test list")
+    if (tune or hold_validation) and max_test is None:
+        raise ValueError("tune and hold_validation need max_test: the validation cases must be kept apart from a "
+                         "fixed test list")
     for k in shots:  # fail on a bad shot count before any training
         split_subjects(len(cases), k, 0, max_test, max(shots), held)
     device = resolve_device(device)

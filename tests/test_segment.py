@@ -251,6 +251,20 @@ def test_tuning_chooses_on_validation_cases_apart_from_the_test_list(cubes: Path
         eval_seg.evaluate_segmentation(many, shots=[1], seeds=1, steps=1, dim=2, tune=True, **FAST)
 
 
+def test_a_study_rerun_with_its_chosen_settings_trains_each_seed_on_the_subjects_of_the_tuned_one(
+        cubes: Path) -> None:
+    many = _write_cubes(cubes.parent / "held_cubes", n=12)
+    common = {"shots": [1], "seeds": 2, "steps": 1, "dim": 2, "max_test": 3, "val_cases": 3, "tune_seeds": 1,
+              "arms": ("scratch",), **FAST}
+    tuned = eval_seg.evaluate_segmentation(many, tune=True, **common)
+    rerun = eval_seg.evaluate_segmentation(many, hold_validation=True, **common)
+    plain = eval_seg.evaluate_segmentation(many, **common)
+    assert rerun["scratch"]["1"]["subjects"] == tuned["scratch"]["1"]["subjects"]
+    assert rerun["settings"]["validation_cases"] == tuned["settings"]["validation_cases"]
+    assert rerun["settings"]["tuning"] is None and plain["settings"]["validation_cases"] is None
+    assert plain["scratch"]["1"]["subjects"] != tuned["scratch"]["1"]["subjects"]  # else the test shows nothing
+
+
 def test_a_best_learning_rate_at_the_end_of_its_grid_is_followed_one_step_further_out() -> None:
     def scored(dice: dict[float, float], **others: float) -> list[dict[str, float]]:
         return [{"lr_finetune": lr, **others, "val_dice": d} for lr, d in dice.items()]

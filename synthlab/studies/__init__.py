@@ -76,6 +76,14 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
           (*_FEWSHOT_2D, "--checkpoint", "synthlab-supcon-2d", "--shots", "1", "--seeds", "20", "--tune-heads",
            "probe", "--arms", "pretrained"),
           "about 20 minutes on 2 cores", scratch_from="fewshot-2d-supcon-1shot"),
+    Study("fewshot-2d-supcon-1shot-lpft-40seeds",
+          "With twice the seeds, is the 1-shot gain of supcon with its head fitted first at least +0.05, and its "
+          "standard error at most 0.015 (40 seeds, the two 1-shot studies' chosen settings, no tuning)?",
+          ("eval-seg", "--data", "hippocampus", "--dim", "2", "--steps", "400", "--batch-size", "8", "--max-test",
+           "40", "--hold-validation", "--checkpoint", "synthlab-supcon-2d", "--shots", "1", "--seeds", "40",
+           "--arms", "pretrained", "scratch", "--lr-scratch", "0.01", "--lr-finetune", "0.001", "--head-finetune",
+           "probe", "--freeze-fraction", "0"),
+          "about 45 minutes on 2 cores"),
     Study("fewshot-2d-supcon-3-5shot-lpft",
           "With the head fitted first (LP-FT), does fine-tuning stop dropping a label at 3 and 5 labelled scans, "
           "where the random head collapsed in 3 of 20 runs (10 seeds)?",
