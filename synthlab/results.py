@@ -62,7 +62,8 @@ CLAIMS: tuple[Claim, ...] = (
           "hippocampus (MSD), fine-tune all layers vs scratch, same subjects/draws; Dice gain ± SE per shots",
           "+0.01 to +0.05 Dice on 6 datasets (e.g. PROMISE12 .85 vs .80)", "segmentation", "supcon",
           "fewshot-2d-supcon-1shot", also=("fewshot-2d-supcon-3-5shot", "fewshot-2d-supcon-1shot-lpft",
-                                           "fewshot-2d-supcon-3-5shot-lpft", "fewshot-3d-supcon-1shot")),
+                                           "fewshot-2d-supcon-3-5shot-lpft", "fewshot-2d-supcon-1shot-lpft-40seeds",
+                                           "fewshot-3d-supcon-1shot")),
     Claim("anatomix", "network features + MIND register better than MIND alone, without training",
           "brain_tumor_mri/study1, known smooth deformation; endpoint error (voxels, lower is better)",
           "ConvexAdam Dice .84 (+anatomix) vs .73 (MIND) on AbdomenMRCT", "registration", "supcon",
@@ -295,7 +296,8 @@ def _fewshot_cell(name: str) -> str | None:
         interval = f" [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain.get("ci95") else ""
         parts.append(f"{shots}-shot {_signed(gain['mean'], gain.get('sem'))}{interval}")
     head = "head fitted first (LP-FT), " if "probe" in (settings.get("heads") or {}).values() else ""
-    return (f"{settings['dim']}D, {settings['seeds']} seeds, {head}tuned, {settings['steps']} steps: "
+    tuned = "tuned" if settings.get("tuning") else "settings of earlier studies"
+    return (f"{settings['dim']}D, {settings['seeds']} seeds, {head}{tuned}, {settings['steps']} steps: "
             + ", ".join(parts) + f" (`{name}`)")
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from synthlab import augment, eval_seg, segment
+from synthlab import augment, eval_seg, segment, tuning
 from synthlab.augment import AugmentConfig
 from synthlab.checkpoint import FORMAT_VERSION, save_checkpoint
 from synthlab.data import Case, Volume, find_data_root
@@ -236,13 +236,13 @@ def test_tuning_chooses_on_validation_cases_apart_from_the_test_list(cubes: Path
     trained = {name for names in result["scratch"]["1"]["subjects"] for name in names}
     assert len(tested) == len(validated) == 3 and not tested & validated and not trained & (tested | validated)
     scored = settings["tuning"]["scratch"]["choices"]
-    assert [row["lr_scratch"] for row in scored][:4] == list(eval_seg.SCRATCH_LRS)
+    assert [row["lr_scratch"] for row in scored][:4] == list(tuning.SCRATCH_LRS)
     chosen = settings["tuning"]["scratch"]["chosen"]
     assert chosen["val_dice"] == max(row["val_dice"] for row in scored)
     # A choice at the end of the grid was followed further out until it lay inside, or the extensions ran out.
-    extended = len(scored) - len(eval_seg.SCRATCH_LRS)
-    assert 0 <= extended <= eval_seg.GRID_EXTENSIONS
-    assert (eval_seg.grid_extension("scratch", scored) is None) or extended == eval_seg.GRID_EXTENSIONS
+    extended = len(scored) - len(tuning.SCRATCH_LRS)
+    assert 0 <= extended <= tuning.GRID_EXTENSIONS
+    assert (tuning.grid_extension("scratch", scored) is None) or extended == tuning.GRID_EXTENSIONS
     assert settings["lrs"]["scratch"] == chosen["lr_scratch"]
     # The choice is made on seeds after the evaluated ones: other training subjects than any scored run's.
     tuned_on = {name for names in settings["tuning"]["scratch"]["subjects"] for name in names}
@@ -270,26 +270,26 @@ def test_a_best_learning_rate_at_the_end_of_its_grid_is_followed_one_step_furthe
         return [{"lr_finetune": lr, **others, "val_dice": d} for lr, d in dice.items()]
 
     interior = scored({1e-3: 0.5, 3e-3: 0.7, 1e-2: 0.6})
-    assert eval_seg.grid_extension("pretrained", interior) is None
+    assert tuning.grid_extension("pretrained", interior) is None
     low = scored({1e-3: 0.73, 3e-3: 0.65, 1e-2: 0.6}, freeze_fraction=0.0)
-    assert eval_seg.grid_extension("pretrained", low) == {"lr_finetune": 3e-4, "freeze_fraction": 0.0}
+    assert tuning.grid_extension("pretrained", low) == {"lr_finetune": 3e-4, "freeze_fraction": 0.0}
     high = [{"lr_scratch": lr, "val_dice": d} for lr, d in {3e-3: 0.2, 1e-2: 0.4, 3e-2: 0.5}.items()]
-    assert eval_seg.grid_extension("scratch", high) == {"lr_scratch": 0.1}
+    assert tuning.grid_extension("scratch", high) == {"lr_scratch": 0.1}
     # The edge is judged among the rates tried with the best's other settings: 1e-2 ends the frozen grid.
     mixed = scored({1e-3: 0.5, 1e-2: 0.6}, freeze_fraction=0.0) + scored({1e-2: 0.8, 3e-2: 0.1}, freeze_fraction=0.25)
-    assert eval_seg.grid_extension("pretrained", mixed) == {"lr_finetune": 3e-3, "freeze_fraction": 0.25}
+    assert tuning.grid_extension("pretrained", mixed) == {"lr_finetune": 3e-3, "freeze_fraction": 0.25}
     # Past the limits nothing more is tried.
     top = [{"lr_scratch": lr, "val_dice": d} for lr, d in {0.3: 0.1, 1.0: 0.9}.items()]
-    assert eval_seg.grid_extension("scratch", top) is None
+    assert tuning.grid_extension("scratch", top) is None
 
 
 def test_tuning_tries_each_head_start_per_arm_and_by_default_the_grids_it_always_tried(cubes: Path) -> None:
-    assert eval_seg.tuning_choices("scratch") == [{"lr_scratch": lr} for lr in (3e-3, 1e-2, 3e-2, 1e-1)]
-    pretrained = eval_seg.tuning_choices("pretrained")
+    assert tuning.tuning_choices("scratch") == [{"lr_scratch": lr} for lr in (3e-3, 1e-2, 3e-2, 1e-1)]
+    pretrained = tuning.tuning_choices("pretrained")
     assert len(pretrained) == 8 and {row["freeze_fraction"] for row in pretrained} == {0.0, 0.25}
-    both = eval_seg.tuning_choices("scratch", ("random", "probe"))
+    both = tuning.tuning_choices("scratch", ("random", "probe"))
     assert [row["head_scratch"] for row in both] == ["random"] * 4 + ["probe"] * 4
-    choices = eval_seg.tuning_choices("pretrained", ("random", "probe"))
+    choices = tuning.tuning_choices("pretrained", ("random", "probe"))
     fitted = [row for row in choices if row["head_finetune"] == "probe"]
     assert len(fitted) == 4 and all(row["freeze_fraction"] == 0.0 for row in fitted)  # a fitted head needs no warm-up
     with pytest.raises(ValueError, match="tune_heads"):

@@ -331,7 +331,7 @@ def test_a_live_run_takes_the_choices_a_study_made_on_its_validation_cases() -> 
 
 
 def test_the_tuning_table_lists_every_choice_and_marks_the_one_taken() -> None:
-    from synthlab.eval_seg import format_tuning
+    from synthlab.tuning import format_tuning
 
     report = studies.load_study("fewshot-2d-supcon-3-5shot")
     text = format_tuning(report)

@@ -308,7 +308,8 @@ def show_fewshot(names: Sequence[str], title: str, tuning: bool = False) -> Any:
     """A few-shot study (several: joined into a shot curve) as the notebooks show it: each study's question and
     provenance, the table (and with ``tuning`` every choice tried on the validation cases) printed, the figure
     returned; for a missing file, how to make it, and None."""
-    from ..eval_seg import format_segmentation, format_tuning
+    from ..eval_seg import format_segmentation
+    from ..tuning import format_tuning
     from ..viz import plot_fewshot  # matplotlib only where a figure is drawn
 
     report = load_study(names[0]) if len(names) == 1 else fewshot_curve(names)
