@@ -47,7 +47,8 @@ def render_fewshot_study(report: dict[str, Any]) -> str:
     """A few-shot study as a markdown table: each arm's chosen setting, Dice, paired gain and interval."""
     settings, made = report["settings"], report["provenance"]
     shots = [str(k) for k in settings["shots"]]
-    rows = ["| arm | setting (tuned) | " + " | ".join(f"{k}-shot Dice, mean ± SE" for k in shots) + " |",
+    how = "tuned" if settings.get("tuning") else "given"
+    rows = [f"| arm | setting ({how}) | " + " | ".join(f"{k}-shot Dice, mean ± SE" for k in shots) + " |",
             "|---|---|" + "---|" * len(shots)]
     for arm in ("pretrained", "scratch", "probe", "probe_random", "probe_intensity"):
         if not report.get(arm):
