@@ -210,18 +210,20 @@ def test_a_feature_study_renders_its_table_and_the_claims_cells(workspace: tuple
 
 
 def test_a_claim_cell_joins_its_study_and_every_further_one_that_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    def study(shots: list[int], heads: dict | None = None) -> dict:
+    def study(shots: list[int], heads: dict | None = None, tuning: dict | None = None) -> dict:
         arms = {arm: {str(k): {**summarize(values), "per_seed": values, "subjects": [["a"], ["b"], ["c"]]}
                       for k in shots} for arm, values in (("pretrained", [0.7, 0.6, 0.8]), ("scratch", [0.6] * 3))}
         return {**arms, "gain": paired_gain(arms["pretrained"], arms["scratch"]),
-                "settings": {"dim": 2, "seeds": 3, "steps": 400, "heads": heads}}
+                "settings": {"dim": 2, "seeds": 3, "steps": 400, "heads": heads, "tuning": tuning}}
 
     claim = next(c for c in results_module.CLAIMS if c.also)
-    files = {claim.study: study([1]), claim.also[-1]: study([3, 5], {"pretrained": "probe"})}
+    files = {claim.study: study([1], tuning={"scratch": {}}), claim.also[-1]: study([3, 5], {"pretrained": "probe"})}
     monkeypatch.setattr(results_module, "load_study", lambda name: files.get(name))
     cell = results_module._study_cell(claim)
     assert cell.count("(`") == 2  # the missing further studies are left out, not reported as empty
-    assert f"(`{claim.study}`); 2D, 3 seeds, head fitted first (LP-FT), tuned" in cell and "5-shot +0.100" in cell
+    assert cell.startswith("2D, 3 seeds, tuned, 400 steps: 1-shot +0.100")
+    assert f"(`{claim.study}`); 2D, 3 seeds, head fitted first (LP-FT), settings of earlier studies" in cell
+    assert "5-shot +0.100" in cell
     files.clear()
     assert results_module._study_cell(claim) == "no study file yet (see Measured figures)"
 
