@@ -359,6 +359,12 @@ def test_a_study_that_borrows_a_scratch_arm_is_paired_with_it_seed_by_seed(tmp_p
     assert joined["scratch"] == base["scratch"] and joined["settings"]["scratch_from"] == "base"
     assert joined["gain"]["1"]["per_seed"] == pytest.approx([0.15, 0.02, 0.15])
     assert joined["settings"]["lrs"] == {"pretrained": 1e-3, "scratch": 1e-2}
+    # Made on another platform: still paired by subject and seed, with a warning that says why it is looser.
+    for report, platform in ((base, "Linux-a"), (fitted, "Linux-b")):
+        report["provenance"] = {"machine": {"platform": platform, "processor": "x86_64"}}
+        (tmp_path / f"{'base' if report is base else 'fitted'}.json").write_text(json.dumps(report))
+    with pytest.warns(UserWarning, match="another platform"):
+        assert studies.load_study("fitted")["gain"]["1"]["per_seed"] == pytest.approx([0.15, 0.02, 0.15])
     fitted["pretrained"]["1"]["subjects"][0] = ["another subject"]  # trained elsewhere: no paired gain exists
     (tmp_path / "fitted.json").write_text(json.dumps(fitted))
     with pytest.raises(ValueError, match="different subjects"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,11 +216,23 @@ def load_study(name: str) -> dict[str, Any] | None:
     report = json.loads(path.read_text())
     source = STUDIES[name].scratch_from
     if source is not None and (other := load_study(source)) is not None:
+        here, there = (_platform(r) for r in (report, other))
+        if here and there and here != there:
+            warnings.warn(f"study {name} borrows the scratch arm of {source}, made on another platform ({here} vs "
+                          f"{there}): a run from scratch moves with the processor's arithmetic (per seed by up to "
+                          "0.2 Dice, docs/experiments.md), so the pairing holds by subject and seed only",
+                          stacklevel=2)
         report["scratch"] = other["scratch"]
         report["gain"] = paired_gain(report["pretrained"], report["scratch"])
         report["settings"]["lrs"]["scratch"] = other["settings"]["lrs"]["scratch"]
         report["settings"]["scratch_from"] = source
     return report
+
+
+def _platform(report: dict[str, Any]) -> str | None:
+    """Where a results file was made (operating system build and processor), when it says."""
+    machine = (report.get("provenance") or {}).get("machine") or {}
+    return " ".join(filter(None, (machine.get("platform"), machine.get("processor")))) or None
 
 
 def not_run(names: Sequence[str]) -> str:
