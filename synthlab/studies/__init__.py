@@ -216,14 +216,14 @@ def load_study(name: str) -> dict[str, Any] | None:
     report = json.loads(path.read_text())
     source = STUDIES[name].scratch_from
     if source is not None and (other := load_study(source)) is not None:
+        report["scratch"] = other["scratch"]
+        report["gain"] = paired_gain(report["pretrained"], report["scratch"])
         here, there = (_platform(r) for r in (report, other))
         if here and there and here != there:
             warnings.warn(f"study {name} borrows the scratch arm of {source}, made on another platform ({here} vs "
                           f"{there}): a run from scratch moves with the processor's arithmetic (per seed by up to "
                           "0.2 Dice, docs/experiments.md), so the pairing holds by subject and seed only",
                           stacklevel=2)
-        report["scratch"] = other["scratch"]
-        report["gain"] = paired_gain(report["pretrained"], report["scratch"])
         report["settings"]["lrs"]["scratch"] = other["settings"]["lrs"]["scratch"]
         report["settings"]["scratch_from"] = source
     return report
