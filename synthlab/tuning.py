@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["FINETUNE_LRS", "GRID_EXTENSIONS", "LR_LIMITS", "SCRATCH_LRS", "format_tuning", "grid_extension",
+__all__ = ["FINETUNE_LRS", "GRID_EXTENSIONS", "LR_LADDER", "SCRATCH_LRS", "format_tuning", "grid_extension",
            "tuning_choices"]
 
 
@@ -39,39 +39,31 @@ SCRATCH_LRS = (3e-3, 1e-2, 3e-2, 1e-1)
 FINETUNE_LRS = (1e-3, 3e-3, 1e-2, 3e-2)
 
 
-# A best value at the end of its grid is no optimum: tuning then tries one more step past that end (1-3-10
-# spacing), at most this many times per arm, within LR_LIMITS.
+# A best value at the end of its grid is no optimum: tuning then tries one more rung of this ladder past that
+# end, at most GRID_EXTENSIONS times per arm (the grids above are rungs of it; its ends bound the search).
+LR_LADDER = tuple(float(f"{mantissa}e{exponent}") for exponent in range(-5, 1) for mantissa in (1, 3))[:-1]
 GRID_EXTENSIONS = 2
-LR_LIMITS = (1e-5, 1.0)
 
 
-def _lr_step(lr: float, up: bool) -> float:
-    """The next learning rate of the 1-3-10 sequence above or below ``lr`` (3e-3 -> 1e-2 or 1e-3)."""
-    exponent = math.floor(math.log10(lr) + 1e-9)
-    mantissa = round(lr / 10 ** exponent, 6)
-    ladder = [1.0, 3.0]
-    if up:
-        larger = [m for m in ladder if m > mantissa]
-        return float(f"{larger[0] if larger else 1.0}e{exponent if larger else exponent + 1}")
-    smaller = [m for m in ladder if m < mantissa]
-    return float(f"{smaller[-1] if smaller else 3.0}e{exponent if smaller else exponent - 1}")
+def _without(row: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in keys}
 
 
 def grid_extension(arm: str, scored: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The setting to try next when the best of ``scored`` (choices with their ``val_dice``) has the smallest or
-    largest learning rate tried with its other settings: that rate one step further out. None when the best
-    lies inside its grid, or the step would leave :data:`LR_LIMITS` or repeat a setting."""
+    largest learning rate tried with its other settings: the next rung of :data:`LR_LADDER` past it. None when
+    the best lies inside its grid, at an end of the ladder, or the rung was tried."""
     field = "lr_scratch" if arm == "scratch" else "lr_finetune"
     best = max(scored, key=lambda row: row["val_dice"])
-    others = {k: v for k, v in best.items() if k not in (field, "val_dice")}
-    rates = sorted(row[field] for row in scored if {k: v for k, v in row.items()
-                                                     if k not in (field, "val_dice")} == others)
+    others = _without(best, field, "val_dice")
+    rates = sorted(row[field] for row in scored if _without(row, field, "val_dice") == others)
     if len(rates) < 2 or rates[0] < best[field] < rates[-1]:
         return None
-    lr = _lr_step(best[field], up=best[field] == rates[-1])
-    if not LR_LIMITS[0] <= lr <= LR_LIMITS[1] or lr in rates:
+    rung = min(range(len(LR_LADDER)), key=lambda i: abs(math.log(LR_LADDER[i] / best[field])))
+    rung += 1 if best[field] == rates[-1] else -1
+    if not 0 <= rung < len(LR_LADDER) or LR_LADDER[rung] in rates:
         return None
-    return {**{k: v for k, v in best.items() if k != "val_dice"}, field: lr}
+    return {k: LR_LADDER[rung] if k == field else v for k, v in best.items() if k != "val_dice"}
 
 
 def tuning_choices(arm: str, heads: Sequence[str] = ("random",)) -> list[dict[str, Any]]:

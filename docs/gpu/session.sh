@@ -9,7 +9,7 @@
 # Both pack into $OUT: finished weights, logs, and the last checkpoint of a run the lease cut (build --resume).
 # Second lease: NAMES="synthlab-supcon-2d synthlab-voco-2d" CHECK_BUDGET=90 ... first 545 (the compile part still
 # ran), then wait 200. Third lease: NAMES=synthlab-supcon-2d CHECK_BUDGET=40
-# STUDIES="fewshot-3d-supcon-1shot fewshot-3d-voxnce-1shot" ... first 520, then wait.
+# STUDIES="fewshot-3d-supcon-1shot fewshot-3d-voxnce-1shot" ... first 500, then wait 285.
 mode=$1; limit=${2:-400}; t0=$(date +%s)
 WORK="${TMPDIR:-$HOME}/synthlab-gpu"  # outside the tree: later calls re-send the tree over it
 NAMES=${NAMES:-"synthlab-supcon-2d synthlab-supcon-3d synthlab-voco-2d synthlab-voco-3d synthlab-rasd-2d synthlab-rasd-3d"}

@@ -47,8 +47,9 @@ class Study:
 # The fair few-shot protocol (docs/experiments.md): 2D hippocampus, 400 steps at batch 8, 40 fixed test volumes,
 # each arm's learning rate (and the pretrained arm's frozen warm-up) tuned on 10 validation volumes with seeds
 # after the evaluated ones, linear probes fitted to convergence.
-_FEWSHOT_2D = ("eval-seg", "--data", "hippocampus", "--dim", "2", "--steps", "400", "--batch-size", "8",
-               "--max-test", "40", "--tune")
+_SPLIT_2D = ("eval-seg", "--data", "hippocampus", "--dim", "2", "--steps", "400", "--batch-size", "8",
+             "--max-test", "40")
+_FEWSHOT_2D = (*_SPLIT_2D, "--tune")
 
 # The 3D setting anatomix reports: whole hippocampus volumes (padded to a multiple of 16), 400 steps at batch 2,
 # the same test list, validation cases and tuning as in 2D; a GPU study (the anatomix-preset networks are the GPU
@@ -80,11 +81,10 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
     Study("fewshot-2d-supcon-1shot-lpft-40seeds",
           "With twice the seeds, is the 1-shot gain of supcon with its head fitted first at least +0.05, and its "
           "standard error at most 0.015 (40 seeds, the two 1-shot studies' chosen settings, no tuning)?",
-          ("eval-seg", "--data", "hippocampus", "--dim", "2", "--steps", "400", "--batch-size", "8", "--max-test",
-           "40", "--hold-validation", "--checkpoint", "synthlab-supcon-2d", "--shots", "1", "--seeds", "40",
+          (*_SPLIT_2D, "--hold-validation", "--checkpoint", "synthlab-supcon-2d", "--shots", "1", "--seeds", "40",
            "--arms", "pretrained", "scratch", "--lr-scratch", "0.01", "--lr-finetune", "0.001", "--head-finetune",
            "probe", "--freeze-fraction", "0"),
-          "about 45 minutes on 2 cores"),
+          "about 25 minutes on 2 cores"),
     Study("fewshot-2d-supcon-3-5shot-lpft",
           "With the head fitted first (LP-FT), does fine-tuning stop dropping a label at 3 and 5 labelled scans, "
           "where the random head collapsed in 3 of 20 runs (10 seeds)?",
