@@ -71,7 +71,7 @@ seed = 0
 
 # %%
 P = use_profile(profile)
-SIZE_2D, SIZE_3D = P.synth_size_2d, P.synth_size_3d
+SIZE_2D, SIZE_3D = P.example_size.pick(2), P.example_size.pick(3)
 print(f"profile {P.name!r}: 2D images {SIZE_2D}^2, 3D volumes {SIZE_3D}^3")
 
 # %%

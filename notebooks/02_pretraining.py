@@ -80,11 +80,11 @@ seed = 0
 
 # %%
 P = use_profile(profile)
-SIZE = int(P.for_dim("pretrain_size", dim))
-PRESET = str(P.for_dim("preset", dim))
+SIZE, STEPS, BATCH = (P.setting(TrainConfig, name, dim) for name in ("size", "steps", "batch_size"))
+PRESET = P.preset(dim)
 SHIPPED = f"synthlab-{objective}-{dim}d"  # the weights synthlab ships for this objective (section 6)
 print(f"profile {P.name!r}: {objective} in {dim}D, crops {SIZE}^{dim}, preset {PRESET!r}, "
-      f"{P.pretrain_steps} steps of batch {P.pretrain_batch}")
+      f"{STEPS} steps of batch {BATCH}")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -188,9 +188,8 @@ plt.show()
 # %%
 # NBVAL_IGNORE_OUTPUT
 run_dir = tempfile.mkdtemp(prefix=f"synthlab_{objective}{dim}d_")
-config = TrainConfig(objective=objective, dim=dim, size=SIZE, steps=P.pretrain_steps,
-                     batch_size=P.pretrain_batch, out=run_dir, preset=PRESET, seed=seed, device="auto",
-                     probe_every=max(1, P.pretrain_steps // 3))
+config = P.configure(TrainConfig, dim, objective=objective, out=run_dir, seed=seed, device="auto",
+                     probe_every=max(1, STEPS // 3))  # the profile's size, steps, batch and preset
 result = pretrain(config, probe=TrainingProbe.for_run(config))
 print(f"{result['steps']} steps in {result['seconds']:.1f} s on {result['device']}, "
       f"final loss {result['final_loss']:.3f}\ncheckpoint: {result['checkpoint']}")

@@ -48,7 +48,6 @@ seed = 0
 # %%
 # %matplotlib inline
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -77,13 +76,14 @@ from synthlab.studies import TABLES, not_run
 from synthlab.studies.render import render_blocks
 
 settings = use_profile(profile)
-config = replace(SOLVER_PRESETS[solver], iterations=settings.reg_iterations)
+config = settings.configure(SOLVER_PRESETS[solver], 3)  # the solver's preset, the profile's iterations over it
+SIZE, SEEDS = (settings.setting(evaluate_registration, name, 3) for name in ("size", "seeds"))
 generator = torch.Generator().manual_seed(seed)
 data_root = find_data_root()
 study = data_root / "brain_tumor_mri" / "study1" if data_root is not None else None
 use_study = study is not None and study.is_dir()
-print(f"profile {settings.name}: working grid {settings.reg_size} voxels, {settings.reg_iterations} Adam steps, "
-      f"{settings.reg_seeds} seed(s); data: {data_name(study) if use_study else 'ICBM152 template (study1 not found)'}")
+print(f"profile {settings.name}: working grid {SIZE} voxels, {config.iterations} Adam steps, "
+      f"{SEEDS} seed(s); data: {data_name(study) if use_study else 'ICBM152 template (study1 not found)'}")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -104,9 +104,9 @@ if use_study:
 else:
     subject = load_icbm()
     fixed_volume = moving_volume = subject.contrasts["t1"]
-# Isotropic voxels, the longest side reg_size voxels: the working grid evaluate_registration uses.
-fixed, spacing = working_grid(fixed_volume, settings.reg_size)
-moving, _ = working_grid(moving_volume, settings.reg_size)
+# Isotropic voxels, the longest side SIZE voxels: the working grid evaluate_registration uses.
+fixed, spacing = working_grid(fixed_volume, SIZE)
+moving, _ = working_grid(moving_volume, SIZE)
 if not use_study:
     moving = random_contrast(moving, generator, monotone=False)
 print(f"working grid {tuple(fixed.shape)} at {spacing:.2f} mm")
@@ -188,7 +188,7 @@ else:
 #
 # ## Every feature set, over seeds (a demonstration at the profile's budget)
 #
-# `evaluate_registration` repeats the experiment for `reg_seeds` seeded deformations and every feature
+# `evaluate_registration` repeats the experiment for `SEEDS` seeded deformations and every feature
 # set. The network features come from the 3D network synthlab ships (`synthlab-3d`: the `voxnce` recipe with
 # the `anatomix` preset, trained for 1.8 minutes on a GPU; see `docs/experiments.md`); with `checkpoint="none"` they come from a fixed random initialisation
 # instead (stated in the report), the baseline a pretrained network has to beat. Without the study, the ICBM pair above is scored
@@ -197,7 +197,7 @@ else:
 # %%
 if use_study:
     report = evaluate_registration(study, fixed="T1post", moving="FLAIR", checkpoint=checkpoint,
-                                   features=FEATURE_SETS, seeds=settings.reg_seeds, size=settings.reg_size,
+                                   features=FEATURE_SETS, seeds=SEEDS, size=SIZE,
                                    config=config)
     print("network:", report["network"])
     scores = {name: {key: entry["mean"] for key, entry in stats.items()}

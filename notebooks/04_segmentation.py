@@ -66,6 +66,8 @@ seed = 0  # which cases are shown below (the evaluation's seeds are 0 .. seg_see
 
 # %%
 # %matplotlib inline
+from dataclasses import replace
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -86,8 +88,11 @@ data_root = find_data_root()
 folder = data_root / "hippocampus" if data_root is not None else None
 has_data = folder is not None and (folder / "dataset.json").is_file()
 label_names = declared_labels(folder / "dataset.json") if has_data else None  # {0: "background", 1: ...}
-print(f"profile {settings.name}: {settings.seg_steps} steps, shots {settings.seg_shots}, "
-      f"{settings.seg_seeds} seeds, {settings.seg_max_test} test cases, dim {dim}")
+budget = settings.configure(FineTuneConfig, dim)  # the profile's steps, batch and probe steps over the defaults
+shot_counts, seeds, max_test, tune, arms = (settings.setting(evaluate_segmentation, name, dim)
+                                            for name in ("shots", "seeds", "max_test", "tune", "arms"))
+print(f"profile {settings.name}: {budget.steps} steps, shots {shot_counts}, "
+      f"{seeds} seeds, {max_test} test cases, dim {dim}")
 if not has_data:
     print("hippocampus data not found: the measured studies are shown, the live cells skip their work. "
           "Get the data with `python -m synthlab.data download hippocampus` (about 30 MB), or point SYNTHLAB_DATA "
@@ -232,19 +237,17 @@ if has_data:
 
 # %%
 if has_data:
-    chosen = {} if settings.seg_tune else tuned_budget(live_study)  # the study's choices, where it is not tuned
-    report = evaluate_segmentation(folder, checkpoint=checkpoint, shots=settings.seg_shots,
-                                   seeds=settings.seg_seeds, steps=settings.seg_steps, dim=dim,
-                                   max_test=settings.seg_max_test, batch_size=settings.for_dim("seg_batch", dim),
-                                   tune=settings.seg_tune, probe_steps=settings.seg_probe_steps, progress=False,
-                                   arms=settings.seg_arms, **chosen)
+    chosen = {} if tune else tuned_budget(live_study)  # the study's choices, where the profile does not tune
+    budget = replace(budget, **chosen)
+    report = evaluate_segmentation(folder, checkpoint=checkpoint, shots=shot_counts, seeds=seeds, dim=dim,
+                                   max_test=max_test, tune=tune, arms=arms, progress=False, **budget.arguments())
     print(f"{report['settings']['seconds']:.0f} s; learning rates {report['settings']['lrs']}; "
           f"probe backbone: {report['settings']['probe_backbone']}")
     print(format_segmentation(report))
 
 # %%
 if has_data:
-    fig = viz.plot_fewshot(report, f"{checkpoint}, {settings.seg_steps} steps, {settings.name} profile "
+    fig = viz.plot_fewshot(report, f"{checkpoint}, {budget.steps} steps, {settings.name} profile "
                                    "(demonstration)")
     plt.show()
 
@@ -260,10 +263,9 @@ if has_data:
 if has_data:
     backbone = load_backbone(checkpoint, dim)  # "none": a seeded random network of the profile's preset
     prepared, grid = prepare_cases(load_msd(folder), backbone.downsample_factor, dim)
-    shots = max(settings.seg_shots)
-    train, test = split_subjects(len(prepared), shots, 0, settings.seg_max_test, stride=shots)
+    shots = max(shot_counts)
+    train, test = split_subjects(len(prepared), shots, 0, max_test, stride=shots)
     arm = "scratch" if checkpoint == "none" else "pretrained"
-    budget = FineTuneConfig(steps=settings.seg_steps, batch_size=settings.for_dim("seg_batch", dim), **chosen)
     model = fit_arm(arm, backbone, prepared, train, len(label_names), (0, shots), budget, torch.device("cpu"))
     for i in test[:2]:
         prediction = predict(model, prepared[i].image) * prepared[i].valid

@@ -73,20 +73,24 @@ from synthlab.results import (
     registration_summary,
     segmentation_summary,
 )
+from synthlab.segment import FineTuneConfig
 from synthlab.studies import TABLES, load_study, networks_report, not_run
 from synthlab.studies.render import render_feature_table, render_fewshot_networks
 from synthlab.train import TrainConfig, pretrain
 
 settings = use_profile(profile)
 objectives = ["supcon", "voco", "rasd", "voxnce"]  # the three papers' objectives and synthlab's own fourth arm
-size, preset = settings.for_dim("pretrain_size", dim), settings.for_dim("preset", dim)
+size, steps, batch = (settings.setting(TrainConfig, name, dim) for name in ("size", "steps", "batch_size"))
+preset = settings.preset(dim)
+budget = settings.configure(FineTuneConfig, dim)  # fine-tuning at the profile's budget
+reg_seeds, reg_size = (settings.setting(evaluate_registration, name, 3) for name in ("seeds", "size"))
 run_root = Path("results") / f"comparison_runs_{settings.name}_{dim}d"
 out_json = Path("results") / f"comparison_{settings.name}_{dim}d.json"
 data_root = find_data_root()
 print(f"profile {settings.name}: " + ("synthlab's shipped weights" if weights == "shipped" else
-      f"{dim}D preset {preset!r}, {settings.pretrain_steps} steps at {size} px, batch {settings.pretrain_batch}")
+      f"{dim}D preset {preset!r}, {steps} steps at {size} px, batch {batch}")
       + f"; segmentation shots {settings.compare_shots} x {settings.compare_seeds} seeds, "
-      f"{settings.seg_steps} steps; registration {settings.reg_seeds} seed(s) at {settings.reg_size} voxels")
+      f"{budget.steps} steps; registration {reg_seeds} seed(s) at {reg_size} voxels")
 print("real data:", "found ($SYNTHLAB_DATA, else ../shared/data, else the download folder)" if data_root is not None
       else "not found: the evaluations below are skipped")
 
@@ -115,9 +119,8 @@ for objective in objectives:
               f"{pretraining[objective]['final_loss']:.3f}, {pretraining[objective]['seconds'] / 60:.1f} min on "
               f"{pretraining[objective]['device']}")
         continue
-    config = TrainConfig(objective=objective, out=run_root / objective, dim=dim, size=size, preset=preset,
-                         steps=settings.pretrain_steps, batch_size=settings.pretrain_batch, seed=seed,
-                         checkpoint_every=settings.pretrain_steps)
+    config = settings.configure(TrainConfig, dim, objective=objective, out=run_root / objective, seed=seed,
+                                checkpoint_every=steps)
     pretraining[objective] = pretrain(config)
     print(f"{objective:7s} final loss {pretraining[objective]['final_loss']:.3f} "
           f"in {pretraining[objective]['seconds']:.1f} s")
@@ -149,7 +152,7 @@ pairs = [("study1", "T1prereg", "FLAIRreg"), ("study2", "T1post", "T2reg")]
 if data_root is None or not all((data_root / "brain_tumor_mri" / p[0]).is_dir() for p in pairs):
     print("brain_tumor_mri not found: the feature probe is skipped")
 else:
-    probe_config = ProbeConfig.for_dim(dim, queries=settings.probe_queries, size=settings.for_dim("probe_size", dim))
+    probe_config = settings.configure(ProbeConfig.for_dim(dim), dim)  # the README's probe, the profile's sizes
     checkpoints = {objective: pretraining[objective]["checkpoint"] for objective in objectives}
     by_pair = [compare_features(f"brain_tumor_mri/{study}", fixed, moving, checkpoints, probe_config)
                for study, fixed, moving in pairs]  # MIND and the untrained baseline computed once per pair
@@ -218,10 +221,10 @@ elif data_root is None or not (data_root / "hippocampus").is_dir():
           "set SYNTHLAB_DATA)")
 else:
     def few_shot(checkpoint: str, arm: str) -> dict:
-        return evaluate_segmentation("hippocampus", checkpoint=checkpoint, shots=settings.compare_shots,
-                                     seeds=settings.compare_seeds, steps=settings.seg_steps, dim=dim,
-                                     max_test=settings.seg_max_test, batch_size=settings.for_dim("seg_batch", dim),
-                                     tune=settings.seg_tune, arms=(arm,), progress=False)
+        protocol = settings.arguments(evaluate_segmentation, dim, shots=settings.compare_shots,
+                                      seeds=settings.compare_seeds, arms=(arm,))
+        return evaluate_segmentation("hippocampus", checkpoint=checkpoint, progress=False, **protocol,
+                                     **budget.arguments())
 
     networks = {objective: pretraining[objective]["checkpoint"] for objective in objectives}
     control = [few_shot(path, "scratch") for path in one_per_architecture(networks, dim)]
@@ -264,8 +267,8 @@ else:
                    else {objective: pretraining[objective]["checkpoint"] for objective in objectives} if dim == 3
                    else {"random init": "none"})
     registration = {name: evaluate_registration(study, fixed="T1post", moving="FLAIR", checkpoint=path,
-                                                features=["mind", "network+mind"], seeds=settings.reg_seeds,
-                                                size=settings.reg_size)
+                                                features=["mind", "network+mind"], seeds=reg_seeds,
+                                                size=reg_size)
                     for name, path in checkpoints.items()}
 
 # %%

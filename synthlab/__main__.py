@@ -36,23 +36,57 @@ from .eval_seg import evaluate_segmentation, format_segmentation
 from .io import check_free_space, check_output_file, write_json_atomic
 from .nets import RANDOM_PRESET
 from .probe import STANDARD_SIZE, ProbeConfig, TrainingProbe, evaluate_feature_pairs
+from .profiles import PROFILES, get_profile
 from .register import FEATURE_SETS, SOLVER_PRESETS
 from .register_files import register_files
 from .results import provenance
-from .segment import ARMS, HEAD_INITS
+from .segment import ARMS, HEAD_INITS, FineTuneConfig
 from .synth import SynthConfig
 from .train import TrainConfig, pretrain
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "parse_args"]
 
 _DEFAULTS = argparse.ArgumentDefaultsHelpFormatter  # every --help line shows its default
 _TRAIN_SKIP = ("synth", "objective_config")  # TrainConfig fields filled from --synth/--synth-set/--objective-set
+
+
+# What --profile NAME configures for each command: the profile's overrides of these become the flags' defaults,
+# so a flag given still wins (eval-reg also takes the profile's solver iterations, which have no flag).
+_PROFILE_TARGETS: dict[str, tuple[Any, ...]] = {
+    "pretrain": (TrainConfig,),
+    "eval-seg": (FineTuneConfig, evaluate_segmentation),
+    "eval-reg": (evaluate_registration,),
+    "eval-features": (ProbeConfig,),
+}
+
+
+def _add_profile(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default=None, choices=sorted(PROFILES),
+                   help="take the budgets of a notebook profile (ci, cpu, gpu) as the defaults of these flags")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line parsed in layers: each flag's default, then ``--profile``'s overrides, then the flags."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "profile", None) is None:
+        return args
+    profile, command = get_profile(args.profile), parser.commands[args.command]
+    dim = getattr(args, "dim", 3)
+    overrides = {}
+    for target in _PROFILE_TARGETS[args.command]:
+        overrides.update(profile.overrides_for(target, dim))
+    if args.command == "eval-seg":  # --checkpoint none builds the profile's network, as the notebooks do
+        overrides["preset"] = profile.preset(dim)
+    command.set_defaults(**{key: list(v) if isinstance(v, tuple) else v for key, v in overrides.items()})
+    return parser.parse_args(argv)
 
 
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "pretrain", formatter_class=_DEFAULTS,
         help="pretrain a backbone with one objective on synthetic (or real unlabeled) data")
+    _add_profile(p)
     add_config_flags(p, TrainConfig, skip=_TRAIN_SKIP)  # every other TrainConfig field, with its default
     p.add_argument("--synth", default=None, metavar="FILE.json",
                    help="synthetic-engine settings (a SynthConfig dict, e.g. saved by notebook 01), laid over the "
@@ -74,6 +108,7 @@ def _add_eval_reg(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval-reg", formatter_class=_DEFAULTS,
         help="register real images with several feature sets and report the metrics")
+    _add_profile(p)
     p.add_argument("--data", required=True, help="folder of co-registered contrasts (or a name under $SYNTHLAB_DATA)")
     p.add_argument("--fixed", default=None, help="contrast of the fixed image (file stem or unique prefix)")
     p.add_argument("--moving", default=None, help="contrast of the moving image; for an MSD folder (labels, "
@@ -96,28 +131,20 @@ def _add_eval_seg(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval-seg", formatter_class=_DEFAULTS,
         help="few-shot segmentation: fine-tune pretrained vs scratch on an MSD data set")
+    _add_profile(p)
     p.add_argument("--data", required=True, help="MSD folder (dataset.json, imagesTr/, labelsTr/) or a name")
     seg = defaults_of(evaluate_segmentation)  # each default written once, in the function's signature
     p.add_argument("--checkpoint", default=seg["checkpoint"], help="checkpoint path, a shipped name, or 'none'")
     p.add_argument("--shots", type=int, nargs="+", default=list(seg["shots"]))
     p.add_argument("--seeds", type=int, default=seg["seeds"])
-    p.add_argument("--steps", type=int, default=seg["steps"])
     p.add_argument("--dim", type=int, default=seg["dim"], choices=DIMS)
     p.add_argument("--preset", default=None, help="network preset for --checkpoint none")
-    p.add_argument("--max-test", type=int, default=None, help="evaluate on at most this many held-out volumes")
-    p.add_argument("--lr-scratch", type=float, default=None, help="learning rate of the scratch arm")
-    p.add_argument("--lr-finetune", type=float, default=None, help="learning rate of the fine-tuned arm")
-    p.add_argument("--lr-probe", type=float, default=None, help="learning rate of the linear probes")
-    p.add_argument("--freeze-fraction", type=float, default=None,
-                   help="share of the pretrained arm's steps with its backbone frozen (the head warms up first)")
-    p.add_argument("--head-scratch", choices=HEAD_INITS, default=None,
-                   help="how the scratch arm's head starts: random, or probe (fitted on the frozen network first)")
-    p.add_argument("--head-finetune", choices=HEAD_INITS, default=None,
-                   help="how the fine-tuned arm's head starts: random, or probe (LP-FT: fitted on the frozen network)")
+    p.add_argument("--max-test", type=int, default=seg["max_test"],
+                   help="evaluate on at most this many held-out volumes")
+    add_config_flags(p, FineTuneConfig, skip=("augment",))  # the run's budget, each default in the dataclass
     p.add_argument("--tune-heads", nargs="+", choices=HEAD_INITS, default=list(seg["tune_heads"]),
                    help="head starts --tune tries for each fine-tuned arm")
-    p.add_argument("--probe-steps", type=int, default=None, help="full-batch steps of the linear probes")
-    p.add_argument("--tune", action="store_true",
+    p.add_argument("--tune", action=argparse.BooleanOptionalAction, default=seg["tune"],
                    help="choose each arm's learning rate (and the pretrained arm's frozen warm-up) on validation "
                         "cases kept apart from the test list (needs --max-test)")
     p.add_argument("--val-cases", type=int, default=seg["val_cases"], help="validation cases for --tune")
@@ -126,7 +153,6 @@ def _add_eval_seg(sub: argparse._SubParsersAction) -> None:
                         "subjects it trains in a tuned study (to rerun one with its chosen settings)")
     p.add_argument("--tune-seeds", type=int, default=seg["tune_seeds"], help="seeds per choice for --tune")
     p.add_argument("--arms", nargs="+", default=list(seg["arms"]), choices=ARMS, help="arms to run")
-    p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=None,
                    help="processes the runs are spread over (default: every core on a CPU, one on a GPU); "
@@ -138,6 +164,7 @@ def _add_eval_features(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval-features", formatter_class=_DEFAULTS,
         help="do a network's features find the same voxel in another contrast?")
+    _add_profile(p)
     p.add_argument("--data", help="folder of co-registered contrasts (or a name under $SYNTHLAB_DATA)")
     p.add_argument("--fixed", help="contrast of the query image (file stem or unique prefix)")
     p.add_argument("--moving", help="contrast searched for the match")
@@ -235,6 +262,7 @@ def _out_of_memory(err: BaseException) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="synthlab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.commands = sub.choices  # each command's parser, for --profile
     _add_pretrain(sub)
     _add_eval_reg(sub)
     _add_eval_seg(sub)
@@ -261,9 +289,12 @@ def _run(args: argparse.Namespace) -> int:
               f"{summary['final_loss']:.4f}, {summary['seconds'] / 60:.1f} min")
         return 0
     if args.command == "eval-reg":
+        solver = SOLVER_PRESETS[args.solver]
+        if args.profile is not None:
+            solver = get_profile(args.profile).configure(solver, 3)
         results = evaluate_registration(data=args.data, fixed=args.fixed, moving=args.moving,
                                         checkpoint=args.checkpoint, features=args.features, seeds=args.seeds,
-                                        size=args.size, device=args.device, config=SOLVER_PRESETS[args.solver],
+                                        size=args.size, device=args.device, config=solver,
                                         protocol=ProtocolConfig(contrast_changes=tuple(args.changes)))
         write_json_atomic(args.out, {"provenance": provenance(args.command_line), **results})
         _print_registration(results)
@@ -275,16 +306,14 @@ def _run(args: argparse.Namespace) -> int:
         journal = Path(f"{args.out}.partial.jsonl")
         if journal.is_file():
             print(f"resuming from {journal}", file=sys.stderr)
-        optional = ("lr_scratch", "lr_finetune", "lr_probe", "freeze_fraction", "head_scratch", "head_finetune",
-                    "probe_steps")
         results = evaluate_segmentation(data=args.data, checkpoint=args.checkpoint, shots=args.shots,
-                                        seeds=args.seeds, steps=args.steps, dim=args.dim, preset=args.preset,
-                                        max_test=args.max_test, device=args.device, batch_size=args.batch_size,
+                                        seeds=args.seeds, dim=args.dim, preset=args.preset,
+                                        max_test=args.max_test, device=args.device,
                                         arms=args.arms, tune=args.tune, val_cases=args.val_cases,
                                         hold_validation=args.hold_validation,
                                         tune_seeds=args.tune_seeds, tune_heads=args.tune_heads,
                                         workers=args.workers, journal=journal,
-                                        **{k: getattr(args, k) for k in optional if getattr(args, k) is not None})
+                                        **config_values(args, FineTuneConfig, ("augment",)))
         write_json_atomic(args.out, {"provenance": provenance(args.command_line), **results})
         journal.unlink()  # the results are written: nothing left to resume
         print(format_segmentation(results))
@@ -323,7 +352,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 for bad input, with one line on stderr)."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     args.command_line = ["python -m synthlab", *(sys.argv[1:] if argv is None else argv)]  # results record it
     warnings.showwarning = _show_warning
     try:

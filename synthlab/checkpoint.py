@@ -193,7 +193,7 @@ def load_backbone(spec: str | Path | None, dim: int, preset: str | None = None, 
         FileNotFoundError: neither a file nor a shipped name.
     """
     if spec is None or str(spec) == "none":
-        name = preset or str(get_profile().for_dim("preset", dim))
+        name = preset or get_profile().preset(dim)
         return random_backbone(unet_config(name, dim), seed).to(device)
     if preset is not None:
         raise ValueError("preset applies only to checkpoint='none'; a checkpoint fixes its architecture")

@@ -49,6 +49,8 @@ def input_error(prog: str, err: BaseException, kind: bool = False) -> int:
 class Parser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` with one-line usage errors (sub-parsers inherit the class)."""
 
+    commands: dict[str, argparse.ArgumentParser]  # a command line's sub-commands by name, where it has them
+
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)

@@ -1,109 +1,174 @@
-"""The ``ci`` / ``cpu`` / ``gpu`` profiles: the budgets of the notebooks at three scales.
+"""The ``ci`` / ``cpu`` / ``gpu`` profiles: one layer of overrides over the configs' defaults, at three scales.
 
-The configs' dataclasses hold each setting's default (``TrainConfig``, ``FineTuneConfig``, ...); a profile holds
-the sizes and step counts a notebook passes to them at its scale, so a CI run, a laptop run and a GPU run execute
-the same code. The command line takes the dataclasses' defaults, not a profile's. The active profile comes from
-an argument, else the ``SYNTHLAB_PROFILE`` environment variable, else ``gpu`` where CUDA is present and ``ci``
-elsewhere.
+A setting is resolved in layers, as nanoGPT's configurator lays a config file and then flags over the defaults
+of ``train.py``: the default written in its dataclass (or function signature), then the profile's override, then
+what the caller (a notebook cell, a flag) states. A profile states only the budgets it changes: sizes, step
+counts, seeds. So a CI run, a laptop run and a GPU run execute the same code, and each default is written once.
+
+``Profile.overrides`` is keyed by the name of what it configures (``"TrainConfig"``, ``"FineTuneConfig"``,
+``"evaluate_segmentation"``, ...); a value that differs between 2D and 3D is a :class:`PerDim`. The command line
+applies a profile only when asked (``--profile cpu``); the notebooks apply the active one: an argument, else
+``$SYNTHLAB_PROFILE``, else ``gpu`` where CUDA is present and ``ci`` elsewhere.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, is_dataclass
+from typing import Any
 
 import torch
 
+from .configs import check_field_types, config_from_dict, plain
 from .dims import check_dim
 from .dist import configure_threads
 
-__all__ = ["PROFILES", "Profile", "get_profile", "use_profile"]
+__all__ = ["PROFILES", "PerDim", "Profile", "get_profile", "use_profile"]
+
+
+@dataclass(frozen=True)
+class PerDim:
+    """A profile value that depends on the spatial dimension: ``PerDim(two=64, three=32)``."""
+
+    two: Any
+    three: Any
+
+    def pick(self, dim: int) -> Any:
+        return self.two if check_dim(dim) == 2 else self.three
+
+
+def _name(target: Any) -> str:
+    """The key a profile's overrides use for ``target``: a config class, a config instance, a function or the key."""
+    if isinstance(target, str):
+        return target
+    if is_dataclass(target) and not isinstance(target, type):
+        target = type(target)
+    return target.__name__
+
+
+def _names_of(target: Any) -> set[str]:
+    """What ``target`` can be given: a dataclass's fields, a function's parameters."""
+    if is_dataclass(target):
+        return {item.name for item in dataclasses.fields(target)}
+    return set(inspect.signature(target).parameters)
+
+
+def _default(target: Any, name: str) -> Any:
+    """The value ``target`` gives ``name`` when nobody overrides it."""
+    if is_dataclass(target):
+        if not isinstance(target, type):
+            return getattr(target, name)
+        item = {item.name: item for item in dataclasses.fields(target)}[name]
+        if item.default_factory is not dataclasses.MISSING:
+            return item.default_factory()
+        if item.default is dataclasses.MISSING:
+            raise ValueError(f"{target.__name__}.{name} has no default and the profile sets none")
+        return item.default
+    parameter = inspect.signature(target).parameters[name]
+    if parameter.default is inspect.Parameter.empty:
+        raise ValueError(f"{target.__name__}({name}) has no default and the profile sets none")
+    return parameter.default
 
 
 @dataclass(frozen=True)
 class Profile:
-    """Budgets for one scale of run. Fields ending in ``_2d``/``_3d`` are picked with :meth:`for_dim`."""
+    """One scale of run: overrides of the configs' defaults, and the two budgets only notebooks have."""
 
     name: str
     description: str
-    # Synthesis (notebook 01): side of the example images.
-    synth_size_2d: int
-    synth_size_3d: int
-    # Pretraining (notebook 02, 05 and `synthlab pretrain`).
-    preset_2d: str
-    preset_3d: str
-    pretrain_size_2d: int
-    pretrain_size_3d: int
-    pretrain_steps: int
-    pretrain_batch: int
-    # Registration (notebook 03): longest side after resampling, optimiser steps, seeded deformations.
-    reg_size: int
-    reg_iterations: int
-    reg_seeds: int
-    # Few-shot segmentation (notebook 04): fine-tuning steps, shot counts, seeds, held-out volumes evaluated.
-    # Below about 100 steps at these learning rates every run still predicts all background (Dice 0.000).
-    seg_steps: int
-    seg_batch_2d: int  # slices per step
-    seg_batch_3d: int  # whole volumes per step
-    seg_tune: bool  # choose each arm's learning rate on validation cases first (eval-seg --tune)
-    seg_probe_steps: int  # full-batch steps of the linear probes
-    seg_arms: tuple[str, ...]  # the arms notebook 04 runs live (the studies run all five)
-    seg_shots: tuple[int, ...]
-    seg_seeds: int
-    seg_max_test: int | None
-    # Notebook 05 fine-tunes four checkpoints: the shot counts and seeds it evaluates (0 seeds: not run live).
-    compare_shots: tuple[int, ...]
-    compare_seeds: int
-    # Notebook 05's feature probe: query voxels per image pair and working side (the README's tables use 2,000
-    # queries at 256 px slices in 2D, 96^3 in 3D: probe.STANDARD_SIZE).
-    probe_queries: int
-    probe_size_2d: int
-    probe_size_3d: int
+    overrides: Mapping[str, Mapping[str, Any]]  # what it configures -> field -> value (a PerDim where 2D/3D differ)
+    example_size: PerDim  # notebook 01: side of the example images and volumes
+    compare_shots: tuple[int, ...]  # notebook 05 fine-tunes four networks at these shot counts,
+    compare_seeds: int  # over this many seeds (0: not run live)
 
-    def for_dim(self, field: str, dim: int) -> int | str:
-        """Value of ``<field>_<dim>d``, e.g. ``for_dim("pretrain_size", 3)``."""
-        return getattr(self, f"{field}_{check_dim(dim)}d")
+    def overrides_for(self, target: Any, dim: int) -> dict[str, Any]:
+        """This profile's values for ``target`` (a config class or instance, or a function) in ``dim`` D."""
+        values = self.overrides.get(_name(target), {})
+        return {key: value.pick(dim) if isinstance(value, PerDim) else value for key, value in values.items()}
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def preset(self, dim: int) -> str:
+        """The network preset of this scale: what ``TrainConfig`` trains and a random baseline builds by default."""
+        return str(self.overrides_for("TrainConfig", dim)["preset"])
+
+    def setting(self, target: Any, name: str, dim: int) -> Any:
+        """One resolved value: the profile's override, else ``target``'s own default."""
+        if name not in _names_of(target):
+            raise ValueError(f"{_name(target)} has no setting {name!r}")
+        return self.overrides_for(target, dim).get(name, _default(target, name))
+
+    def configure(self, base: Any, dim: int, **explicit: Any) -> Any:
+        """``base`` (a config class, or an instance such as a solver preset) with this profile's overrides and
+        then ``explicit`` laid over it, checked field by field; ``dim`` is filled in where the config has one."""
+        values = {**self.overrides_for(base, dim), **explicit}
+        if "dim" in _names_of(base):
+            values.setdefault("dim", dim)
+        if isinstance(base, type):
+            return config_from_dict(base, values)
+        check_field_types(type(base), values)
+        return dataclasses.replace(base, **values)
+
+    def arguments(self, function: Callable[..., Any], dim: int, **explicit: Any) -> dict[str, Any]:
+        """Keyword arguments for ``function``: this profile's overrides, then ``explicit`` (``dim`` filled in)."""
+        values = {**self.overrides_for(function, dim), **explicit}
+        if "dim" in _names_of(function):
+            values.setdefault("dim", dim)
+        return values
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (a :class:`PerDim` as ``{"2d": ..., "3d": ...}``)."""
+        def ready(value: Any) -> Any:
+            if isinstance(value, PerDim):
+                return {"2d": plain(value.two), "3d": plain(value.three)}
+            if isinstance(value, Mapping):
+                return {key: ready(item) for key, item in value.items()}
+            return plain(value)
+        return {item.name: ready(getattr(self, item.name)) for item in dataclasses.fields(self)}
 
 
+# What each profile changes; everything else keeps its default (FineTuneConfig.batch_size None: 16 slices in 2D,
+# two volumes in 3D; evaluate_segmentation's 3 seeds; ProbeConfig.for_dim's standard sizes, ...). TrainConfig has
+# no preset of its own: the active profile's is its default.
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
         name="ci", description="CPU minutes: every notebook end to end in CI on 2 cores",
-        synth_size_2d=96, synth_size_3d=48,
-        preset_2d="tiny", preset_3d="tiny", pretrain_size_2d=64, pretrain_size_3d=32,
-        pretrain_steps=30, pretrain_batch=2,
-        reg_size=64, reg_iterations=40, reg_seeds=1,
-        seg_steps=150, seg_batch_2d=8, seg_batch_3d=2, seg_tune=False, seg_probe_steps=150,
-        seg_arms=("pretrained", "scratch", "probe"),
-        seg_shots=(1,), seg_seeds=3, seg_max_test=8,
+        overrides={
+            "TrainConfig": {"preset": "tiny", "size": PerDim(64, 32), "steps": 30},
+            # Below about 100 steps at these learning rates every fine-tuning run predicts all background.
+            "FineTuneConfig": {"steps": 150, "batch_size": PerDim(8, None), "probe_steps": 150},
+            "evaluate_segmentation": {"shots": (1,), "max_test": 8, "arms": ("pretrained", "scratch", "probe")},
+            "RegistrationConfig": {"iterations": 40},
+            "evaluate_registration": {"seeds": 1, "size": 64},
+            "ProbeConfig": {"queries": 500, "size": PerDim(128, 64)},
+        },
+        example_size=PerDim(96, 48),
         compare_shots=(1,), compare_seeds=0,  # no live comparison: one seed a network would mean nothing
-        probe_queries=500, probe_size_2d=128, probe_size_3d=64,
     ),
     "cpu": Profile(
         name="cpu", description="a laptop run: tens of minutes on a few cores",
-        synth_size_2d=192, synth_size_3d=96,
-        preset_2d="small", preset_3d="small", pretrain_size_2d=128, pretrain_size_3d=64,
-        pretrain_steps=500, pretrain_batch=2,
-        reg_size=128, reg_iterations=80, reg_seeds=3,
-        seg_steps=400, seg_batch_2d=8, seg_batch_3d=2, seg_tune=True, seg_probe_steps=500,
-        seg_arms=("pretrained", "scratch", "probe", "probe_random", "probe_intensity"),
-        seg_shots=(1, 3, 5), seg_seeds=10, seg_max_test=40,
+        overrides={
+            "TrainConfig": {"preset": "small", "size": PerDim(128, 64), "steps": 500},
+            "FineTuneConfig": {"steps": 400, "batch_size": PerDim(8, None)},
+            "evaluate_segmentation": {"tune": True, "seeds": 10, "max_test": 40},
+            "RegistrationConfig": {"iterations": 80},
+            "evaluate_registration": {"size": 128},
+        },
+        example_size=PerDim(192, 96),
         compare_shots=(1, 3, 5), compare_seeds=6,
-        probe_queries=2000, probe_size_2d=256, probe_size_3d=96,
     ),
     "gpu": Profile(
         name="gpu", description="Colab or cluster GPU: the anatomix preset at 128^3",
-        synth_size_2d=256, synth_size_3d=128,
-        preset_2d="anatomix", preset_3d="anatomix", pretrain_size_2d=256, pretrain_size_3d=128,
-        pretrain_steps=20000, pretrain_batch=4,
-        reg_size=192, reg_iterations=150, reg_seeds=5,
-        seg_steps=2000, seg_batch_2d=16, seg_batch_3d=2, seg_tune=True, seg_probe_steps=1000,
-        seg_arms=("pretrained", "scratch", "probe", "probe_random", "probe_intensity"),
-        seg_shots=(1, 3, 5), seg_seeds=10, seg_max_test=40,
+        overrides={
+            "TrainConfig": {"preset": "anatomix", "size": PerDim(256, 128), "steps": 20000, "batch_size": 4},
+            "FineTuneConfig": {"steps": 2000, "probe_steps": 1000},
+            "evaluate_segmentation": {"tune": True, "seeds": 10, "max_test": 40},
+            "RegistrationConfig": {"iterations": 150},
+            "evaluate_registration": {"seeds": 5, "size": 192},
+        },
+        example_size=PerDim(256, 128),
         compare_shots=(1, 3, 5), compare_seeds=10,
-        probe_queries=2000, probe_size_2d=256, probe_size_3d=96,
     ),
 }
 

@@ -111,7 +111,7 @@ class TrainConfig:
         for key in PATH_FIELDS:  # a path or a data-set name, absolute: `vols` and `./vols/` are one folder
             if getattr(self, key) is not None:
                 setattr(self, key, absolute_path(resolve_data(getattr(self, key))))
-        self.preset = self.preset or str(get_profile().for_dim("preset", self.dim))
+        self.preset = self.preset or get_profile().preset(self.dim)
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
         if not isinstance(self.objective_config, config_cls):

@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .augment import AugmentConfig, draw_batch
+from .configs import setting
 from .data import Case, crop_or_pad, normalize_intensity
 from .dims import check_dim, conv_fn, from_slices, slice_axis, to_slices
 from .nets import LevelFeatures, UNet
@@ -51,15 +52,18 @@ class FineTuneConfig:
     different checkpoint (anatomix fine-tunes with 2e-4 for 37,500 steps).
     """
 
-    steps: int = 200
-    batch_size: int | None = None  # None: 16 slices in 2D, 2 whole volumes in 3D
-    lr_scratch: float = 1e-2
-    lr_finetune: float = 1e-2
-    lr_probe: float = 3e-2  # Adam on a 1x1 head over standardised features, full batch
-    freeze_fraction: float = 0.0  # share of the pretrained arm's steps with its backbone frozen (head warm-up)
-    head_scratch: str = "random"  # how each fine-tuned arm's head starts: "random", or "probe" (see HEAD_INITS)
-    head_finetune: str = "random"
-    probe_steps: int = 500  # the probe's full-batch steps (it converges; it sees no augmentation)
+    steps: int = setting(200, "optimiser steps of each fine-tuning run")
+    batch_size: int | None = setting(None, "samples per step; unset: 16 slices in 2D, 2 whole volumes in 3D")
+    lr_scratch: float = setting(1e-2, "learning rate of the scratch arm")
+    lr_finetune: float = setting(1e-2, "learning rate of the fine-tuned (pretrained) arm")
+    lr_probe: float = setting(3e-2, "learning rate of the linear probes (Adam, full batch, standardised features)")
+    freeze_fraction: float = setting(0.0, "share of the pretrained arm's steps with its backbone frozen (the head "
+                                          "warms up first)")
+    head_scratch: str = setting("random", "how the scratch arm's head starts: random, or probe (fitted on the "
+                                          "frozen network first)", HEAD_INITS)
+    head_finetune: str = setting("random", "how the fine-tuned arm's head starts: random, or probe (LP-FT)",
+                                 HEAD_INITS)
+    probe_steps: int = setting(500, "full-batch steps of the linear probes (they converge; no augmentation)")
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -86,6 +90,10 @@ class FineTuneConfig:
 
     def batch(self, dim: int) -> int:
         return self.batch_size if self.batch_size is not None else {2: 16, 3: 2}[check_dim(dim)]
+
+    def arguments(self) -> dict:
+        """The fields as keyword arguments of :func:`synthlab.eval_seg.evaluate_segmentation`, which takes each."""
+        return {item.name: getattr(self, item.name) for item in fields(self)}
 
 
 @dataclass(frozen=True)

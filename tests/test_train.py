@@ -90,7 +90,7 @@ def test_config_rejects_bad_fields_naming_them(tmp_path: Path, overrides: dict, 
 def test_preset_defaults_to_the_active_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNTHLAB_PROFILE", "cpu")
     config = TrainConfig(objective="voco", out=tmp_path, dim=3)
-    assert config.preset == get_profile("cpu").preset_3d
+    assert config.preset == get_profile("cpu").preset(3)
     assert config.as_dict()["out"] == str(tmp_path)
 
 
