@@ -53,7 +53,7 @@ notebooks-run: $(STAMP)
 # tests of training and of the losses stay in one half, so no two of them share a port). New test files join
 # the second half.
 UNIT_FIRST := tests/test_segment.py tests/test_hostile.py tests/test_results.py tests/test_data.py \
-	tests/test_shipped.py tests/test_bench.py tests/test_probe.py tests/test_viz.py
+	tests/test_shipped.py tests/test_bench.py tests/test_correspondence.py tests/test_viz.py
 
 unit: $(STAMP)
 	$(MAKE) --no-print-directory -j2 --output-sync=target unit-first unit-second

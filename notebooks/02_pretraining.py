@@ -59,13 +59,13 @@ from matplotlib.patches import Rectangle
 import synthlab
 from synthlab import shipped, viz
 from synthlab.checkpoint import load_pretrained, random_backbone
+from synthlab.correspondence import CorrespondenceConfig, TrainingProbe, evaluate_features
 from synthlab.data import find_data_root, load_icbm
 from synthlab.features import extract_features, normalize_features, prototype_similarity, view_agreement
 from synthlab.io import read_csv_log
 from synthlab.losses.supcon import sample_voxels
 from synthlab.losses.voco import grid_boxes, overlap_fractions, random_boxes
 from synthlab.nets import unet_config
-from synthlab.probe import ProbeConfig, TrainingProbe, evaluate_features
 from synthlab.profiles import use_profile
 from synthlab.spatial import identity_grid, resize
 from synthlab.studies.render import render_training_table
@@ -224,7 +224,7 @@ data_root = find_data_root()
 references = {}
 if data_root is not None and (data_root / "brain_tumor_mri" / "study1").is_dir():
     baseline = evaluate_features("brain_tumor_mri/study1", "T1prereg", "FLAIRreg", None,
-                                 ProbeConfig.for_dim(dim, queries=500))  # as the shipped logs were probed
+                                 CorrespondenceConfig.for_dim(dim, queries=500))  # as the shipped logs were probed
     references["real_match"] = {"MIND-SSC": baseline["methods"]["mind"]["match_rate"]}
 if logs:
     fig = viz.plot_logs(logs, ["loss", "synth_match", "real_match"],

@@ -58,11 +58,11 @@ from IPython.display import Markdown, display
 
 import synthlab
 from synthlab import shipped, viz
+from synthlab.correspondence import CorrespondenceConfig, compare_features
 from synthlab.data import find_data_root
 from synthlab.eval_reg import evaluate_registration
 from synthlab.eval_seg import evaluate_segmentation, format_segmentation
 from synthlab.io import write_text_atomic
-from synthlab.probe import ProbeConfig, compare_features
 from synthlab.profiles import use_profile
 from synthlab.results import (
     comparison_record,
@@ -152,7 +152,7 @@ pairs = [("study1", "T1prereg", "FLAIRreg"), ("study2", "T1post", "T2reg")]
 if data_root is None or not all((data_root / "brain_tumor_mri" / p[0]).is_dir() for p in pairs):
     print("brain_tumor_mri not found: the feature probe is skipped")
 else:
-    probe_config = settings.configure(ProbeConfig.for_dim(dim), dim)  # the README's probe, the profile's sizes
+    probe_config = settings.configure(CorrespondenceConfig.for_dim(dim), dim)  # the README's probe, the profile's sizes
     checkpoints = {objective: pretraining[objective]["checkpoint"] for objective in objectives}
     by_pair = [compare_features(f"brain_tumor_mri/{study}", fixed, moving, checkpoints, probe_config)
                for study, fixed, moving in pairs]  # MIND and the untrained baseline computed once per pair

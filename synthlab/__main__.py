@@ -29,13 +29,13 @@ import torch
 
 from .bench import main as bench_main
 from .cli import USER_ERRORS, Parser, add_config_flags, config_values, defaults_of, input_error
+from .correspondence import STANDARD_SIZE, CorrespondenceConfig, TrainingProbe, evaluate_feature_pairs
 from .dims import DIMS
 from .dist import configure_threads
 from .eval_reg import CONTRAST_CHANGES, ProtocolConfig, evaluate_registration
 from .eval_seg import evaluate_segmentation, format_segmentation
 from .io import check_free_space, check_output_file, write_json_atomic
 from .nets import RANDOM_PRESET
-from .probe import STANDARD_SIZE, ProbeConfig, TrainingProbe, evaluate_feature_pairs
 from .profiles import PROFILES, get_profile
 from .register import FEATURE_SETS, SOLVER_PRESETS
 from .register_files import register_files
@@ -56,7 +56,7 @@ _PROFILE_TARGETS: dict[str, tuple[Any, ...]] = {
     "pretrain": (TrainConfig,),
     "eval-seg": (FineTuneConfig, evaluate_segmentation),
     "eval-reg": (evaluate_registration,),
-    "eval-features": (ProbeConfig,),
+    "eval-features": (CorrespondenceConfig,),
 }
 
 
@@ -172,7 +172,7 @@ def _add_eval_features(sub: argparse._SubParsersAction) -> None:
                    help="a pair as --data/--fixed/--moving give one; repeat it to probe several, averaged alike")
     p.add_argument("--checkpoint", nargs="+", default=["none"],
                    help="checkpoint paths or shipped names, or 'none' (then only mind and random are probed)")
-    probe = ProbeConfig()  # each default written once, in the dataclass
+    probe = CorrespondenceConfig()  # each default written once, in the dataclass
     p.add_argument("--dim", type=int, default=probe.dim, choices=DIMS, help="2: slice by slice; 3: isotropic volume")
     p.add_argument("--size", type=int, default=None,
                    help=f"working side in voxels (default {STANDARD_SIZE[2]} in 2D, the longest in-plane side; "
@@ -330,7 +330,7 @@ def _run(args: argparse.Namespace) -> int:
               f"{', '.join(summary['files'])} to {args.out}")
         return 0
     if args.command == "eval-features":
-        config = ProbeConfig.for_dim(args.dim, radius=args.radius, queries=args.queries, seed=args.seed,
+        config = CorrespondenceConfig.for_dim(args.dim, radius=args.radius, queries=args.queries, seed=args.seed,
                                      **({"size": args.size} if args.size else {}))
         one = (args.data, args.fixed, args.moving)
         if args.pair and any(one) or not args.pair and not all(one):

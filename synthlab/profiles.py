@@ -129,8 +129,8 @@ class Profile:
 
 
 # What each profile changes; everything else keeps its default (FineTuneConfig.batch_size None: 16 slices in 2D,
-# two volumes in 3D; evaluate_segmentation's 3 seeds; ProbeConfig.for_dim's standard sizes, ...). TrainConfig has
-# no preset of its own: the active profile's is its default.
+# two volumes in 3D; evaluate_segmentation's 3 seeds; CorrespondenceConfig.for_dim's standard sizes, ...).
+# TrainConfig has no preset of its own: the active profile's is its default.
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
         name="ci", description="CPU minutes: every notebook end to end in CI on 2 cores",
@@ -141,7 +141,7 @@ PROFILES: dict[str, Profile] = {
             "evaluate_segmentation": {"shots": (1,), "max_test": 8, "arms": ("pretrained", "scratch", "probe")},
             "RegistrationConfig": {"iterations": 40},
             "evaluate_registration": {"seeds": 1, "size": 64},
-            "ProbeConfig": {"queries": 500, "size": PerDim(128, 64)},
+            "CorrespondenceConfig": {"queries": 500, "size": PerDim(128, 64)},
         },
         example_size=PerDim(96, 48),
         compare_shots=(1,), compare_seeds=0,  # no live comparison: one seed a network would mean nothing

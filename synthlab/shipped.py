@@ -33,10 +33,10 @@ import torch
 
 from .checkpoint import ALIASES, WEIGHTS_DIR, load_checkpoint, save_checkpoint
 from .cli import USER_ERRORS, Parser, input_error
+from .correspondence import TrainingProbe
 from .data.layouts import data_name
 from .io import read_csv_log
 from .losses import OBJECTIVES
-from .probe import TrainingProbe
 from .runs import CHECKPOINT_NAME, LOG_NAME
 from .train import TrainConfig, pretrain
 

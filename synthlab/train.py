@@ -233,7 +233,7 @@ def pretrain(config: TrainConfig, callback: Callable[[StepReport], None] | None 
         config: the run.
         callback: called on every rank after each step (after logging and checkpointing) with a
             :class:`StepReport`; an exception it raises stops the run as a kill would.
-        probe: measures the network and objective (e.g. :class:`synthlab.probe.TrainingProbe`) on rank 0 every
+        probe: measures the network and objective (e.g. :class:`synthlab.correspondence.TrainingProbe`) on rank 0 every
             ``config.probe_every`` steps and at the end; its numbers join that step's ``log.csv`` row (the
             columns are blank in between) and its time is not counted in ``seconds``. It must not touch the
             training random streams, so a probed run trains exactly like an unprobed one.

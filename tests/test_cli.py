@@ -192,7 +192,7 @@ def test_eval_commands_refuse_a_folder_as_results_file_before_computing(tmp_path
 
 
 def test_eval_reg_and_eval_seg_end_with_a_summary_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from tests.test_probe import _coregistered
+    from tests.test_correspondence import _coregistered
     from tests.test_segment import _write_cubes
 
     data = _coregistered(tmp_path / "subject")
@@ -209,7 +209,7 @@ def test_eval_reg_and_eval_seg_end_with_a_summary_table(tmp_path: Path, capsys: 
 
 def test_pretrain_probes_a_real_pair_into_the_log_and_needs_its_contrast_names(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from tests.test_probe import _coregistered
+    from tests.test_correspondence import _coregistered
 
     data = _coregistered(tmp_path / "subject")
     flags = ["--objective", "voxnce", "--dim", "2", "--size", "16", "--probe-every", "1", "--probe-data", str(data)]

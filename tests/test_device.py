@@ -17,11 +17,11 @@ import torch
 
 from synthlab.bench import bench_train
 from synthlab.checkpoint import load_backbone, random_backbone
+from synthlab.correspondence import CorrespondenceConfig, CorrespondenceProbe, TrainingProbe
 from synthlab.data import load_msd
 from synthlab.features import extract_features
 from synthlab.losses import OBJECTIVES
 from synthlab.nets import feature_network, unet_config
-from synthlab.probe import FeatureProbe, ProbeConfig, TrainingProbe
 from synthlab.register import register
 from synthlab.segment import FineTuneConfig, fit_arm, predict, prepare_cases
 from synthlab.synth import SynthConfig, SynthEngine
@@ -89,7 +89,8 @@ def test_features_and_the_probe_on_the_device_agree_with_the_cpu(device: torch.d
     torch.testing.assert_close(on_device, on_cpu, atol=1e-4, rtol=1e-4)
     # The probe's draws live on the CPU, so the same features score the same on any device (up to the order of
     # a float sum); features computed on a GPU differ slightly (cuDNN), so both sides score the CPU's features.
-    probe = FeatureProbe(volume, volume.flip(0), ProbeConfig(dim=3, size=22, radius=3, queries=50, window=16))
+    config = CorrespondenceConfig(dim=3, size=22, radius=3, queries=50, window=16)
+    probe = CorrespondenceProbe(volume, volume.flip(0), config)
     there, here = probe.score(on_cpu.to(device), on_cpu.to(device)), probe.score(on_cpu, on_cpu)
     assert (there["match_rate"], there["median_error_vox"]) == (here["match_rate"], here["median_error_vox"])
     assert there["pair_cosine"] == pytest.approx(here["pair_cosine"], abs=1e-5)

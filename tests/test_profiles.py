@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from synthlab.__main__ import parse_args
+from synthlab.correspondence import CorrespondenceConfig
 from synthlab.eval_reg import evaluate_registration
 from synthlab.eval_seg import evaluate_segmentation
-from synthlab.probe import ProbeConfig
 from synthlab.profiles import PROFILES, PerDim, Profile, get_profile
 from synthlab.register import SOLVER_PRESETS, RegistrationConfig
 from synthlab.segment import FineTuneConfig
 from synthlab.train import TrainConfig
 
 TARGETS = {target.__name__: target for target in (TrainConfig, FineTuneConfig, evaluate_segmentation,
-                                                   RegistrationConfig, evaluate_registration, ProbeConfig)}
+                                                   RegistrationConfig, evaluate_registration, CorrespondenceConfig)}
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
@@ -26,8 +26,8 @@ def test_a_profile_states_only_settings_it_changes(name: str) -> None:
         for field, value in values.items():
             if key == "TrainConfig" and field == "preset":
                 continue  # TrainConfig has no preset of its own: the profile's is its default
-            defaults = [_default(ProbeConfig.for_dim(dim) if key == "ProbeConfig" else target, field, dim)
-                        for dim in (2, 3)]  # the probe's base layer is for_dim's standard probe
+            bases = [CorrespondenceConfig.for_dim(dim) if key == "CorrespondenceConfig" else target for dim in (2, 3)]
+            defaults = [_default(base, field, dim) for base, dim in zip(bases, (2, 3), strict=True)]
             given = [value.pick(dim) if isinstance(value, PerDim) else value for dim in (2, 3)]
             assert given != defaults, f"{name}: {key}.{field} restates its default {defaults}"
 
@@ -46,7 +46,7 @@ def test_every_profile_builds_every_config(name: str, dim: int, tmp_path) -> Non
     train = profile.configure(TrainConfig, dim, objective="supcon", out=tmp_path)
     assert (train.dim, train.preset) == (dim, profile.preset(dim))
     assert profile.configure(FineTuneConfig, dim).batch(dim) >= 1
-    assert profile.configure(ProbeConfig.for_dim(dim), dim).dim == dim
+    assert profile.configure(CorrespondenceConfig.for_dim(dim), dim).dim == dim
     for solver in SOLVER_PRESETS.values():
         profile.configure(solver, 3)
     assert set(profile.arguments(evaluate_segmentation, dim)).isdisjoint(
@@ -71,9 +71,9 @@ def test_the_ci_profile_keeps_the_budgets_the_notebooks_ran_before_the_layers() 
     assert ci.setting(TrainConfig, "size", 3) == 32 and ci.preset(3) == "tiny"
     seg = [ci.setting(evaluate_segmentation, k, 2) for k in ("shots", "seeds", "max_test", "tune")]
     assert seg == [(1,), 3, 8, False]
-    probe = ci.configure(ProbeConfig.for_dim(3), 3)
+    probe = ci.configure(CorrespondenceConfig.for_dim(3), 3)
     assert (probe.queries, probe.size) == (500, 64)
-    assert ci.configure(ProbeConfig.for_dim(2), 2).size == 128
+    assert ci.configure(CorrespondenceConfig.for_dim(2), 2).size == 128
 
 
 def test_a_wrong_setting_or_value_names_the_field(tmp_path) -> None:

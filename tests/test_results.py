@@ -181,7 +181,7 @@ def test_a_feature_study_renders_its_table_and_the_claims_cells(workspace: tuple
     import nibabel as nib
     import numpy as np
 
-    from synthlab.probe import ProbeConfig, evaluate_feature_pairs
+    from synthlab.correspondence import CorrespondenceConfig, evaluate_feature_pairs
 
     folder = tmp_path / "subject"
     folder.mkdir()
@@ -190,7 +190,7 @@ def test_a_feature_study_renders_its_table_and_the_claims_cells(workspace: tuple
         nib.save(nib.Nifti1Image(array, np.diag([1.0, 1.0, 4.0, 1.0])), folder / f"{name}.nii.gz")
     report = evaluate_feature_pairs([(folder, "t1", "flair"), (folder, "flair", "t1")],
                                     ["synthlab-voxnce-2d", "synthlab-supcon-2d"],
-                                    ProbeConfig.for_dim(2, size=32, radius=3, queries=40))
+                                    CorrespondenceConfig.for_dim(2, size=32, radius=3, queries=40))
     report["provenance"] = {"date": "2026-12-04T03:00:00+00:00", "cpus": 2, "commit": "abcdef123",
                             "command": "python -m synthlab eval-features",
                             "machine": {"processor": "x86_64", "torch": "2.13.0"}}

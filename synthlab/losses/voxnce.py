@@ -5,7 +5,7 @@ The views of a synthetic sample are renderings of one label map on one grid, so 
 features to find that correspondence: for sampled locations, the feature of ``x`` in one view must be closer to
 the feature of ``x`` in the other view than to the other view's features at every other sampled location
 (InfoNCE, both directions). Where supcon asks "which label is this?", this asks "which voxel is this?", which
-is what registration and the correspondence probe (:mod:`synthlab.probe`) ask of features.
+is what registration and the correspondence probe (:mod:`synthlab.correspondence`) ask of features.
 
 Negatives near the anchor are what teach localisation: a share of the sampled locations (``local_fraction``)
 are drawn as small offsets from other sampled ones, so every batch contains neighbours that must be told

@@ -37,15 +37,15 @@ from .spatial import flat_index
 from .synth import SynthConfig, SynthEngine
 from .train import TrainConfig
 
-__all__ = ["STANDARD_SIZE", "FeatureProbe", "ProbeConfig", "TrainingProbe", "compare_features", "evaluate_features",
-           "evaluate_feature_pairs", "prepare_pair", "probe_features", "probe_networks"]
+__all__ = ["STANDARD_SIZE", "CorrespondenceConfig", "CorrespondenceProbe", "TrainingProbe", "compare_features",
+           "evaluate_feature_pairs", "evaluate_features", "prepare_pair", "probe_features", "probe_networks"]
 
 
 STANDARD_SIZE = {2: 256, 3: 96}  # working side per dimension of every probe number this project reports
 
 
 @dataclass(frozen=True)
-class ProbeConfig:
+class CorrespondenceConfig:
     """Settings of the correspondence probe.
 
     Attributes:
@@ -84,7 +84,7 @@ class ProbeConfig:
                              f"use a size above {2 * self.radius} or a smaller radius")
 
     @classmethod
-    def for_dim(cls, dim: int, **overrides: Any) -> ProbeConfig:
+    def for_dim(cls, dim: int, **overrides: Any) -> CorrespondenceConfig:
         """The probe as the README measures it: 256 px slices in 2D, a 96^3 isotropic volume in 3D."""
         return cls(dim=dim, **{"size": STANDARD_SIZE[check_dim(dim)], **overrides})
 
@@ -94,7 +94,7 @@ class ProbeConfig:
         return (3 / (2 * self.radius + 1)) ** self.dim
 
 
-def prepare_pair(fixed: Volume, moving: Volume, config: ProbeConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def prepare_pair(fixed: Volume, moving: Volume, config: CorrespondenceConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Both contrasts on the working grid, intensities percentile-scaled to [0, 1].
 
     Returns ``(S, H, W)`` stacks of slices in 2D (slice axis first) and ``(D, H, W)`` volumes in 3D.
@@ -114,7 +114,7 @@ def prepare_pair(fixed: Volume, moving: Volume, config: ProbeConfig) -> tuple[to
     return images[0], images[1]
 
 
-def _map_features(net: nn.Module, image: torch.Tensor, config: ProbeConfig) -> torch.Tensor:
+def _map_features(net: nn.Module, image: torch.Tensor, config: CorrespondenceConfig) -> torch.Tensor:
     """``(C, *image.shape)`` network features; 2D networks see one slice (first axis) at a time."""
     if config.dim == 2:
         features = torch.stack([extract_features(net, plane, progress=False) for plane in image], dim=1)
@@ -131,14 +131,14 @@ def _mind(image: torch.Tensor, dim: int) -> torch.Tensor:
     return mind_ssc(image[None, None])[0]
 
 
-class FeatureProbe:
+class CorrespondenceProbe:
     """Queries and candidate cubes drawn once for a fixed/moving pair; :meth:`score` rates any feature maps.
 
     Built once, it probes many networks (or one network at many training steps) on the same draws, so
     differences between methods are not differences between draws.
     """
 
-    def __init__(self, fixed: torch.Tensor, moving: torch.Tensor, config: ProbeConfig) -> None:
+    def __init__(self, fixed: torch.Tensor, moving: torch.Tensor, config: CorrespondenceConfig) -> None:
         self.fixed, self.moving, self.config = fixed.float().cpu(), moving.float().cpu(), config
         generator = torch.Generator().manual_seed(config.seed)
         r = config.radius
@@ -189,7 +189,7 @@ class FeatureProbe:
         return self.score(*self.features(net))
 
 
-def probe_features(fixed: Volume, moving: Volume, config: ProbeConfig, net: nn.Module | None = None,
+def probe_features(fixed: Volume, moving: Volume, config: CorrespondenceConfig, net: nn.Module | None = None,
                    random_preset: str = RANDOM_PRESET) -> dict[str, Any]:
     """Run the probe for ``mind``, ``random`` and, given ``net``, ``network`` and ``network+mind``.
 
@@ -203,14 +203,14 @@ def probe_features(fixed: Volume, moving: Volume, config: ProbeConfig, net: nn.M
     if net is not None:
         return probe_networks(fixed, moving, config, {"network": net})["network"]
     fixed_image, moving_image = prepare_pair(fixed, moving, config)
-    probe = FeatureProbe(fixed_image, moving_image, config)
+    probe = CorrespondenceProbe(fixed_image, moving_image, config)
     random_net = load_backbone("none", config.dim, preset=random_preset, seed=config.seed).eval()
     methods = {"mind": probe.score(_mind(fixed_image, config.dim), _mind(moving_image, config.dim)),
                "random": probe.score_net(random_net)}
     return {"settings": _settings(config, probe, fixed_image), "methods": methods}
 
 
-def probe_networks(fixed: Volume, moving: Volume, config: ProbeConfig,
+def probe_networks(fixed: Volume, moving: Volume, config: CorrespondenceConfig,
                    nets: Mapping[str, nn.Module]) -> dict[str, dict[str, Any]]:
     """:func:`probe_features` for several networks on the same draws, one report per name.
 
@@ -221,7 +221,7 @@ def probe_networks(fixed: Volume, moving: Volume, config: ProbeConfig,
         if getattr(net, "dim", config.dim) != config.dim:
             raise ValueError(f"the network is {net.dim}D but the probe runs in {config.dim}D (--dim)")
     fixed_image, moving_image = prepare_pair(fixed, moving, config)
-    probe = FeatureProbe(fixed_image, moving_image, config)
+    probe = CorrespondenceProbe(fixed_image, moving_image, config)
     mind = (_mind(fixed_image, config.dim), _mind(moving_image, config.dim))
     mind_score = probe.score(*mind)
     baselines: dict[str, dict[str, float]] = {}  # by architecture
@@ -245,7 +245,7 @@ def _joined(*groups: torch.Tensor) -> torch.Tensor:
     return torch.cat([normalize_features(group) for group in groups])
 
 
-def _settings(config: ProbeConfig, probe: FeatureProbe, fixed_image: torch.Tensor) -> dict[str, Any]:
+def _settings(config: CorrespondenceConfig, probe: CorrespondenceProbe, fixed_image: torch.Tensor) -> dict[str, Any]:
     return {**asdict(config), "chance_rate": config.chance_rate, "grid": list(fixed_image.shape),
             "n_queries": len(probe.queries)}
 
@@ -262,7 +262,7 @@ def _load_pair(data: str | Path, fixed: str, moving: str,
 
 
 def evaluate_features(data: str | Path, fixed: str, moving: str, checkpoint: str | None = None,
-                      config: ProbeConfig | None = None, preset: str = RANDOM_PRESET) -> dict[str, Any]:
+                      config: CorrespondenceConfig | None = None, preset: str = RANDOM_PRESET) -> dict[str, Any]:
     """``synthlab eval-features``: the probe on two co-registered contrasts of a data folder.
 
     Args:
@@ -272,7 +272,7 @@ def evaluate_features(data: str | Path, fixed: str, moving: str, checkpoint: str
         config: probe settings.
         preset: architecture of the ``random`` baseline when there is no checkpoint.
     """
-    config = config or ProbeConfig()
+    config = config or CorrespondenceConfig()
     folder, fixed_name, moving_name, fixed_volume, moving_volume = _load_pair(data, fixed, moving)
     net = None if checkpoint in (None, "none") else load_backbone(checkpoint, config.dim, features=True)
     results = probe_features(fixed_volume, moving_volume, config, net, preset)
@@ -282,11 +282,11 @@ def evaluate_features(data: str | Path, fixed: str, moving: str, checkpoint: str
 
 
 def compare_features(data: str | Path, fixed: str, moving: str, checkpoints: Mapping[str, str],
-                     config: ProbeConfig | None = None) -> dict[str, dict[str, Any]]:
+                     config: CorrespondenceConfig | None = None) -> dict[str, dict[str, Any]]:
     """:func:`evaluate_features` for several checkpoints at once (``{name: checkpoint}``), one report per name,
     each equal to what ``evaluate_features`` gives for that checkpoint; MIND and the baselines are computed once.
     """
-    config = config or ProbeConfig()
+    config = config or CorrespondenceConfig()
     folder, fixed_name, moving_name, fixed_volume, moving_volume = _load_pair(data, fixed, moving)
     nets = {name: load_backbone(checkpoint, config.dim, features=True) for name, checkpoint in checkpoints.items()}
     reports = probe_networks(fixed_volume, moving_volume, config, nets)
@@ -297,7 +297,7 @@ def compare_features(data: str | Path, fixed: str, moving: str, checkpoints: Map
 
 
 def evaluate_feature_pairs(pairs: Sequence[tuple[str | Path, str, str]], checkpoints: Sequence[str],
-                           config: ProbeConfig | None = None, preset: str = RANDOM_PRESET) -> dict[str, Any]:
+                           config: CorrespondenceConfig | None = None, preset: str = RANDOM_PRESET) -> dict[str, Any]:
     """``synthlab eval-features``: the probe for several checkpoints on several co-registered pairs, one report.
 
     ``pairs`` holds ``(data, fixed, moving)`` as :func:`evaluate_features` takes them; ``"none"`` among the
@@ -305,7 +305,7 @@ def evaluate_feature_pairs(pairs: Sequence[tuple[str | Path, str, str]], checkpo
     computed once and shared (:func:`probe_networks`). Per checkpoint, ``mean`` averages every method's figures
     over the pairs, each pair counting alike: the numbers a study table reports.
     """
-    started, config = time.perf_counter(), config or ProbeConfig()
+    started, config = time.perf_counter(), config or CorrespondenceConfig()
     if not pairs or not checkpoints:
         raise ValueError("eval-features needs at least one pair and one checkpoint")
     nets = {name: load_backbone(name, config.dim, features=True) for name in checkpoints if name != "none"}
@@ -357,12 +357,12 @@ class TrainingProbe:
         if dim == 3:
             first, second = first[0], second[0]
         radius = max(1, min(6, (min(synth.size) - 1) // 4))
-        self.synthetic = FeatureProbe(first, second, ProbeConfig(dim=dim, radius=radius, queries=queries,
-                                                                 foreground=0.0, seed=seed, window=None))
+        config = CorrespondenceConfig(dim=dim, radius=radius, queries=queries, foreground=0.0, seed=seed, window=None)
+        self.synthetic = CorrespondenceProbe(first, second, config)
         self.real = None
         if real is not None:
-            config = ProbeConfig.for_dim(dim, queries=queries, seed=seed)
-            self.real = FeatureProbe(*prepare_pair(real[0], real[1], config), config)
+            config = CorrespondenceConfig.for_dim(dim, queries=queries, seed=seed)
+            self.real = CorrespondenceProbe(*prepare_pair(real[0], real[1], config), config)
 
     def __call__(self, net: nn.Module, objective: Objective | None = None) -> dict[str, float]:
         features = feature_network(net, self.feature_source)  # shares the weights; only what is read changes

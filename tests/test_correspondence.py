@@ -1,4 +1,4 @@
-"""Tests for synthlab.probe: the correspondence probe finds true matches, misses shifted ones, and says so."""
+"""Tests for synthlab.correspondence: the correspondence probe finds true matches, misses shifted ones, and says so."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from synthlab.__main__ import main
+from synthlab.correspondence import CorrespondenceConfig, CorrespondenceProbe, TrainingProbe, probe_features
 from synthlab.data import Volume
 from synthlab.losses import build_objective
 from synthlab.nets import LevelFeatures, build_unet
-from synthlab.probe import FeatureProbe, ProbeConfig, TrainingProbe, probe_features
 from synthlab.synth import SynthConfig
 
 
@@ -26,14 +26,14 @@ def _texture(shape: tuple[int, ...], seed: int) -> torch.Tensor:
 
 
 def test_chance_rate_is_the_share_of_the_cube_inside_the_tolerance_block() -> None:
-    assert ProbeConfig(dim=2, radius=6).chance_rate == pytest.approx(9 / 169)
-    assert ProbeConfig(dim=3, radius=2).chance_rate == pytest.approx(27 / 125)
+    assert CorrespondenceConfig(dim=2, radius=6).chance_rate == pytest.approx(9 / 169)
+    assert CorrespondenceConfig(dim=3, radius=2).chance_rate == pytest.approx(27 / 125)
 
 
 def test_identical_features_always_match_and_shifted_ones_never_do() -> None:
     image = _texture((3, 40, 40), 0)
-    config = ProbeConfig(dim=2, radius=6, queries=200, foreground=0.0)
-    probe = FeatureProbe(image, image, config)
+    config = CorrespondenceConfig(dim=2, radius=6, queries=200, foreground=0.0)
+    probe = CorrespondenceProbe(image, image, config)
     features = torch.stack([image, image.roll(1, dims=2), image.roll(1, dims=1)])  # a local descriptor
     same = probe.score(features, features)
     assert same["match_rate"] == 1.0 and same["median_error_vox"] == 0.0
@@ -43,7 +43,7 @@ def test_identical_features_always_match_and_shifted_ones_never_do() -> None:
 
 def test_collapsed_features_have_pair_cosine_one_and_match_no_better_than_a_tie() -> None:
     image = _texture((2, 32, 32), 1)
-    probe = FeatureProbe(image, image, ProbeConfig(dim=2, radius=4, queries=100, foreground=0.0))
+    probe = CorrespondenceProbe(image, image, CorrespondenceConfig(dim=2, radius=4, queries=100, foreground=0.0))
     constant = torch.ones(4, 2, 32, 32)
     scores = probe.score(constant, constant)
     assert scores["pair_cosine"] == pytest.approx(1.0)
@@ -53,10 +53,10 @@ def test_collapsed_features_have_pair_cosine_one_and_match_no_better_than_a_tie(
 def test_queries_stay_inside_the_foreground_and_away_from_the_border() -> None:
     image = torch.zeros(16, 24, 24)
     image[4:12, 5:20, 5:20] = 1.0
-    probe = FeatureProbe(image, image, ProbeConfig(dim=3, radius=3, queries=50, foreground=0.5))
+    probe = CorrespondenceProbe(image, image, CorrespondenceConfig(dim=3, radius=3, queries=50, foreground=0.5))
     assert bool((image[tuple(probe.queries.T)] > 0.5).all())
     with pytest.raises(ValueError, match="no foreground"):
-        FeatureProbe(torch.zeros(8, 8, 8), torch.zeros(8, 8, 8), ProbeConfig(dim=3, radius=2))
+        CorrespondenceProbe(torch.zeros(8, 8, 8), torch.zeros(8, 8, 8), CorrespondenceConfig(dim=3, radius=2))
 
 
 def _volume(array: torch.Tensor, spacing: tuple[float, float, float]) -> Volume:
@@ -66,7 +66,7 @@ def _volume(array: torch.Tensor, spacing: tuple[float, float, float]) -> Volume:
 def test_probe_features_reports_every_method_in_the_documented_schema() -> None:
     base = _texture((40, 36, 6), 2) * 100
     fixed, moving = _volume(base, (1.0, 1.0, 4.0)), _volume(100 - base, (1.0, 1.0, 4.0))  # inverted contrast
-    config = ProbeConfig(dim=2, size=32, radius=3, queries=100)
+    config = CorrespondenceConfig(dim=2, size=32, radius=3, queries=100)
     net = build_unet("tiny", 2)
     results = probe_features(fixed, moving, config, net=net)
     assert set(results["methods"]) == {"mind", "random", "network", "network+mind"}
@@ -77,7 +77,7 @@ def test_probe_features_reports_every_method_in_the_documented_schema() -> None:
         assert -1.0 <= row["pair_cosine"] <= 1.0
     assert set(probe_features(fixed, moving, config)["methods"]) == {"mind", "random"}
     with pytest.raises(ValueError, match="3D"):
-        probe_features(fixed, moving, ProbeConfig(dim=3, size=16), net=net)
+        probe_features(fixed, moving, CorrespondenceConfig(dim=3, size=16), net=net)
 
 
 def test_training_probe_reads_a_network_without_touching_the_global_random_state() -> None:
@@ -132,10 +132,10 @@ def test_eval_features_command_writes_the_documented_json(tmp_path: Path, capsys
 
 
 def test_eval_features_averages_several_pairs_and_checkpoints_alike(tmp_path: Path) -> None:
-    from synthlab.probe import evaluate_feature_pairs, evaluate_features
+    from synthlab.correspondence import evaluate_feature_pairs, evaluate_features
 
     first, second = _coregistered(tmp_path / "first"), _coregistered(tmp_path / "second", seed=1)
-    config = ProbeConfig.for_dim(2, size=32, radius=3, queries=40)  # what the command's flags below give
+    config = CorrespondenceConfig.for_dim(2, size=32, radius=3, queries=40)  # what the command's flags below give
     out = tmp_path / "features.json"
     assert main(["eval-features", "--pair", str(first), "t1", "flair", "--pair", str(second), "flair", "t1",
                  "--checkpoint", "synthlab-voxnce-2d", "none", "--size", "32", "--radius", "3", "--queries", "40",
@@ -166,10 +166,10 @@ def test_eval_features_names_an_unknown_contrast_and_writes_nothing(tmp_path: Pa
 
 
 def test_comparing_checkpoints_at_once_equals_probing_each_alone(tmp_path: Path) -> None:
-    from synthlab.probe import compare_features, evaluate_features
+    from synthlab.correspondence import compare_features, evaluate_features
 
     folder = _coregistered(tmp_path / "subject")
-    config = ProbeConfig(dim=2, size=32, radius=3, queries=60, pairs=60)
+    config = CorrespondenceConfig(dim=2, size=32, radius=3, queries=60, pairs=60)
     checkpoints = {"voxnce": "synthlab-voxnce-2d", "rasd": "synthlab-rasd-2d"}
     together = compare_features(folder, "t1", "flair", checkpoints, config)
     for name, checkpoint in checkpoints.items():
