@@ -28,7 +28,7 @@ import torch
 
 from .bench import bench_synth, bench_train
 from .checkpoint import random_backbone
-from .cli import Parser
+from .cli import Parser, input_error
 from .io import write_json_atomic
 from .losses import build_objective
 from .nets import unet_config
@@ -78,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=600.0, help="seconds after which no new part starts")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
-        print("gpu_check: error: CUDA is not available; this check runs on a GPU machine only", file=sys.stderr)
-        return 2
+        return input_error("gpu_check", ValueError("CUDA is not available; this check runs on a GPU machine only"))
     started = time.perf_counter()
     report: dict[str, Any] = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "seconds": {}}
     for name, part in _parts().items():

@@ -77,10 +77,6 @@ class AppearanceParams:
     gamma: torch.Tensor
     seeds: torch.Tensor
 
-    def to(self, device: torch.device | str) -> AppearanceParams:
-        """The same parameters on another device (the per-voxel draws then come from that device's RNG)."""
-        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
-
     def select(self, rows: torch.Tensor | slice) -> AppearanceParams:
         """The parameters of some renderings only; rendering them gives exactly those images."""
         return replace(self, **{f.name: getattr(self, f.name)[rows] for f in fields(self)})
