@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from synthlab.bench import bench_register, bench_synth, bench_train, main
+from synthlab.gpu_check import main as gpu_check_main
 
 
 def test_bench_synth_reports_every_stage() -> None:
@@ -43,3 +45,12 @@ def test_bench_register_times_features_and_solver_of_a_pair_that_needs_moving(ca
     assert results["channels"] > 12 and results["mean_displacement_voxels"] > 0.1  # MIND's 12 plus the network's
     assert main(["register", "--size", "24", "--features", "sift"]) == 2
     assert "features must be one of" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the check's refusal is what a machine without CUDA sees")
+def test_gpu_check_refuses_a_machine_without_cuda_in_one_line(tmp_path, capsys) -> None:
+    out = tmp_path / "gpu_check.json"
+    assert gpu_check_main(["--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == ("gpu_check: error: CUDA is not available; this check runs on a GPU "
+                                               "machine only")
+    assert not out.exists()
