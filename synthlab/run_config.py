@@ -64,7 +64,8 @@ class TrainConfig:
     checkpoint_every: int = setting(50, "steps between checkpoints (one is always written at the end)")
     log_every: int = setting(1, "steps between rows of log.csv")
     # The optimiser: unset fields take the objective's own (its authors') settings, losses.*.optim.
-    lr: float | None = setting(None, "peak learning rate; unset: the objective's (supcon 2e-4, voco 1e-4, rasd 1e-5)")
+    lr: float | None = setting(None, "peak learning rate; unset: the objective's (" + ", ".join(
+        f"{name} {objective.optim.lr:g}" for name, (objective, _) in OBJECTIVES.items()) + ")")
     weight_decay: float | None = setting(None, "AdamW weight decay; unset: the objective's")
     amsgrad: bool | None = setting(None, "AdamW's AMSGrad variant (VoCo); unset: the objective's")
     grad_clip: float | None = setting(None, "clip the global gradient norm to this, 0 for no clipping; unset: the "

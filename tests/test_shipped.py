@@ -11,7 +11,7 @@ import synthlab
 from synthlab.checkpoint import ALIASES, WEIGHTS_DIR, load_checkpoint, resolve_checkpoint
 from synthlab.data import find_data_root
 from synthlab.losses import OBJECTIVES
-from synthlab.shipped import read_log, recipe, recipe_names, summary, training_record
+from synthlab.shipped import portable_config, read_log, recipe, recipe_names, summary, training_record
 from synthlab.studies.render import render_training_table
 from synthlab.train import TrainConfig
 
@@ -31,6 +31,20 @@ def test_every_shipped_name_has_a_recipe_that_is_a_valid_run_on_cpu_and_gpu(tmp_
         assert recipe(name, tmp_path, "gpu").as_dict() != recipe(name, tmp_path).as_dict()  # the gpu run is bigger
     with pytest.raises(ValueError, match="profile"):
         recipe(NAMES[0], tmp_path, "tpu")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_shipped_checkpoint_is_what_its_recipe_trains(name: str, tmp_path: Path) -> None:
+    """The recipe is the record of how the weights were made: the checkpoint's stored config is the recipe's cpu
+    or gpu run on every field that says what is computed (a recipe that drifts from its weights fails here)."""
+    if "supcon" in name and find_data_root() is None:
+        pytest.skip("its shape bank is TotalSegmentator's, under $SYNTHLAB_DATA")
+    stored = load_checkpoint(WEIGHTS_DIR / f"{name}.pt", map_location="cpu")["config"]
+    watching = ("out", "device", "resume", "checkpoint_every", "log_every", "probe_every")  # a probed run trains alike
+    computed = [key for key in stored if key not in watching]
+    runs = {profile: portable_config(recipe(name, tmp_path / profile, profile).as_dict()) for profile in ("cpu", "gpu")}
+    matches = [profile for profile, run in runs.items() if all(run[key] == stored[key] for key in computed)]
+    assert matches, {profile: [key for key in computed if run[key] != stored[key]] for profile, run in runs.items()}
 
 
 @pytest.mark.parametrize("name", NAMES)
