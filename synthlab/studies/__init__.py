@@ -85,6 +85,14 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
            "--arms", "pretrained", "scratch", "--lr-scratch", "0.01", "--lr-finetune", "0.001", "--head-finetune",
            "probe", "--freeze-fraction", "0"),
           "about 25 minutes on 2 cores"),
+    Study("fewshot-2d-supcon-3-5shot-lpft-20seeds",
+          "With twice the seeds at 3 and 5 labelled scans, does supcon with its head fitted first gain over "
+          "scratch, and on which side of zero does each interval lie (20 seeds, the two 3-5-shot studies' chosen "
+          "settings, no tuning)?",
+          (*_SPLIT_2D, "--hold-validation", "--checkpoint", "synthlab-supcon-2d", "--shots", "3", "5", "--seeds",
+           "20", "--arms", "pretrained", "scratch", "--lr-scratch", "0.03", "--lr-finetune", "0.003",
+           "--head-finetune", "probe", "--freeze-fraction", "0"),
+          "about 30 minutes on 2 cores"),
     Study("fewshot-2d-supcon-3-5shot-lpft",
           "With the head fitted first (LP-FT), does fine-tuning stop dropping a label at 3 and 5 labelled scans, "
           "where the random head collapsed in 3 of 20 runs (10 seeds)?",
