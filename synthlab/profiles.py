@@ -75,7 +75,7 @@ def _default(target: Any, name: str) -> Any:
 
 @dataclass(frozen=True)
 class Profile:
-    """One scale of run: overrides of the configs' defaults, and the two budgets only notebooks have."""
+    """One scale of run: overrides of the configs' defaults, and the budgets only notebooks have."""
 
     name: str
     description: str
@@ -113,7 +113,10 @@ class Profile:
     def arguments(self, function: Callable[..., Any], dim: int, **explicit: Any) -> dict[str, Any]:
         """Keyword arguments for ``function``: this profile's overrides, then ``explicit`` (``dim`` filled in)."""
         values = {**self.overrides_for(function, dim), **explicit}
-        if "dim" in _names_of(function):
+        names = _names_of(function)
+        if unknown := sorted(set(values) - names):
+            raise ValueError(f"{_name(function)} takes no {', '.join(unknown)}")
+        if "dim" in names:
             values.setdefault("dim", dim)
         return values
 

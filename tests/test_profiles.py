@@ -81,6 +81,8 @@ def test_a_wrong_setting_or_value_names_the_field(tmp_path) -> None:
         get_profile("ci").setting(FineTuneConfig, "stepz", 2)
     with pytest.raises(ValueError, match="steps"):
         get_profile("ci").configure(FineTuneConfig, 2, steps="many")
+    with pytest.raises(ValueError, match="evaluate_segmentation takes no epochs"):
+        get_profile("ci").arguments(evaluate_segmentation, 2, epochs=3)
     with pytest.raises(ValueError, match="iterations"):
         get_profile("ci").configure(SOLVER_PRESETS["synthlab"], 3, iterations=1.5)
 
