@@ -243,22 +243,27 @@ def _measure(claim: Claim, run: dict[str, Any]) -> str | None:
 
 
 def _registration_cell(names: tuple[str, ...]) -> str:
-    """network + MIND against MIND per solver, and the random network's network + MIND, from the studies."""
+    """Per solver: MIND, each trained network's network + MIND (and its ratio to MIND), and a random network's."""
     reports = [load_study(name) for name in names]
     if any(report is None for report in reports):
         return "no study file yet (see Measured figures)"
-    epe: dict[tuple[str, str], float] = {}
+    epe: dict[str, dict[str, float]] = {}  # solver -> "mind" | "random" | a trained network -> EPE
     for report in reports:
         solver = "anatomix" if report["registration_config"].get("scaling") == "raw" else "synthlab"
         for features, row in report["results"].items():
-            network = "random" if report["checkpoint"] == "none" and "network" in features else "trained"
-            epe[(solver, features if network == "trained" else "random+mind")] = row["epe"]["mean"]
-    parts = [f"{solver} solver: {epe[(solver, 'network+mind')]:.3f} vs MIND {epe[(solver, 'mind')]:.3f} "
-             f"(ratio {epe[(solver, 'network+mind')] / epe[(solver, 'mind')]:.2f}; random network "
-             f"{epe[(solver, 'random+mind')]:.3f})" for solver in ("synthlab", "anatomix")
-             if (solver, "mind") in epe and (solver, "network+mind") in epe and (solver, "random+mind") in epe]
-    network = next(r["checkpoint"] for r in reports if r["checkpoint"] != "none")
-    return f"3D `{network}`, 3 seeds, EPE: " + "; ".join(parts) + " (`registration-brain`)"
+            if features in ("mind", "network+mind"):
+                key = "mind" if features == "mind" else "random" if report["checkpoint"] == "none" else \
+                    report["checkpoint"]
+                epe.setdefault(solver, {})[key] = row["epe"]["mean"]
+    parts = []
+    for solver, values in epe.items():
+        mind, random = values.pop("mind", None), values.pop("random", None)
+        if mind is None:
+            continue
+        trained = ", ".join(f"`{net}` {value:.3f} (ratio {value / mind:.2f})" for net, value in values.items())
+        parts.append(f"{solver} solver: MIND {mind:.3f}; network + MIND {trained}"
+                     + (f"; random network {random:.3f}" if random is not None else ""))
+    return f"3D, {len(reports[0]['seeds'])} seeds, EPE: " + "; ".join(parts) + " (`registration-brain`)"
 
 
 def _features_cell(names: tuple[str, ...], objective: str) -> str:

@@ -218,7 +218,8 @@ def test_registration_studies_of_one_protocol_render_as_one_table_once_every_fil
     files = dict(zip(names, [study("synthlab-3d", ["mind", "network+mind"], "unit", 0.5),
                              study("none", ["network+mind"], "unit", 0.6),
                              study("synthlab-3d", ["mind", "network+mind"], "raw", 0.7),
-                             study("none", ["network+mind"], "raw", 0.8)], strict=True))
+                             study("none", ["network+mind"], "raw", 0.8),
+                             study("synthlab-supcon-3d", ["network+mind"], "raw", 0.65)], strict=True))
     monkeypatch.setattr(render, "load_study", lambda name: files.get(name))
     table = render.render_blocks()["registration-brain"]
     assert "| synthlab | mind |  | 0.500 ± 0.010 |" in table
@@ -230,8 +231,9 @@ def test_registration_studies_of_one_protocol_render_as_one_table_once_every_fil
     monkeypatch.setattr(results, "load_study", lambda name: files.get(name))
     claim = next(c for c in results.CLAIMS if c.task == "registration")
     cell = results._study_cell(claim)  # the claims table reads the same files
-    assert "synthlab solver: 1.500 vs MIND 0.500 (ratio 3.00; random network 0.600)" in cell
-    assert "anatomix solver: 1.700 vs MIND 0.700 (ratio 2.43; random network 0.800)" in cell
+    assert "synthlab solver: MIND 0.500; network + MIND `synthlab-3d` 1.500 (ratio 3.00); random network 0.600" in cell
+    assert ("anatomix solver: MIND 0.700; network + MIND `synthlab-3d` 1.700 (ratio 2.43), `synthlab-supcon-3d` "
+            "0.650 (ratio 0.93); random network 0.800") in cell
     files.pop(names[-1])  # a missing file: no table rather than a partial one
     assert "registration-brain" not in render.render_blocks()
 
