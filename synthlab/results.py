@@ -63,6 +63,7 @@ CLAIMS: tuple[Claim, ...] = (
           "+0.01 to +0.05 Dice on 6 datasets (e.g. PROMISE12 .85 vs .80)", "segmentation", "supcon",
           "fewshot-2d-supcon-1shot", also=("fewshot-2d-supcon-3-5shot", "fewshot-2d-supcon-1shot-lpft",
                                            "fewshot-2d-supcon-3-5shot-lpft", "fewshot-2d-supcon-1shot-lpft-40seeds",
+                                           "fewshot-2d-supcon-3-5shot-lpft-20seeds",
                                            "fewshot-3d-supcon-1shot")),
     Claim("anatomix", "network features + MIND register better than MIND alone, without training",
           "brain_tumor_mri/study1, known smooth deformation; endpoint error (voxels, lower is better)",
