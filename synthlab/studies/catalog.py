@@ -92,6 +92,13 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
              "--arms", "pretrained", "probe"),
             "about 45-60 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot")
       for objective, paper in (("voco", "VoCo's"), ("rasd", "RaSD's"), ("voxnce", "synthlab's own same-voxel"))),
+    *(Study(f"fewshot-2d-{objective}-3-5shot-20seeds",
+            f"With twice the seeds at 3 and 5 labelled scans, does {paper} network gain over the scratch arm of "
+            "the 20-seed 3-5-shot study, on its seeds and subjects (its 10-seed study's chosen settings, no tuning)?",
+            (*_SPLIT_2D, "--hold-validation", "--checkpoint", f"synthlab-{objective}-2d", "--shots", "3", "5",
+             "--seeds", "20", "--arms", "pretrained", "--lr-finetune", "0.01", "--freeze-fraction", "0"),
+            "about 15 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot-lpft-20seeds")
+      for objective, paper in (("voco", "VoCo's"), ("rasd", "RaSD's"), ("voxnce", "synthlab's own same-voxel"))),
     Study("registration-brain-synthlab",
           "Which features recover a known deformation between two contrasts best, with synthlab's solver?",
           (*_BRAIN, "--checkpoint", "synthlab-3d", "--features", "intensity", "mind", "network", "network+mind"),
@@ -184,6 +191,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     **{f"fewshot-2d-{shots}-networks": (f"fewshot-2d-supcon-{shots}", *(f"fewshot-2d-{objective}-{shots}"
                                                                        for objective in ("voco", "rasd", "voxnce")))
        for shots in ("1shot", "3-5shot")},
+    "fewshot-2d-3-5shot-20seeds-networks": ("fewshot-2d-supcon-3-5shot-lpft-20seeds",
+                                            *(f"fewshot-2d-{objective}-3-5shot-20seeds"
+                                              for objective in ("voco", "rasd", "voxnce"))),
     "fewshot-3d-1shot-networks": ("fewshot-3d-supcon-1shot", "fewshot-3d-voxnce-1shot"),
     "registration-brain": ("registration-brain-synthlab", "registration-brain-synthlab-random",
                            "registration-brain-anatomix", "registration-brain-anatomix-random",
