@@ -264,6 +264,15 @@ def test_fewshot_studies_sharing_a_scratch_arm_render_as_one_table_once_every_fi
     assert "| scratch | lr 0.01 | 0.500 ± 0.000 |" in table and "0.300 ± 0.000 (the untrained levels)" in table
     assert "| fine-tuned from `net-a` | lr 0.003 | 0.567 ± 0.088 | **+0.067 ± 0.088**" in table and "2 of 3" in table
     assert table.count("| fine-tuned from") == len(names) and table.count("measured 2026-12-04") == len(names)
+    assert "| arm | setting (given) |" in table and "linear probe on its levels" in table  # untuned, probed
+    bare = {names[0]: study("net-a", [0.6, 0.7, 0.4], ("pretrained", "scratch")),
+            **{name: study(f"net-{i}", [0.5, 0.45, 0.55], ("pretrained",)) for i, name in enumerate(names[1:])}}
+    for report in bare.values():
+        report["settings"]["tuning"] = {"pretrained": {}}
+    text = render.render_fewshot_networks(bare)  # no probe fitted anywhere: no probe column
+    assert "| arm | setting (tuned on validation) |" in text and "linear probe" not in text
+    rows = text.splitlines()[:2 + len(names)]
+    assert {row.count("|") for row in rows} == {rows[0].count("|")}  # every row as wide as its header
     last = files.pop(names[-1])  # a missing network: its row is left out and the table says how to make it
     partial = render.render_blocks()["fewshot-2d-1shot-networks"]
     assert partial.count("| fine-tuned from") == len(names) - 1

@@ -74,20 +74,24 @@ def render_fewshot_study(report: dict[str, Any]) -> str:
 
 def render_fewshot_networks(reports: dict[str, dict[str, Any] | None]) -> str:
     """Several few-shot studies that share one scratch arm (the first study's, borrowed by the others) as one
-    table: per pretrained network its tuned setting, Dice, paired gain over that scratch arm with its interval
-    and count of positive seeds, and the linear probe on its frozen levels; then each study's provenance, and
-    for a study not run yet (None) the command that makes it."""
+    table: per pretrained network its setting (tuned, or given), Dice, paired gain over that scratch arm with its
+    interval and count of positive seeds, and the linear probe on its frozen levels where a study fitted one;
+    then each study's provenance, and for a study not run yet (None) the command that makes it."""
     missing = [name for name, report in reports.items() if report is None]
     reports = {name: report for name, report in reports.items() if report is not None}
     first = next(iter(reports.values()))
     shots = [str(k) for k in first["settings"]["shots"]]
-    rows = ["| arm | setting (tuned on validation) | " + " | ".join(
-        f"{k}-shot Dice | paired gain over scratch [95 % interval] | seeds positive" for k in shots)
-        + " | linear probe on its levels |", "|---|---|" + "---|---|---|" * len(shots) + "---|"]
     untrained = first.get("probe_random") or {}
+    probed = bool(untrained) or any(report.get("probe") for report in reports.values())  # else no probe column
+    tuned = all(report["settings"].get("tuning") for report in reports.values())
+    rows = [f"| arm | setting ({'tuned on validation' if tuned else 'given'}) | " + " | ".join(
+        f"{k}-shot Dice | paired gain over scratch [95 % interval] | seeds positive" for k in shots)
+        + (" | linear probe on its levels |" if probed else " |"),
+        "|---|---|" + "---|---|---|" * len(shots) + ("---|" if probed else "")]
+    probe_cell = (lambda text: f" {text} |") if probed else (lambda text: "")
     rows.append(f"| scratch | {_setting(first, 'scratch')} | "
-                + " | ".join(f"{_mean_sem(first['scratch'][k])} | | " for k in shots)
-                + " | " + (f"{_mean_sem(untrained[shots[0]])} (the untrained levels)" if untrained else "") + " |")
+                + " | ".join(f"{_mean_sem(first['scratch'][k])} | | " for k in shots) + " |"
+                + probe_cell(f"{_mean_sem(untrained[shots[0]])} (the untrained levels)" if untrained else ""))
     for report in reports.values():
         cells = []
         for k in shots:
@@ -96,11 +100,11 @@ def render_fewshot_networks(reports: dict[str, dict[str, Any] | None]) -> str:
                          f"{sum(d > 0 for d in gain['per_seed'])} of {len(gain['per_seed'])}")
         probe = report.get("probe") or {}
         rows.append(f"| fine-tuned from `{report['settings']['checkpoint']}` | {_setting(report, 'pretrained')} | "
-                    + " | ".join(cells) + " | " + (_mean_sem(probe[shots[0]]) if probe else "") + " |")
+                    + " | ".join(cells) + " |" + probe_cell(_mean_sem(probe[shots[0]]) if probe else ""))
     settings = first["settings"]
     lines = [*rows, "", f"Hippocampus, {settings['dim']}D, {settings['seeds']} seeds (each its own subject, the same "
              f"for every arm), {settings['steps']} steps at batch {settings['batch_size']}, {settings['max_test']} "
-             "test volumes" + ("; the probes read the first shot count." if len(shots) > 1 else ".")]
+             "test volumes" + ("; the probes read the first shot count." if probed and len(shots) > 1 else ".")]
     lines += [f"`{name}`: measured {_made(report)} in {report['settings']['seconds'] / 60:.0f} min"
               f"{_resumed(report['settings'])}." for name, report in reports.items()]
     lines += [f"`{name}`: not run yet: {how_to_make(name)}." for name in missing]
