@@ -292,8 +292,8 @@ if has_data:
 # A pretrained network should help most at one shot, where scratch training has least to learn from; the
 # probe tells whether a gain comes from the features themselves. In the study the `supcon` network's frozen
 # levels already name the two parts of the hippocampus (its probe well above the untrained network's), which
-# is where its fine-tuning gain comes from; the `voxnce`, `voco` and `rasd` networks gained nothing in the
-# earlier 10-seed run (docs/experiments.md).
+# is where its fine-tuning gain comes from; the `voxnce`, `voco` and `rasd` networks gain nothing from a random
+# head (20 seeds, notebook 05), though `voxnce` does from a fitted head at 3 and 5 shots (+0.05, the README).
 #
 # ## Try it: how the cases look across the data set
 #
