@@ -99,6 +99,12 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
              "--seeds", "20", "--arms", "pretrained", "--lr-finetune", "0.01", "--freeze-fraction", "0"),
             "about 15 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot-lpft-20seeds")
       for objective, paper in (("voco", "VoCo's"), ("rasd", "RaSD's"), ("voxnce", "synthlab's own same-voxel"))),
+    Study("fewshot-2d-voco-3-5shot-lpft-20seeds",
+          "Does VoCo's network gain at 3 and 5 labelled scans when fine-tuned from a head fitted first (LP-FT, its "
+          "learning rate tuned at 3 shots), against the 20-seed scratch arm (20 seeds)?",
+          (*_FEWSHOT_2D, "--checkpoint", "synthlab-voco-2d", "--shots", "3", "5", "--seeds", "20", "--tune-heads",
+           "probe", "--arms", "pretrained"),
+          "about 17 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot-lpft-20seeds"),
     Study("fewshot-2d-voxnce-3-5shot-lpft-20seeds",
           "Is synthlab's own same-voxel network's loss at 3 and 5 labelled scans the random head's doing: fine-tuned "
           "from a head fitted first (LP-FT, its learning rate tuned at 3 shots), does it still lose to scratch "
