@@ -41,6 +41,9 @@ _FEWSHOT_3D = ("eval-seg", "--data", "hippocampus", "--dim", "3", "--steps", "40
 _BRAIN = ("eval-reg", "--data", "brain_tumor_mri/study1", "--fixed", "T1prereg", "--moving", "FLAIRreg", "--seeds",
           "3", "--size", "128")
 
+# The shipped 2D networks whose studies borrow a supcon study's scratch arm, and how a question names each.
+_OTHER_2D = (("voco", "VoCo's"), ("rasd", "RaSD's"), ("voxnce", "synthlab's own same-voxel"))
+
 STUDIES: dict[str, Study] = {study.name: study for study in (
     Study("fewshot-2d-supcon-1shot",
           "Does anatomix's supcon network gain over tuned scratch training with one labelled scan (20 seeds)?",
@@ -71,7 +74,7 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
           (*_SPLIT_2D, "--hold-validation", "--checkpoint", "synthlab-supcon-2d", "--shots", "3", "5", "--seeds",
            "20", "--arms", "pretrained", "scratch", "--lr-scratch", "0.03", "--lr-finetune", "0.003",
            "--head-finetune", "probe", "--freeze-fraction", "0"),
-          "about 30 minutes on 2 cores"),
+          "about 25 minutes on 2 cores"),
     Study("fewshot-2d-supcon-3-5shot-lpft",
           "With the head fitted first (LP-FT), does fine-tuning stop dropping a label at 3 and 5 labelled scans, "
           "where the random head collapsed in 3 of 20 runs (10 seeds)?",
@@ -84,21 +87,21 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
             (*_FEWSHOT_2D, "--checkpoint", f"synthlab-{objective}-2d", "--shots", "1", "--seeds", "20", "--arms",
              "pretrained", "probe"),
             "about 30 minutes on 2 cores", scratch_from="fewshot-2d-supcon-1shot")
-      for objective, paper in (("voco", "VoCo's"), ("rasd", "RaSD's"), ("voxnce", "synthlab's own same-voxel"))),
+      for objective, paper in _OTHER_2D),
     *(Study(f"fewshot-2d-{objective}-3-5shot",
             f"With 3 and 5 labelled scans, does {paper} network gain over the tuned scratch arm of the 3- and "
             "5-shot study, on its seeds and subjects (10 seeds)?",
             (*_FEWSHOT_2D, "--checkpoint", f"synthlab-{objective}-2d", "--shots", "3", "5", "--seeds", "10",
              "--arms", "pretrained", "probe"),
             "about 45-60 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot")
-      for objective, paper in (("voco", "VoCo's"), ("rasd", "RaSD's"), ("voxnce", "synthlab's own same-voxel"))),
+      for objective, paper in _OTHER_2D),
     *(Study(f"fewshot-2d-{objective}-3-5shot-20seeds",
             f"With twice the seeds at 3 and 5 labelled scans, does {paper} network gain over the scratch arm of "
             "the 20-seed 3-5-shot study, on its seeds and subjects (its 10-seed study's chosen settings, no tuning)?",
             (*_SPLIT_2D, "--hold-validation", "--checkpoint", f"synthlab-{objective}-2d", "--shots", "3", "5",
              "--seeds", "20", "--arms", "pretrained", "--lr-finetune", "0.01", "--freeze-fraction", "0"),
-            "about 15 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot-lpft-20seeds")
-      for objective, paper in (("voco", "VoCo's"), ("rasd", "RaSD's"), ("voxnce", "synthlab's own same-voxel"))),
+            "about 11 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot-lpft-20seeds")
+      for objective, paper in _OTHER_2D),
     Study("fewshot-2d-voco-3-5shot-lpft-20seeds",
           "Does VoCo's network gain at 3 and 5 labelled scans when fine-tuned from a head fitted first (LP-FT, its "
           "learning rate tuned at 3 shots), against the 20-seed scratch arm (20 seeds)?",
@@ -111,7 +114,7 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
           "(20 seeds)?",
           (*_FEWSHOT_2D, "--checkpoint", "synthlab-voxnce-2d", "--shots", "3", "5", "--seeds", "20", "--tune-heads",
            "probe", "--arms", "pretrained"),
-          "about 20 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot-lpft-20seeds"),
+          "about 17 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot-lpft-20seeds"),
     Study("registration-brain-synthlab",
           "Which features recover a known deformation between two contrasts best, with synthlab's solver?",
           (*_BRAIN, "--checkpoint", "synthlab-3d", "--features", "intensity", "mind", "network", "network+mind"),
