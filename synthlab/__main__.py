@@ -37,8 +37,9 @@ from .eval_seg import evaluate_segmentation, format_segmentation
 from .io import check_free_space, check_output_file, write_json_atomic
 from .nets import RANDOM_PRESET
 from .profiles import PROFILES, get_profile
-from .register import FEATURE_SETS, SOLVER_PRESETS
+from .register import FEATURE_SETS
 from .register_files import register_files
+from .registration_config import SOLVER_PRESETS
 from .results import provenance
 from .segment import ARMS, HEAD_INITS, FineTuneConfig
 from .synth import SynthConfig

@@ -229,7 +229,8 @@ def bench_register(size: int = 128, features: str = "network+mind", checkpoint: 
     """
     from .data import load_icbm
     from .eval_reg import load_feature_net, random_contrast, random_deformation
-    from .register import FEATURE_SETS, SOLVER_PRESETS, register_features, registration_features
+    from .register import FEATURE_SETS, pair_features, register_features
+    from .registration_config import SOLVER_PRESETS
     from .spatial import resize, warp
 
     if features not in FEATURE_SETS or solver not in SOLVER_PRESETS:
@@ -247,7 +248,7 @@ def bench_register(size: int = 128, features: str = "network+mind", checkpoint: 
     with torch.no_grad():
         _synchronize(dev)
         start = time.perf_counter()
-        pair = [registration_features(image, features, net, config) for image in (fixed, moving)]
+        pair = pair_features(fixed, moving, features, net, config)
         _synchronize(dev)
         middle = time.perf_counter()
         displacement = register_features(*pair, config)

@@ -38,7 +38,8 @@ from .metrics import endpoint_error, folding_percent, mean_dice, summarize
 from .nets import RANDOM_PRESET
 from .noise import pyramid_noise
 from .progress import ProgressLike, progress_bar
-from .register import FEATURE_SETS, RegistrationConfig, RegistrationResult, register
+from .register import FEATURE_SETS, RegistrationResult, register
+from .registration_config import RegistrationConfig
 from .spatial import warp
 
 __all__ = ["CONTRAST_CHANGES", "ProtocolConfig", "evaluate_registration", "known_answer_scores", "load_feature_net",

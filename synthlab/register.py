@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -35,110 +35,16 @@ from torch import nn
 
 from .dims import DIMS
 from .features import extract_features, normalize_features
-from .mind import MindConfig, mind_ssc, shifted_view
+from .mind import mind_ssc, shifted_view
+from .registration_config import SOLVER_PRESETS, RegistrationConfig
 from .spatial import affine_displacement, gaussian_blur, grid_size, rescale_field, resize, to_grid, warp
 
-__all__ = ["FEATURE_SETS", "SOLVER_PRESETS", "RegistrationConfig", "RegistrationResult", "local_normalize", "register",
-           "register_features", "registration_features"]
+__all__ = ["FEATURE_SETS", "SOLVER_PRESETS", "RegistrationConfig", "RegistrationResult", "joint_pca", "local_normalize",
+           "pair_features", "register", "register_features", "registration_features"]
 
 FEATURE_SETS = ("intensity", "mind", "network", "network+mind")
 _ADAM_EPS = 1e-4  # above round-off gradients of a perfect match (see _adam_stage)
 _COST_CHUNK = 64  # shifts whose full-grid SSD maps the discrete stage holds at once
-
-
-@dataclass(frozen=True)
-class RegistrationConfig:
-    """Settings of the two-stage solver and of the feature sets.
-
-    Attributes:
-        fine_factor: image voxels per voxel of the grid on which both stages compare features.
-        search_radius: largest shift of the discrete stage, in fine voxels per axis (``(2r+1)^dim``
-            candidates); 0 skips the stage.
-        patch: fine voxels per control point of the discrete stage; costs are pooled over such patches.
-        coupling: weights of the coupling term ``|d - v|^2`` (fine voxels^2; costs normalised to mean 1) in
-            successive convex rounds; growing weights pull the discrete solution onto a smooth field.
-        convex_sigma: smoothing (control points) of the field between convex rounds.
-        iterations: Adam steps (cosine-decayed step size).
-        learning_rate: initial Adam step, in fine voxels.
-        lambda_: weight of the diffusion regulariser; features have unit energy, so one value suits all sets.
-        field_sigma: smoothing (fine voxels) applied to the optimised field: a smooth parameterisation.
-        intensity_sigma: window (voxels) of the local normalisation of the ``"intensity"`` set.
-        network_weight: weight of the network group against MIND in ``"network+mind"``: relative to MIND after
-            both are at unit energy (``scaling="unit"``), or the factor on the raw features (``"raw"``,
-            anatomix's 0.1).
-        scaling: ``"unit"`` (each group, then the concatenation, at unit energy: one ``lambda_`` suits every
-            set) or ``"raw"`` (MIND as computed, ``network_weight`` times the raw network features, as
-            anatomix concatenates them).
-        normalize_cost: divide the discrete stage's costs (mean over channels) by their mean, so ``coupling``
-            is in units of a typical cost; False sums over channels unnormalised (ConvexAdam, anatomix).
-        cost_sigma: Gaussian smoothing (control points) of each shift's cost map before the search; anatomix
-            smooths with two 3x3x3 boxes (sigma about 1.15).
-        data_weight: factor on the Adam stage's feature term (anatomix: 12 times the channel mean).
-        cosine_decay: decay the Adam step along a cosine; False keeps it constant (anatomix).
-        window, overlap: sliding-window inference for network features (None: the whole volume at once).
-        passes: how many times the whole solver runs; each later pass computes the features of the moving image
-            as the earlier passes warped it (SAMConvex and IMPACT re-extract so), registers the rest, and the
-            fields are composed.
-        affine_iterations: Adam steps of the affine stage before the others (0: no affine stage).
-        affine_learning_rate: its Adam step on the matrix's linear entries; the translation steps that times
-            the grid's longest side (see :func:`_affine_stage`).
-        mind: MIND-SSC settings.
-    """
-
-    fine_factor: int = 2
-    search_radius: int = 3
-    patch: int = 2
-    coupling: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
-    convex_sigma: float = 1.0
-    iterations: int = 60
-    learning_rate: float = 0.5
-    lambda_: float = 0.3
-    field_sigma: float = 1.0
-    intensity_sigma: float = 2.0
-    network_weight: float = 0.5
-    scaling: str = "unit"
-    normalize_cost: bool = True
-    cost_sigma: float = 0.0
-    data_weight: float = 1.0
-    cosine_decay: bool = True
-    window: int | None = 128
-    overlap: float = 0.5
-    passes: int = 1
-    affine_iterations: int = 0
-    affine_learning_rate: float = 0.01
-    mind: MindConfig = field(default_factory=MindConfig)
-
-    def __post_init__(self) -> None:
-        for name in ("fine_factor", "patch", "passes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("search_radius", "iterations", "lambda_", "network_weight", "affine_iterations"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("learning_rate", "affine_learning_rate"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("cost_sigma", "data_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.scaling not in ("unit", "raw"):
-            raise ValueError(f"scaling must be 'unit' or 'raw', got {self.scaling!r}")
-
-
-# anatomix's published solver (neel-dey/anatomix, anatomix/registration/, read at commit a29b8a8; file and line
-# of each value in docs/fidelity.md), mapped onto this solver: grids of 2 voxels for both stages, a search of one
-# grid voxel, 28 channels (MIND-SSC + 0.1 x the raw network features) in both stages, summed unnormalised costs
-# smoothed by two 3^3 boxes, six coupling rounds (their in-place update makes each round's penalty the sum of
-# the earlier coefficients: given here as those sums), a 3^3 box between rounds (sigma 0.82), 80 Adam steps of
-# one grid voxel at a constant rate on 12 x the channel mean, three 3^3 boxes on the field (sigma 1.41), diffusion
-# weight 0.75. Not reproduced: their inverse-consistency pass after the discrete stage.
-SOLVER_PRESETS: dict[str, RegistrationConfig] = {
-    "synthlab": RegistrationConfig(),
-    "anatomix": RegistrationConfig(
-        fine_factor=2, search_radius=1, patch=1, coupling=(0.003, 0.013, 0.043, 0.143, 0.443, 1.443),
-        convex_sigma=0.82, iterations=80, learning_rate=1.0, lambda_=0.75, field_sigma=1.41, network_weight=0.1,
-        scaling="raw", normalize_cost=False, cost_sigma=1.15, data_weight=12.0, cosine_decay=False),
-}
 
 
 @dataclass(frozen=True)
@@ -173,30 +79,101 @@ def _unit_energy(features: torch.Tensor) -> torch.Tensor:
     return features / features.pow(2).mean().sqrt().clamp_min(1e-12)
 
 
+def _feature_groups(image: torch.Tensor, features: str, net: nn.Module | None, config: RegistrationConfig
+                    ) -> dict[str, torch.Tensor]:
+    """The groups of a feature set for one image ``(*size)``, each ``(C, *size)`` as computed (not yet scaled)."""
+    if features not in FEATURE_SETS:
+        raise ValueError(f"features must be one of {FEATURE_SETS}, got {features!r}")
+    if "network" in features and net is None:
+        raise ValueError(f"features={features!r} needs a network (net=None)")
+    x, groups = image.float()[None, None], {}
+    if features == "intensity":
+        groups["intensity"] = local_normalize(x, config.intensity_sigma)[0]
+    if "network" in features:
+        groups["network"] = extract_features(net, image.float(), window=config.window, overlap=config.overlap,
+                                             progress=False)
+    if "mind" in features:
+        groups["mind"] = mind_ssc(x, config.mind)[0]
+    return groups
+
+
+def joint_pca(fixed: torch.Tensor, moving: torch.Tensor, masks: tuple[torch.Tensor, torch.Tensor],
+              components: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Project two feature maps ``(C, *size)`` onto the leading principal axes of their pooled masked voxels.
+
+    Both maps share one mean and one basis (fitted on the voxels of both masks together), so a feature keeps its
+    meaning across the pair; each image contributes in proportion to its foreground.
+    """
+    if not 0 < components <= fixed.shape[0]:
+        raise ValueError(f"network_pca must be in 1..{fixed.shape[0]} (the network's channels), got {components}")
+    rows = torch.cat([maps.flatten(1)[:, mask.flatten()] for maps, mask in zip((fixed, moving), masks, strict=True)],
+                     dim=1).double()
+    if rows.shape[1] <= components:
+        raise ValueError(f"network_pca={components} needs more foreground voxels than that, got {rows.shape[1]}")
+    mean = rows.mean(1, keepdim=True)
+    centred = rows - mean
+    _, vectors = torch.linalg.eigh(centred @ centred.T)  # ascending eigenvalues: the last columns lead
+    basis = vectors[:, -components:].flip(1).T.to(fixed.dtype)  # (components, C)
+    shift = mean.to(fixed.dtype)
+    return tuple(torch.einsum("kc,c...->k...", basis, maps - shift.view(-1, *[1] * (maps.ndim - 1)))
+                 for maps in (fixed, moving))
+
+
+def _combine(groups: dict[str, torch.Tensor], config: RegistrationConfig) -> torch.Tensor:
+    """One feature stack from the groups: ``scaling="unit"``: each group at unit energy (the network group
+    L2-normalised per voxel first, then weighted), and the concatenation too; ``"raw"``: MIND as computed beside
+    ``network_weight`` times the raw network features."""
+    unit, parts = config.scaling == "unit", []
+    for name, maps in groups.items():
+        if name == "network":
+            parts.append(config.network_weight * (_unit_energy(normalize_features(maps)) if unit else maps))
+        else:
+            parts.append(_unit_energy(maps) if unit and name == "mind" else maps)
+    return _unit_energy(torch.cat(parts)) if unit else torch.cat(parts)
+
+
 def registration_features(image: torch.Tensor, features: str, net: nn.Module | None = None,
                           config: RegistrationConfig | None = None) -> torch.Tensor:
     """Features ``(C, *size)`` of one image ``(*size)`` (intensities in [0, 1]) for a named feature set.
 
     ``config.scaling="unit"``: each group is scaled to unit energy (the network group then weighted), and so is
     the concatenation; ``"raw"``: MIND as computed beside ``network_weight`` times the raw network features.
+    A ``network_pca`` basis needs both images: see :func:`pair_features`.
     """
     config = config or RegistrationConfig()
-    if features not in FEATURE_SETS:
-        raise ValueError(f"features must be one of {FEATURE_SETS}, got {features!r}")
-    if "network" in features and net is None:
-        raise ValueError(f"features={features!r} needs a network (net=None)")
-    x, unit = image.float()[None, None], config.scaling == "unit"
-    groups = []
-    if features == "intensity":
-        groups.append(local_normalize(x, config.intensity_sigma)[0])
-    if "network" in features:
-        raw = extract_features(net, image.float(), window=config.window, overlap=config.overlap,
-                               progress=False)
-        groups.append(config.network_weight * (_unit_energy(normalize_features(raw)) if unit else raw))
-    if "mind" in features:
-        mind = mind_ssc(x, config.mind)[0]
-        groups.append(_unit_energy(mind) if unit else mind)
-    return _unit_energy(torch.cat(groups)) if unit else torch.cat(groups)
+    if config.network_pca and "network" in features:
+        raise ValueError("network_pca fits one basis to both images: use pair_features(fixed, moving, ...)")
+    return _combine(_feature_groups(image, features, net, config), config)
+
+
+def _pair_groups(fixed: torch.Tensor, moving: torch.Tensor, features: str, net: nn.Module | None,
+                 config: RegistrationConfig) -> list[dict[str, torch.Tensor]]:
+    groups = [_feature_groups(image, features, net, config) for image in (fixed, moving)]
+    if config.network_pca and "network" in features:
+        masks = (fixed > config.foreground, moving > config.foreground)
+        projected = joint_pca(groups[0]["network"], groups[1]["network"], masks, config.network_pca)
+        for group, maps in zip(groups, projected, strict=True):
+            group["network"] = maps
+    return groups
+
+
+def pair_features(fixed: torch.Tensor, moving: torch.Tensor, features: str, net: nn.Module | None = None,
+                  config: RegistrationConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The feature stacks of a fixed and a moving image, the network group projected onto a basis fitted to
+    both (``config.network_pca``; otherwise each image's features alone, as :func:`registration_features`)."""
+    config = config or RegistrationConfig()
+    fixed_groups, moving_groups = _pair_groups(fixed, moving, features, net, config)
+    return _combine(fixed_groups, config), _combine(moving_groups, config)
+
+
+def _register_pair(fixed: torch.Tensor, moving: torch.Tensor, features: str, net: nn.Module | None,
+                   config: RegistrationConfig) -> torch.Tensor:
+    """One pass of the solver on a pair of images: features, then :func:`register_features`."""
+    groups = _pair_groups(fixed, moving, features, net, config)
+    refine = None
+    if not config.network_refines and len(groups[0]) > 1:  # the Adam stage on the groups besides the network
+        refine = tuple(_combine({k: v for k, v in group.items() if k != "network"}, config) for group in groups)
+    return register_features(_combine(groups[0], config), _combine(groups[1], config), config, refine)
 
 
 # ----------------------------------------------------------------------------------------------- solver
@@ -282,9 +259,13 @@ def _affine_stage(fixed: torch.Tensor, moving: torch.Tensor, config: Registratio
     return torch.cat([eye + linear, shift], 2).detach()
 
 
-def register_features(fixed: torch.Tensor, moving: torch.Tensor,
-                      config: RegistrationConfig | None = None) -> torch.Tensor:
-    """Displacement ``(dim, *size)`` aligning two feature maps ``(C, *size)``: the feature-agnostic core."""
+def register_features(fixed: torch.Tensor, moving: torch.Tensor, config: RegistrationConfig | None = None,
+                      refine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Displacement ``(dim, *size)`` aligning two feature maps ``(C, *size)``: the feature-agnostic core.
+
+    ``refine``: another pair of feature maps (same grid) for the Adam stage alone; by default it refines on
+    ``fixed`` and ``moving`` too.
+    """
     config = config or RegistrationConfig()
     if fixed.shape != moving.shape:
         raise ValueError(f"fixed and moving features differ in shape: {tuple(fixed.shape)} vs "
@@ -292,14 +273,20 @@ def register_features(fixed: torch.Tensor, moving: torch.Tensor,
     size = tuple(fixed.shape[1:])
     pair = to_grid(torch.stack([fixed, moving]).float(), grid_size(size, config.fine_factor))
     target, source = pair[:1], pair[1:]
+    if refine is not None:
+        refine_pair = to_grid(torch.stack(refine).float(), grid_size(size, config.fine_factor))
+        refine_target, refine_source = refine_pair[:1], refine_pair[1:]
+    else:
+        refine_target, refine_source = target, source
     matrix = _affine_stage(target, source, config) if config.affine_iterations > 0 else None
     if matrix is not None:
-        source = warp(source, affine_displacement(matrix, tuple(target.shape[2:])))
+        affine = affine_displacement(matrix, tuple(target.shape[2:]))
+        source, refine_source = warp(source, affine), (warp(refine_source, affine) if refine is not None else source)
     if config.search_radius > 0:
         u = _convex_stage(target, source, config)
     else:
         u = pair.new_zeros(1, len(size), *pair.shape[2:])
-    u = _adam_stage(target, source, u, config)
+    u = _adam_stage(refine_target, refine_source, u, config)
     if matrix is not None:  # moving at x + u + a(x + u) = x + a(x) + M u: the deformation, then the affine
         linear = matrix[0, :, :-1]
         u = affine_displacement(matrix, tuple(u.shape[2:])) + torch.einsum("ij,bj...->bi...", linear, u)
@@ -324,11 +311,10 @@ def register(fixed: torch.Tensor, moving: torch.Tensor, features: str = "mind", 
         raise ValueError(f"fixed and moving must share one 2D or 3D shape, got {tuple(fixed.shape)} and "
                          f"{tuple(moving.shape)}")
     start = time.perf_counter()
-    target = registration_features(fixed, features, net, config)
-    displacement = register_features(target, registration_features(moving, features, net, config), config)
+    displacement = _register_pair(fixed, moving, features, net, config)
     warped = warp(moving.float()[None, None], displacement[None])[0, 0]
     for _ in range(config.passes - 1):  # the rest, on features of the moving image as warped so far
-        rest = register_features(target, registration_features(warped, features, net, config), config)
+        rest = _register_pair(fixed, warped, features, net, config)
         displacement = rest + warp(displacement[None], rest[None])[0]  # moving at x + r(x) + u(x + r(x))
         warped = warp(moving.float()[None, None], displacement[None])[0, 0]
     return RegistrationResult(displacement, warped, time.perf_counter() - start)

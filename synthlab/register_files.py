@@ -23,7 +23,8 @@ from .data.frame import common_frame, grid_points, sample_grid, sample_world, to
 from .dist import resolve_device
 from .eval_reg import load_feature_net
 from .metrics import folding_percent, mean_dice
-from .register import FEATURE_SETS, RegistrationConfig, register
+from .register import FEATURE_SETS, register
+from .registration_config import RegistrationConfig
 
 __all__ = ["register_files"]
 

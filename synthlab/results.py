@@ -29,6 +29,7 @@ from .cli import USER_ERRORS, Parser, input_error
 from .eval_seg import paired_gain
 from .io import write_text_atomic
 from .profiles import Profile
+from .registration_config import preset_name
 from .studies import STUDIES, TABLES, load_study
 from .studies.render import render_blocks
 
@@ -250,7 +251,7 @@ def _registration_cell(names: tuple[str, ...]) -> str:
         return "no study file yet (see Measured figures)"
     epe: dict[str, dict[str, float]] = {}  # solver -> "mind" | "random" | a trained network -> EPE
     for report in reports:
-        solver = "anatomix" if report["registration_config"].get("scaling") == "raw" else "synthlab"
+        solver = preset_name(report["registration_config"])
         for features, row in report["results"].items():
             if features in ("mind", "network+mind"):
                 key = "mind" if features == "mind" else "random" if report["checkpoint"] == "none" else \

@@ -15,7 +15,17 @@ import torch
 from synthlab.data import find_data_root
 from synthlab.eval_reg import ProtocolConfig, evaluate_registration, random_contrast, random_deformation
 from synthlab.metrics import dice_per_label, endpoint_error, folding_percent
-from synthlab.register import SOLVER_PRESETS, RegistrationConfig, register, register_features, registration_features
+from synthlab.nets import build_unet
+from synthlab.register import (
+    SOLVER_PRESETS,
+    RegistrationConfig,
+    joint_pca,
+    pair_features,
+    register,
+    register_features,
+    registration_features,
+)
+from synthlab.registration_config import preset_name
 from synthlab.spatial import affine_displacement, affine_matrix, gaussian_blur, warp
 
 DATA_ROOT = find_data_root()
@@ -108,6 +118,52 @@ def test_later_passes_register_what_the_first_left_and_compose_with_it() -> None
     errors = [endpoint_error(register(fixed, moving, "mind", config=replace(weak, passes=p)).displacement, truth)
               for p in (1, 2)]
     assert errors[1] < 0.9 * errors[0]  # the second pass goes on from where the first stopped
+
+
+def test_joint_pca_finds_the_shared_direction_and_one_basis() -> None:
+    generator = torch.Generator().manual_seed(0)
+    direction = torch.tensor([3.0, 4.0, 0.0, 0.0]) / 5  # the one direction along which both maps vary
+    fixed_signal, moving_signal = torch.randn((2, 6, 7), generator=generator)
+    fixed = direction.view(4, 1, 1) * fixed_signal + 0.01 * torch.randn((4, 6, 7), generator=generator) + 2.0
+    moving = direction.view(4, 1, 1) * moving_signal + 0.01 * torch.randn((4, 6, 7), generator=generator) + 2.0
+    everywhere = torch.ones(6, 7, dtype=torch.bool)
+    first, second = joint_pca(fixed, moving, (everywhere, everywhere), 1)
+    assert first.shape == (1, 6, 7) and second.shape == (1, 6, 7)
+    pooled_mean = torch.cat([fixed_signal.flatten(), moving_signal.flatten()]).mean()
+    sign = torch.sign((first[0] * fixed_signal).sum())  # an axis has no sign of its own
+    torch.testing.assert_close(sign * first[0], fixed_signal - pooled_mean, atol=0.05, rtol=0)
+    torch.testing.assert_close(sign * second[0], moving_signal - pooled_mean, atol=0.05, rtol=0)  # same basis
+    masked = torch.zeros(6, 7, dtype=torch.bool)
+    masked[:3] = True  # the basis is fitted to the masked voxels only, but every voxel is projected
+    assert joint_pca(fixed, moving, (masked, masked), 2)[0].shape == (2, 6, 7)
+    with pytest.raises(ValueError, match="network_pca must be in 1..4"):
+        joint_pca(fixed, moving, (everywhere, everywhere), 5)
+
+
+def test_pair_features_share_a_basis_and_registration_features_refuses_it() -> None:
+    fixed, moving, truth = _deformed_pair(size=24)
+    net = build_unet("small", 3)
+    config = replace(FAST, network_pca=4)
+    target, source = pair_features(fixed, moving, "network+mind", net, config)
+    assert target.shape == source.shape == (4 + 12, 24, 24, 24)  # four components beside MIND's 12 channels
+    with pytest.raises(ValueError, match="use pair_features"):
+        registration_features(fixed, "network+mind", net, config)
+    plain = pair_features(fixed, moving, "network+mind", net, FAST)  # without a basis: each image on its own
+    torch.testing.assert_close(plain[0], registration_features(fixed, "network+mind", net, FAST))
+    result = register(fixed, moving, "network+mind", net, config=config)
+    assert endpoint_error(result.displacement, truth) < 0.6 * endpoint_error(torch.zeros_like(truth), truth)
+
+
+def test_preset_name_reads_a_stored_config_back() -> None:
+    from dataclasses import asdict
+
+    for name, preset in SOLVER_PRESETS.items():
+        stored = json.loads(json.dumps(asdict(replace(preset, iterations=7))))  # a profile's iterations aside
+        assert preset_name(stored) == name
+    older = json.loads(json.dumps(asdict(SOLVER_PRESETS["anatomix"])))
+    del older["network_pca"]  # a file written before the setting existed
+    assert preset_name(older) == "anatomix"
+    assert preset_name(json.loads(json.dumps(asdict(replace(SOLVER_PRESETS["anatomix"], lambda_=9.0))))) == "custom"
 
 
 def test_identical_images_give_near_zero_displacement() -> None:

@@ -204,14 +204,14 @@ def test_registration_studies_of_one_protocol_render_as_one_table_once_every_fil
         monkeypatch: pytest.MonkeyPatch) -> None:
     from synthlab.studies import render
 
-    def study(checkpoint: str, features: list[str], scaling: str, epe: float) -> dict:
+    def study(checkpoint: str, features: list[str], scaling: str, epe: float, **settings: float) -> dict:
         stats = {"epe_before": {"mean": 2.5, "std": 0.5}, "epe": {"mean": epe, "std": 0.01},
                  "folding_percent": {"mean": 0.02, "std": 0.0}, "seconds": {"mean": 30.0, "std": 1.0}}
         return {"provenance": {"date": "2026-12-03T00:00:00", "cpus": 2, "commit": "abcdef0123",
                                "command": "python -m synthlab eval-reg --data d",
                                "machine": {"processor": "x86_64", "torch": "2.13.0", "threads": 1}},
                 "data": "brain_tumor_mri/study1", "fixed": "T1prereg", "moving": "FLAIRreg", "seeds": [0, 1, 2],
-                "checkpoint": checkpoint, "registration_config": {"scaling": scaling},
+                "checkpoint": checkpoint, "registration_config": {"scaling": scaling, **settings},
                 "results": {name: stats | {"epe": {"mean": epe + i, "std": 0.01}} for i, name in enumerate(features)}}
 
     names = studies.TABLES["registration-brain"]
@@ -219,11 +219,14 @@ def test_registration_studies_of_one_protocol_render_as_one_table_once_every_fil
                              study("none", ["network+mind"], "unit", 0.6),
                              study("synthlab-3d", ["mind", "network+mind"], "raw", 0.7),
                              study("none", ["network+mind"], "raw", 0.8),
-                             study("synthlab-supcon-3d", ["network+mind"], "raw", 0.65)], strict=True))
+                             study("synthlab-supcon-3d", ["network+mind"], "raw", 0.65),
+                             study("synthlab-3d", ["mind", "network+mind"], "raw", 0.9, search_radius=5, lambda_=2.0,
+                                   network_weight=0.4)], strict=True))
     monkeypatch.setattr(render, "load_study", lambda name: files.get(name))
     table = render.render_blocks()["registration-brain"]
     assert "| synthlab | mind |  | 0.500 ± 0.010 |" in table
     assert "| anatomix | network+mind | random init | 0.800" in table
+    assert "| anatomix-wide | mind |  | 0.900" in table  # the preset is read from the stored settings
     assert "| synthlab | network+mind | `synthlab-3d` | 1.500" in table and "2.50 ± 0.50 voxels before" in table
     assert all(f"`{name}`: measured 2026-12-03" in table for name in names)
     from synthlab import results

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..checkpoint import ALIASES
+from ..registration_config import preset_name
 from ..shipped import recipe_names, training_record
 from . import STUDIES, TABLES, how_to_make, load_study, machine_words
 
@@ -124,10 +125,6 @@ def _network(report: dict[str, Any], features: str) -> str:
     return "random init" if report["checkpoint"] == "none" else f"`{report['checkpoint']}`"
 
 
-def _solver(report: dict[str, Any]) -> str:
-    return "anatomix" if report["registration_config"].get("scaling") == "raw" else "synthlab"
-
-
 def render_registration_table(reports: dict[str, dict[str, Any]]) -> str:
     """Several ``eval-reg`` studies of one protocol as one table, then where each study came from.
 
@@ -149,7 +146,7 @@ def render_registration_table(reports: dict[str, dict[str, Any]]) -> str:
                 "|---|---|---|---|---|---|"]
     for report in reports.values():
         for features, row in report["results"].items():
-            head = f"| {_solver(report)} | {features} | {_network(report, features)} | "
+            head = f"| {preset_name(report['registration_config'])} | {features} | {_network(report, features)} | "
             if labelled:
                 cells = [f"{row[c]['dice']['mean']:.3f} ± {row[c]['dice']['std']:.3f}" for c in changes]
                 folding = max(row[c]["folding_percent"]["mean"] for c in changes)
