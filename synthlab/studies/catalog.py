@@ -102,19 +102,13 @@ STUDIES: dict[str, Study] = {study.name: study for study in (
              "--seeds", "20", "--arms", "pretrained", "--lr-finetune", "0.01", "--freeze-fraction", "0"),
             "about 11 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot-lpft-20seeds")
       for objective, paper in _OTHER_2D),
-    Study("fewshot-2d-voco-3-5shot-lpft-20seeds",
-          "Does VoCo's network gain at 3 and 5 labelled scans when fine-tuned from a head fitted first (LP-FT, its "
-          "learning rate tuned at 3 shots), against the 20-seed scratch arm (20 seeds)?",
-          (*_FEWSHOT_2D, "--checkpoint", "synthlab-voco-2d", "--shots", "3", "5", "--seeds", "20", "--tune-heads",
-           "probe", "--arms", "pretrained"),
-          "about 17 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot-lpft-20seeds"),
-    Study("fewshot-2d-voxnce-3-5shot-lpft-20seeds",
-          "Is synthlab's own same-voxel network's loss at 3 and 5 labelled scans the random head's doing: fine-tuned "
-          "from a head fitted first (LP-FT, its learning rate tuned at 3 shots), does it still lose to scratch "
-          "(20 seeds)?",
-          (*_FEWSHOT_2D, "--checkpoint", "synthlab-voxnce-2d", "--shots", "3", "5", "--seeds", "20", "--tune-heads",
-           "probe", "--arms", "pretrained"),
-          "about 17 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot-lpft-20seeds"),
+    *(Study(f"fewshot-2d-{objective}-3-5shot-lpft-20seeds",
+            f"Fine-tuned from a head fitted first (LP-FT, its learning rate tuned at 3 shots) instead of a random "
+            f"one, does {paper} network gain at 3 and 5 labelled scans over the 20-seed scratch arm (20 seeds)?",
+            (*_FEWSHOT_2D, "--checkpoint", f"synthlab-{objective}-2d", "--shots", "3", "5", "--seeds", "20",
+             "--tune-heads", "probe", "--arms", "pretrained"),
+            "about 17 minutes on 2 cores", scratch_from="fewshot-2d-supcon-3-5shot-lpft-20seeds")
+      for objective, paper in _OTHER_2D),
     Study("registration-brain-synthlab",
           "Which features recover a known deformation between two contrasts best, with synthlab's solver?",
           (*_BRAIN, "--checkpoint", "synthlab-3d", "--features", "intensity", "mind", "network", "network+mind"),
