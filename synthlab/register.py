@@ -148,6 +148,7 @@ def registration_features(image: torch.Tensor, features: str, net: nn.Module | N
 
 def _pair_groups(fixed: torch.Tensor, moving: torch.Tensor, features: str, net: nn.Module | None,
                  config: RegistrationConfig) -> list[dict[str, torch.Tensor]]:
+    """Both images' feature groups, the network group of each projected onto one joint basis when asked."""
     groups = [_feature_groups(image, features, net, config) for image in (fixed, moving)]
     if config.network_pca and "network" in features:
         masks = (fixed > config.foreground, moving > config.foreground)
@@ -281,7 +282,8 @@ def register_features(fixed: torch.Tensor, moving: torch.Tensor, config: Registr
     matrix = _affine_stage(target, source, config) if config.affine_iterations > 0 else None
     if matrix is not None:
         affine = affine_displacement(matrix, tuple(target.shape[2:]))
-        source, refine_source = warp(source, affine), (warp(refine_source, affine) if refine is not None else source)
+        source = warp(source, affine)
+        refine_source = warp(refine_source, affine) if refine is not None else source
     if config.search_radius > 0:
         u = _convex_stage(target, source, config)
     else:

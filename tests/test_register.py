@@ -110,6 +110,8 @@ def test_the_affine_stage_alone_undoes_a_rotation_and_its_field_composes_with_th
     assert after < 0.05 * before
     none = register_features(fixed, moving, replace(only_affine, affine_iterations=0))
     assert torch.equal(none, torch.zeros_like(none))  # without the stage, nothing moves in this configuration
+    refined = register_features(fixed, moving, replace(only_affine, iterations=20))  # Adam on the affinely moved
+    assert ((warp(moving[None], refined[None])[0] - fixed) ** 2)[inner].mean() < 0.05 * before
 
 
 def test_later_passes_register_what_the_first_left_and_compose_with_it() -> None:
@@ -152,6 +154,16 @@ def test_pair_features_share_a_basis_and_registration_features_refuses_it() -> N
     torch.testing.assert_close(plain[0], registration_features(fixed, "network+mind", net, FAST))
     result = register(fixed, moving, "network+mind", net, config=config)
     assert endpoint_error(result.displacement, truth) < 0.6 * endpoint_error(torch.zeros_like(truth), truth)
+
+
+def test_network_kept_out_of_the_adam_stage_refines_on_mind_alone() -> None:
+    fixed, moving, _ = _deformed_pair(size=24)
+    net = build_unet("small", 3)
+    adam_only = replace(FAST, search_radius=0, network_refines=False)  # no discrete stage: Adam alone decides
+    without = register(fixed, moving, "network+mind", net, config=adam_only).displacement
+    torch.testing.assert_close(without, register(fixed, moving, "mind", config=adam_only).displacement)
+    with_network = register(fixed, moving, "network+mind", net, config=replace(adam_only, network_refines=True))
+    assert not torch.allclose(with_network.displacement, without)
 
 
 def test_preset_name_reads_a_stored_config_back() -> None:
