@@ -93,15 +93,13 @@ class RegistrationConfig:
         for name in ("fine_factor", "patch", "passes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("search_radius", "iterations", "lambda_", "network_weight", "affine_iterations", "network_pca"):
+        for name in ("search_radius", "iterations", "lambda_", "network_weight", "affine_iterations", "network_pca",
+                     "cost_sigma", "data_weight", "foreground"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("learning_rate", "affine_learning_rate"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("cost_sigma", "data_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.scaling not in ("unit", "raw"):
             raise ValueError(f"scaling must be 'unit' or 'raw', got {self.scaling!r}")
 
