@@ -293,7 +293,8 @@ if has_data:
 # probe tells whether a gain comes from the features themselves. In the study the `supcon` network's frozen
 # levels already name the two parts of the hippocampus (its probe well above the untrained network's), which
 # is where its fine-tuning gain comes from; the `voxnce`, `voco` and `rasd` networks gain nothing from a random
-# head (20 seeds, notebook 05), though `voxnce` does from a fitted head at 3 and 5 shots (+0.05, the README).
+# head (20 seeds, notebook 05), though from a fitted head every one of them gains at 3 and 5 shots: `rasd` as much
+# as `supcon` (+0.06), `voxnce` +0.05, `voco` +0.03 (20 seeds each, the README).
 #
 # ## Try it: how the cases look across the data set
 #
