@@ -192,13 +192,14 @@ if feature_match:
 # same seeds (each seed its own labelled subject, initialisation and batches, shared by every arm), with its
 # learning rate tuned on validation cases, paired with one scratch arm: 20 seeds at 1 shot, 10 at 3 and 5, and
 # again 20 at 3 and 5 with the settings those chose, every arm trained on one machine (there `supcon` starts from
-# a head fitted on its frozen network, the other three from a random one, as their tuning chose). Left: every
-# seed's test Dice; right: each network's paired gain over scratch, seed by seed, with its mean ± SE and
-# bootstrap interval.
+# a head fitted on its frozen network, the other three from a random one, as their tuning chose); last, all four
+# from a fitted head (20 seeds, the same scratch arm), where every one of them gains. Left: every seed's test
+# Dice; right: each network's paired gain over scratch, seed by seed, with its mean ± SE and bootstrap interval.
 
 # %%
 for table, shots in (("fewshot-2d-1shot-networks", "1 shot"), ("fewshot-2d-3-5shot-networks", "3 and 5 shots"),
-                     ("fewshot-2d-3-5shot-20seeds-networks", "3 and 5 shots, 20 seeds")):
+                     ("fewshot-2d-3-5shot-20seeds-networks", "3 and 5 shots, 20 seeds"),
+                     ("fewshot-2d-3-5shot-lpft-networks", "3 and 5 shots, 20 seeds, head fitted first")):
     network_studies = TABLES[table]
     network_report = networks_report(network_studies)
     if missing := not_run(network_studies):

@@ -79,11 +79,13 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("VoCo", "crop-position pretraining beats training from scratch",
           "as row 1, VoCo objective on the same backbone and budget",
           "BTCV 86.64 vs 82.79 Dice % (baseline)", "segmentation", "voco", "fewshot-2d-voco-1shot",
-          also=("fewshot-2d-voco-3-5shot",)),
+          also=("fewshot-2d-voco-3-5shot", "fewshot-2d-voco-3-5shot-20seeds",
+                "fewshot-2d-voco-3-5shot-lpft-20seeds")),
     Claim("RaSD", "random-field synthetic pretraining beats scratch consistently",
           "as row 1, RaSD objective on the same backbone and budget",
           "beats scratch consistently (abstract; 56 tasks, 6 modalities)", "segmentation", "rasd",
-          "fewshot-2d-rasd-1shot", also=("fewshot-2d-rasd-3-5shot",)),
+          "fewshot-2d-rasd-1shot", also=("fewshot-2d-rasd-3-5shot", "fewshot-2d-rasd-3-5shot-20seeds",
+                "fewshot-2d-rasd-3-5shot-lpft-20seeds")),
 )
 
 

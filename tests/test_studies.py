@@ -276,6 +276,10 @@ def test_fewshot_studies_sharing_a_scratch_arm_render_as_one_table_once_every_fi
     assert "| arm | setting (tuned on validation) |" in text and "linear probe" not in text
     rows = text.splitlines()[:2 + len(names)]
     assert {row.count("|") for row in rows} == {rows[0].count("|")}  # every row as wide as its header
+    del bare[names[0]]["settings"]["tuning"]  # one network given its setting, the others tuned: each row says which
+    mixed = render.render_fewshot_networks(bare)
+    assert "| arm | setting (tuned on validation, or given) |" in mixed
+    assert "| fine-tuned from `net-a` | lr 0.003; given |" in mixed and "| lr 0.003; tuned |" in mixed
     last = files.pop(names[-1])  # a missing network: its row is left out and the table says how to make it
     partial = render.render_blocks()["fewshot-2d-1shot-networks"]
     assert partial.count("| fine-tuned from") == len(names) - 1

@@ -218,6 +218,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "fewshot-2d-3-5shot-20seeds-networks": ("fewshot-2d-supcon-3-5shot-lpft-20seeds",
                                             *(f"fewshot-2d-{objective}-3-5shot-20seeds"
                                               for objective in ("voco", "rasd", "voxnce"))),
+    "fewshot-2d-3-5shot-lpft-networks": tuple(f"fewshot-2d-{objective}-3-5shot-lpft-20seeds"
+                                              for objective in ("supcon", "voco", "rasd", "voxnce")),
     "fewshot-3d-1shot-networks": ("fewshot-3d-supcon-1shot", "fewshot-3d-voxnce-1shot"),
     "registration-brain": ("registration-brain-synthlab", "registration-brain-synthlab-random",
                            "registration-brain-anatomix", "registration-brain-anatomix-random",

@@ -84,8 +84,10 @@ def render_fewshot_networks(reports: dict[str, dict[str, Any] | None]) -> str:
     shots = [str(k) for k in first["settings"]["shots"]]
     untrained = first.get("probe_random") or {}
     probed = bool(untrained) or any(report.get("probe") for report in reports.values())  # else no probe column
-    tuned = all(report["settings"].get("tuning") for report in reports.values())
-    rows = [f"| arm | setting ({'tuned on validation' if tuned else 'given'}) | " + " | ".join(
+    how = {bool(report["settings"].get("tuning")) for report in reports.values()}
+    mixed = len(how) > 1  # then each pretrained row says how its setting was chosen
+    heading = "tuned on validation, or given" if mixed else "tuned on validation" if True in how else "given"
+    rows = [f"| arm | setting ({heading}) | " + " | ".join(
         f"{k}-shot Dice | paired gain over scratch [95 % interval] | seeds positive" for k in shots)
         + (" | linear probe on its levels |" if probed else " |"),
         "|---|---|" + "---|---|---|" * len(shots) + ("---|" if probed else "")]
@@ -100,7 +102,10 @@ def render_fewshot_networks(reports: dict[str, dict[str, Any] | None]) -> str:
             cells.append(f"{_mean_sem(report['pretrained'][k])} | {_gain(gain)} | "
                          f"{sum(d > 0 for d in gain['per_seed'])} of {len(gain['per_seed'])}")
         probe = report.get("probe") or {}
-        rows.append(f"| fine-tuned from `{report['settings']['checkpoint']}` | {_setting(report, 'pretrained')} | "
+        setting = _setting(report, "pretrained")
+        if mixed:
+            setting += "; tuned" if report["settings"].get("tuning") else "; given"
+        rows.append(f"| fine-tuned from `{report['settings']['checkpoint']}` | {setting} | "
                     + " | ".join(cells) + " |" + probe_cell(_mean_sem(probe[shots[0]]) if probe else ""))
     settings = first["settings"]
     lines = [*rows, "", f"Hippocampus, {settings['dim']}D, {settings['seeds']} seeds (each its own subject, the same "
