@@ -147,9 +147,14 @@ def registration_features(image: torch.Tensor, features: str, net: nn.Module | N
 
 
 def _pair_groups(fixed: torch.Tensor, moving: torch.Tensor, features: str, net: nn.Module | None,
-                 config: RegistrationConfig) -> list[dict[str, torch.Tensor]]:
-    """Both images' feature groups, the network group of each projected onto one joint basis when asked."""
-    groups = [_feature_groups(image, features, net, config) for image in (fixed, moving)]
+                 config: RegistrationConfig, fixed_groups: dict[str, torch.Tensor] | None = None
+                 ) -> list[dict[str, torch.Tensor]]:
+    """Both images' feature groups (the fixed image's given when already computed), the network group of each
+    projected onto one joint basis when asked."""
+    if fixed_groups is None:
+        fixed_groups = _feature_groups(fixed, features, net, config)
+    # a copy of the fixed groups: a joint basis replaces its network group, and the caller's stays as computed
+    groups = [dict(fixed_groups), _feature_groups(moving, features, net, config)]
     if config.network_pca and "network" in features:
         masks = (fixed > config.foreground, moving > config.foreground)
         projected = joint_pca(groups[0]["network"], groups[1]["network"], masks, config.network_pca)
@@ -167,10 +172,10 @@ def pair_features(fixed: torch.Tensor, moving: torch.Tensor, features: str, net:
     return _combine(fixed_groups, config), _combine(moving_groups, config)
 
 
-def _register_pair(fixed: torch.Tensor, moving: torch.Tensor, features: str, net: nn.Module | None,
-                   config: RegistrationConfig) -> torch.Tensor:
-    """One pass of the solver on a pair of images: features, then :func:`register_features`."""
-    groups = _pair_groups(fixed, moving, features, net, config)
+def _register_pair(fixed: torch.Tensor, fixed_groups: dict[str, torch.Tensor], moving: torch.Tensor, features: str,
+                   net: nn.Module | None, config: RegistrationConfig) -> torch.Tensor:
+    """One pass of the solver on a pair of images: the moving image's features, then :func:`register_features`."""
+    groups = _pair_groups(fixed, moving, features, net, config, fixed_groups)
     refine = None
     if not config.network_refines and len(groups[0]) > 1:  # the Adam stage on the groups besides the network
         refine = tuple(_combine({k: v for k, v in group.items() if k != "network"}, config) for group in groups)
@@ -313,10 +318,11 @@ def register(fixed: torch.Tensor, moving: torch.Tensor, features: str = "mind", 
         raise ValueError(f"fixed and moving must share one 2D or 3D shape, got {tuple(fixed.shape)} and "
                          f"{tuple(moving.shape)}")
     start = time.perf_counter()
-    displacement = _register_pair(fixed, moving, features, net, config)
+    fixed_groups = _feature_groups(fixed, features, net, config)  # computed once for every pass
+    displacement = _register_pair(fixed, fixed_groups, moving, features, net, config)
     warped = warp(moving.float()[None, None], displacement[None])[0, 0]
     for _ in range(config.passes - 1):  # the rest, on features of the moving image as warped so far
-        rest = _register_pair(fixed, warped, features, net, config)
+        rest = _register_pair(fixed, fixed_groups, warped, features, net, config)
         displacement = rest + warp(displacement[None], rest[None])[0]  # moving at x + r(x) + u(x + r(x))
         warped = warp(moving.float()[None, None], displacement[None])[0, 0]
     return RegistrationResult(displacement, warped, time.perf_counter() - start)

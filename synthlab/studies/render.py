@@ -86,7 +86,7 @@ def render_fewshot_networks(reports: dict[str, dict[str, Any] | None]) -> str:
     probed = bool(untrained) or any(report.get("probe") for report in reports.values())  # else no probe column
     how = {bool(report["settings"].get("tuning")) for report in reports.values()}
     mixed = len(how) > 1  # then each pretrained row says how its setting was chosen
-    heading = "tuned on validation, or given" if mixed else "tuned on validation" if True in how else "given"
+    heading = "tuned on validation, or given" if mixed else "tuned on validation" if how == {True} else "given"
     rows = [f"| arm | setting ({heading}) | " + " | ".join(
         f"{k}-shot Dice | paired gain over scratch [95 % interval] | seeds positive" for k in shots)
         + (" | linear probe on its levels |" if probed else " |"),
